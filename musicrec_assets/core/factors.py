@@ -1,0 +1,132 @@
+"""A trained factor model: the one shape every backend (explicit ALS, `implicit`, Spark) returns.
+
+Predicted score of user ``u`` for artist ``i``::
+
+    explicit:  r̂(u, i) = μ + b_u + b_i + x_u · y_i
+    implicit:  p̂(u, i) = x_u · y_i
+
+``user_vectors()`` and ``item_vectors()`` fold the biases into two extra columns
+(``[x_u, 1, μ + b_u]`` and ``[y_i, b_i, 1]``) so that every score is one dot product:
+the serving code, the SQL tables and the MLflow model need no special case for biases.
+
+Saved as one ``.npz`` (``allow_pickle=False``) plus a JSON sidecar, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Feedback = Literal["explicit", "implicit"]
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Hyperparameters a model was trained with; fold-in needs the same ones."""
+
+    feedback: Feedback
+    rank: int
+    regularization: float
+    iterations: int = 15
+    # explicit: scale λ by each row's rating count (ALS-WR, as Spark MLlib does)
+    weighted_regularization: bool = True
+    use_biases: bool = True
+    # implicit: confidence = 1 + alpha * scale(plays), scale in raw | log1p | bm25
+    alpha: float = 1.0
+    confidence: str = "log1p"
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class FactorModel:
+    params: TrainingParams
+    user_ids: np.ndarray  # (n_users,) str, row index -> user id
+    item_ids: np.ndarray  # (n_items,) str, column index -> artist id
+    user_factors: np.ndarray  # (n_users, rank) float32
+    item_factors: np.ndarray  # (n_items, rank) float32
+    global_mean: float = 0.0
+    user_bias: np.ndarray | None = None  # (n_users,) explicit only
+    item_bias: np.ndarray | None = None  # (n_items,) explicit only
+    # extra per-item arrays a confidence scheme needs to treat a new user like a trained one
+    # (e.g. bm25's idf); keys are array names in the .npz
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def has_biases(self) -> bool:
+        return self.user_bias is not None and self.item_bias is not None
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def user_vectors(self) -> np.ndarray:
+        """User embeddings whose dot product with ``item_vectors()`` is the predicted score."""
+        if not self.has_biases:
+            return self.user_factors
+        ones = np.ones((self.n_users, 1), dtype=self.user_factors.dtype)
+        offset = (self.global_mean + self.user_bias).astype(self.user_factors.dtype)[:, None]
+        return np.hstack([self.user_factors, ones, offset])
+
+    def item_vectors(self) -> np.ndarray:
+        if not self.has_biases:
+            return self.item_factors
+        ones = np.ones((self.n_items, 1), dtype=self.item_factors.dtype)
+        bias = self.item_bias.astype(self.item_factors.dtype)[:, None]
+        return np.hstack([self.item_factors, bias, ones])
+
+    def predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """Scores of (user, item) index pairs."""
+        user_index, item_index = np.asarray(user_index), np.asarray(item_index)
+        scores = np.einsum(
+            "ij,ij->i",
+            self.user_factors[user_index].astype(np.float64),
+            self.item_factors[item_index].astype(np.float64),
+        )
+        if self.has_biases:
+            scores += self.global_mean + self.user_bias[user_index] + self.item_bias[item_index]
+        return scores
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``<path>.npz`` and ``<path>.json``; returns the .npz path."""
+        path = Path(path)
+        arrays = {
+            "user_ids": self.user_ids.astype(str),
+            "item_ids": self.item_ids.astype(str),
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+        }
+        if self.has_biases:
+            arrays["user_bias"] = self.user_bias
+            arrays["item_bias"] = self.item_bias
+        arrays.update({f"extra_{name}": values for name, values in self.extras.items()})
+        npz_path = path.with_suffix(".npz")
+        np.savez(npz_path, **arrays)
+        meta = {"params": asdict(self.params), "global_mean": float(self.global_mean)}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        return npz_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FactorModel:
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+            data = {name: arrays[name] for name in arrays.files}
+        return cls(
+            params=TrainingParams(**meta["params"]),
+            user_ids=data["user_ids"],
+            item_ids=data["item_ids"],
+            user_factors=data["user_factors"],
+            item_factors=data["item_factors"],
+            global_mean=meta["global_mean"],
+            user_bias=data.get("user_bias"),
+            item_bias=data.get("item_bias"),
+            extras={k[len("extra_"):]: v for k, v in data.items() if k.startswith("extra_")},
+        )

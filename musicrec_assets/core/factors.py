@@ -128,5 +128,5 @@ class FactorModel:
             global_mean=meta["global_mean"],
             user_bias=data.get("user_bias"),
             item_bias=data.get("item_bias"),
-            extras={k[len("extra_"):]: v for k, v in data.items() if k.startswith("extra_")},
+            extras={k[len("extra_") :]: v for k, v in data.items() if k.startswith("extra_")},
         )

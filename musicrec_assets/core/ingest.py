@@ -1,0 +1,398 @@
+"""Ingest landing files into the warehouse, validating every row in DuckDB SQL.
+
+Every record of a file ends up in exactly one place: its table (accepted) or
+``rejected_rows`` (with a reason), so ``rows_read = rows_accepted + rows_rejected``.
+One file is one transaction, recorded in the ``ingested_files`` ledger by its sha256, so the
+same content is never ingested twice.
+
+Parsing has a fast path and a careful one. Most files are well-formed: DuckDB's
+``read_json`` reads them at full speed with every field typed as ``JSON`` (so a string
+``"4.5"`` is still told apart from the number ``4.5``). Only when that fails (a malformed
+line, a record that is not an object) do we read the file record by record as text to find
+and quarantine the bad ones.
+
+Ratings rejected only because their user or artist is not known yet are retried by
+:func:`retry_pending_ratings` once those ids arrive, and then move from rejected to accepted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from musicrec_assets.core.landing import LandingFile
+from musicrec_assets.core.warehouse import ensure_schema, scalar, transaction
+
+FIELDS = {
+    "users": ("id", "first_name", "last_name"),
+    "artists": ("id", "name"),
+    "ratings": ("user_id", "artist_id", "rating", "plays", "timestamp"),
+}
+KEYS = {"users": ("id",), "artists": ("id",), "ratings": ("user_id", "artist_id")}
+
+UNKNOWN_USER = "unknown user_id"
+UNKNOWN_ARTIST = "unknown artist_id"
+DUPLICATE = "duplicate key within file"
+# a line of JSON Lines is read as one text column; no valid JSON contains these control bytes
+_NO_DELIMITER = "\x1f\x1e"
+
+
+@dataclass
+class IngestReport:
+    path: str
+    kind: str
+    sha256: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False  # same content was ingested before
+
+
+def _json_columns(kind: str) -> str:
+    return "{" + ", ".join(f"'{name}': 'JSON'" for name in FIELDS[kind]) + "}"
+
+
+def _parse_fast(con, file: LandingFile, json_format: str) -> None:
+    """Typed read of a well-formed file; raises duckdb.Error when any record is bad."""
+    fields = ", ".join(f'"{n}"' for n in FIELDS[file.kind])
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE parsed AS
+        SELECT row_number() OVER () AS record_no, NULL::VARCHAR AS problem,
+               {fields}, NULL::VARCHAR AS raw
+        FROM read_json(?, format = '{json_format}', columns = {_json_columns(file.kind)},
+                       compression = 'auto')
+        """,
+        [str(file.path)],
+    )
+
+
+def _records_as_text(con, file: LandingFile, json_format: str) -> None:
+    """One row per record, as text, numbered by line (JSON Lines) or position (array)."""
+    if json_format == "array":
+        # a malformed array cannot be split into records: it raises, and the caller
+        # quarantines the whole file as one record
+        source = """SELECT row_number() OVER () AS record_no, json::VARCHAR AS raw
+                    FROM read_json(?, format = 'array', records = false,
+                                   columns = {'json': 'JSON'}, compression = 'auto')"""
+    else:
+        source = f"""SELECT * FROM (
+                        SELECT row_number() OVER () AS record_no, line AS raw
+                        FROM read_csv(?, columns = {{'line': 'VARCHAR'}},
+                                      delim = '{_NO_DELIMITER}', quote = '', escape = '',
+                                      header = false, auto_detect = false,
+                                      strict_mode = false, null_padding = true,
+                                      compression = 'auto'))
+                     WHERE trim(coalesce(raw, '')) <> ''"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS {source}", [str(file.path)])
+
+
+def _parse_records(con, kind: str) -> None:
+    """``records(record_no, raw)`` → ``parsed``, flagging text that is not a JSON object."""
+    extracted = ", ".join(
+        f"""json_extract(doc, '$."{name}"') AS "{name}" """ for name in FIELDS[kind]
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE parsed AS
+        WITH documents AS (
+            SELECT *, CASE WHEN json_valid(raw) THEN raw::JSON END AS doc FROM records
+        )
+        SELECT record_no,
+               CASE WHEN doc IS NULL THEN 'malformed JSON'
+                    WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object' END AS problem,
+               {extracted}, raw
+        FROM documents
+        """
+    )
+
+
+# Typed values are read off each field's JSON text (cheap string tests) rather than by
+# re-parsing it: a JSON string starts with a quote, a number casts to DOUBLE, absent is NULL.
+def _text(column: str) -> str:
+    return f"nullif({column}::VARCHAR, 'null')"
+
+
+def _string(column: str) -> str:
+    text = f"{column}::VARCHAR"
+    return f"""CASE WHEN starts_with({text}, '"') THEN
+                   CASE WHEN contains({text}, '\\') THEN {column} ->> '$'
+                        ELSE ({text})[2:-2] END END"""
+
+
+def _number(column: str) -> str:
+    text = f"{column}::VARCHAR"
+    return f"CASE WHEN NOT starts_with({text}, '\"') THEN TRY_CAST({text} AS DOUBLE) END"
+
+
+def _identifier(column: str) -> str:
+    """Ids are JSON strings, or integers taken as their decimal text."""
+    text = f"{column}::VARCHAR"
+    return f"""coalesce({_string(column)},
+                        CASE WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END)"""
+
+
+def _id_checks(name: str) -> list[str]:
+    return [
+        f"WHEN {name}_text IS NULL OR trim({name}_value) = '' THEN 'missing or empty {name}'",
+        f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
+    ]
+
+
+def _validate(con, kind: str) -> None:
+    """``parsed`` → ``validated``: typed values plus the first reason each record fails."""
+    texts = ", ".join(f'{_text(f"p.{n}")} AS "{n}_text"' for n in FIELDS[kind])
+    if kind == "ratings":
+        values = f"""
+            {_identifier("p.user_id")} AS user_id_value,
+            {_identifier("p.artist_id")} AS artist_id_value,
+            {_number("p.rating")} AS rating_value,
+            {_number("p.plays")} AS plays_number,
+            TRY_CAST(plays_number AS BIGINT) AS plays_value,
+            CASE WHEN {_number("p.timestamp")} IS NOT NULL
+                     THEN make_timestamp(TRY_CAST({_number("p.timestamp")} * 1e6 AS BIGINT))
+                 ELSE TRY_CAST({_string("p.timestamp")} AS TIMESTAMPTZ)::TIMESTAMP
+            END AS timestamp_value"""
+        checks = [
+            *_id_checks("user_id"),
+            *_id_checks("artist_id"),
+            "WHEN rating_text IS NOT NULL AND rating_value IS NULL "
+            "THEN 'wrong type: rating must be a number'",
+            "WHEN rating_value NOT BETWEEN 0.5 AND 5.0 THEN 'rating outside 0.5-5.0'",
+            "WHEN plays_text IS NOT NULL AND (plays_number IS NULL "
+            "OR plays_number <> floor(plays_number)) THEN 'wrong type: plays must be an integer'",
+            "WHEN plays_number < 0 THEN 'negative plays'",
+            "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
+            "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
+            "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
+            f"WHEN known_user.id IS NULL THEN '{UNKNOWN_USER}'",
+            f"WHEN known_artist.id IS NULL THEN '{UNKNOWN_ARTIST}'",
+        ]
+        joins = """
+            LEFT JOIN users known_user ON known_user.id = v.user_id_value
+            LEFT JOIN artists known_artist ON known_artist.id = v.artist_id_value"""
+        keys, order = "user_id_value, artist_id_value", "timestamp_value DESC NULLS LAST,"
+    else:
+        names = [n for n in FIELDS[kind] if n != "id"]
+        values = ", ".join(
+            [f"{_identifier('p.id')} AS id_value"]
+            + [f"{_string(f'p.{n}')} AS {n}_value" for n in names]
+        )
+        checks = _id_checks("id") + [
+            f"WHEN {n}_text IS NOT NULL AND {n}_value IS NULL "
+            f"THEN 'wrong type: {n} must be a string'"
+            for n in names
+        ]
+        joins, keys, order = "", "id_value", ""
+
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE validated AS
+        WITH typed AS (SELECT p.*, {texts}, {values} FROM parsed p),
+        checked AS (
+            SELECT v.*, CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END
+                AS reason
+            FROM typed v {joins}
+        ),
+        -- the newest record of a key wins; only keys that repeat pay for the window
+        duplicated_keys AS (
+            SELECT {keys} FROM checked WHERE reason IS NULL
+            GROUP BY ALL HAVING count(*) > 1
+        ),
+        superseded AS (
+            SELECT record_no FROM (
+                SELECT record_no, row_number() OVER (
+                    PARTITION BY {keys} ORDER BY {order} record_no DESC) AS newest_first
+                FROM checked SEMI JOIN duplicated_keys USING ({keys})
+                WHERE reason IS NULL)
+            WHERE newest_first > 1
+        )
+        SELECT c.* EXCLUDE (reason),
+               CASE WHEN s.record_no IS NOT NULL THEN '{DUPLICATE}' ELSE c.reason END AS reason
+        FROM checked c LEFT JOIN superseded s USING (record_no)
+        """
+    )
+
+
+def _raw_record(kind: str) -> str:
+    """The record as text: as read (careful path), or rebuilt from its fields (fast path)."""
+    fields = ", ".join(f'"{n}" := "{n}"' for n in FIELDS[kind])
+    return f"coalesce(raw, to_json(struct_pack({fields}))::VARCHAR)"
+
+
+def _apply_accepted(con, kind: str, source_file: str | None, ingested_at: datetime) -> None:
+    """Upsert ``validated`` rows without a reason into the kind's table.
+
+    Users and artists: by id, keeping known names when the new record has none.
+    Ratings: by (user, artist); the newer timestamp wins, a tie or missing timestamps go to
+    the later file. ``source_file`` None means each row keeps its own (retries).
+    """
+    source = "?" if source_file is not None else "v.source_file"
+    params = [source_file, ingested_at] if source_file is not None else [ingested_at]
+    if kind == "ratings":
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE incoming AS
+            SELECT v.user_id_value AS user_id, v.artist_id_value AS artist_id,
+                   v.rating_value AS rating, v.plays_value AS plays,
+                   v.timestamp_value AS "timestamp", {source} AS source_file,
+                   ?::TIMESTAMP AS ingested_at
+            FROM validated v
+            LEFT JOIN ratings r
+              ON r.user_id = v.user_id_value AND r.artist_id = v.artist_id_value
+            WHERE v.reason IS NULL
+              AND (r.user_id IS NULL
+                   OR coalesce(v.timestamp_value, '-infinity'::TIMESTAMP)
+                      >= coalesce(r."timestamp", '-infinity'::TIMESTAMP))
+            """,
+            params,
+        )
+        con.execute(
+            """DELETE FROM ratings USING incoming i
+               WHERE ratings.user_id = i.user_id AND ratings.artist_id = i.artist_id"""
+        )
+        con.execute("INSERT INTO ratings SELECT * FROM incoming")
+        return
+
+    names = [n for n in FIELDS[kind] if n != "id"]
+    merged = ", ".join(f"coalesce(v.{n}_value, t.{n}) AS {n}" for n in names)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE incoming AS
+        SELECT v.id_value AS id, {merged}, {source} AS source_file,
+               ?::TIMESTAMP AS ingested_at
+        FROM validated v LEFT JOIN {kind} t ON t.id = v.id_value
+        WHERE v.reason IS NULL
+        """,
+        params,
+    )
+    con.execute(f"DELETE FROM {kind} WHERE id IN (SELECT id FROM incoming)")
+    con.execute(f"INSERT INTO {kind} SELECT * FROM incoming")
+
+
+def _reason_counts(con) -> Counter:
+    rows = con.execute(
+        "SELECT reason, count(*) FROM validated WHERE reason IS NOT NULL GROUP BY reason"
+    ).fetchall()
+    return Counter(dict(rows))
+
+
+def already_ingested(con, file: LandingFile) -> bool:
+    """Known by path, size and mtime (cheap), or else by content hash."""
+    query = "SELECT count(*) FROM ingested_files WHERE path = ? AND size_bytes = ? AND mtime_ns = ?"
+    return scalar(con, query, [file.relative_path, file.size_bytes, file.mtime_ns]) > 0
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestReport:
+    """Validate and load one landing file in one transaction; a no-op if already ingested."""
+    ensure_schema(con)
+    con.execute("SET TimeZone = 'UTC'")
+    sha256 = file.sha256()
+    report = IngestReport(path=file.relative_path, kind=file.kind, sha256=sha256)
+    query = "SELECT count(*) FROM ingested_files WHERE sha256 = ? AND kind = ?"
+    seen = scalar(con, query, [sha256, file.kind])
+    if seen or already_ingested(con, file):
+        report.skipped = True
+        return report
+
+    json_format = "array" if file.is_json_array() else "newline_delimited"
+    try:
+        _parse_fast(con, file, json_format)
+    except duckdb.Error:
+        try:
+            _records_as_text(con, file, json_format)
+        except duckdb.Error:
+            # an array that is not valid JSON cannot be split into records: keep the whole
+            # text as one record, which validation rejects as malformed
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
+                "?::VARCHAR AS raw",
+                [file.read_text()],
+            )
+        _parse_records(con, file.kind)
+    _validate(con, file.kind)
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    reasons = _reason_counts(con)
+    report.rows_read = scalar(con, "SELECT count(*) FROM validated")
+    report.rows_rejected = sum(reasons.values())
+    report.rows_accepted = report.rows_read - report.rows_rejected
+    report.rejected_by_reason = dict(reasons)
+    with transaction(con):
+        _apply_accepted(con, file.kind, file.relative_path, now)
+        con.execute(
+            f"""INSERT INTO rejected_rows
+                SELECT ?, ?, ?, record_no, {_raw_record(file.kind)}, reason, ? FROM validated
+                WHERE reason IS NOT NULL""",
+            [file.relative_path, sha256, file.kind, now],
+        )
+        con.execute(
+            "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                file.relative_path,
+                sha256,
+                file.kind,
+                file.size_bytes,
+                file.mtime_ns,
+                report.rows_read,
+                report.rows_accepted,
+                report.rows_rejected,
+                now,
+            ],
+        )
+    return report
+
+
+def retry_pending_ratings(con: duckdb.DuckDBPyConnection) -> int:
+    """Re-validate ratings rejected for an unknown user or artist; returns how many now pass.
+
+    Rows that pass move from ``rejected_rows`` to ``ratings`` (keeping their source file)
+    and their file's ledger counts move from rejected to accepted.
+    """
+    ensure_schema(con)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE records AS
+        SELECT row_number() OVER (ORDER BY r.rejected_at, r.record_no) AS record_no,
+               r.raw, r.source_file, r.sha256, r.record_no AS original_record_no
+        FROM rejected_rows r
+        WHERE r.kind = 'ratings' AND r.reason IN ('{UNKNOWN_USER}', '{UNKNOWN_ARTIST}')
+          AND EXISTS (SELECT 1 FROM users u
+                      WHERE u.id = json_extract_string(r.raw, '$.user_id'))
+          AND EXISTS (SELECT 1 FROM artists a
+                      WHERE a.id = json_extract_string(r.raw, '$.artist_id'))
+        """
+    )
+    if scalar(con, "SELECT count(*) FROM records") == 0:
+        return 0
+    _parse_records(con, "ratings")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE parsed AS "
+        "SELECT p.*, r.source_file, r.sha256, r.original_record_no "
+        "FROM parsed p JOIN records r USING (record_no)"
+    )
+    _validate(con, "ratings")
+    # within a retry batch, rows for the same pair come from different files: the loser is
+    # superseded (an older rating), not a duplicate, so it counts as accepted too
+    con.execute(f"UPDATE validated SET reason = NULL WHERE reason = '{DUPLICATE}'")
+    con.execute("DELETE FROM validated WHERE reason IS NOT NULL")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with transaction(con):
+        _apply_accepted(con, "ratings", None, now)
+        con.execute(
+            """DELETE FROM rejected_rows USING validated v
+               WHERE rejected_rows.kind = 'ratings' AND rejected_rows.sha256 = v.sha256
+                 AND rejected_rows.record_no = v.original_record_no"""
+        )
+        con.execute(
+            """UPDATE ingested_files SET rows_accepted = rows_accepted + moved.n,
+                                         rows_rejected = rows_rejected - moved.n
+               FROM (SELECT sha256, count(*) AS n FROM validated GROUP BY sha256) moved
+               WHERE ingested_files.kind = 'ratings' AND ingested_files.sha256 = moved.sha256"""
+        )
+    return scalar(con, "SELECT count(*) FROM validated")

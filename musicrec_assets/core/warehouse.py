@@ -1,0 +1,132 @@
+"""The DuckDB warehouse: table definitions and the one way we publish a table.
+
+Tables are a public interface (see README). Input tables are created here; output tables
+are created by whoever computes them, through :func:`publish_table`, so that a reader
+never sees a half-written or mixed-version table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id          VARCHAR NOT NULL,
+    first_name  VARCHAR,
+    last_name   VARCHAR,
+    source_file VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS artists (
+    id          VARCHAR NOT NULL,
+    name        VARCHAR,
+    source_file VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    user_id     VARCHAR NOT NULL,
+    artist_id   VARCHAR NOT NULL,
+    rating      DOUBLE,
+    plays       BIGINT,
+    "timestamp" TIMESTAMP,
+    source_file VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingested_files (
+    path          VARCHAR NOT NULL,
+    sha256        VARCHAR NOT NULL,
+    kind          VARCHAR NOT NULL,
+    size_bytes    BIGINT NOT NULL,
+    mtime_ns      BIGINT NOT NULL,
+    rows_read     BIGINT NOT NULL,
+    rows_accepted BIGINT NOT NULL,
+    rows_rejected BIGINT NOT NULL,
+    ingested_at   TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejected_rows (
+    source_file VARCHAR NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    record_no   BIGINT NOT NULL,
+    raw         VARCHAR,
+    reason      VARCHAR NOT NULL,
+    rejected_at TIMESTAMP NOT NULL
+);
+"""
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA)
+
+
+def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a clear error when another process holds the write lock."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(
+            f"no warehouse at {path}: run `make demo` (or `musicrec run`) first"
+        )
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise WarehouseBusy(
+                f"the warehouse {path} is locked by a running pipeline; try again when it ends"
+            ) from error
+        raise
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds DuckDB's write lock on the warehouse file."""
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    con.begin()
+    try:
+        yield con
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    query = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+    return scalar(con, query, [name]) > 0
+
+
+def publish_table(con: duckdb.DuckDBPyConnection, name: str, chunks: Iterable[pd.DataFrame]) -> int:
+    """Write ``chunks`` to a staging table, then swap it in as ``name`` in one transaction.
+
+    Readers of ``name`` see the old table until the commit, the new one after it, never a
+    mix. Returns the row count. ``name`` is one of our own table names, never data.
+    """
+    staging = f"{name}__staging"
+    con.execute(f'DROP TABLE IF EXISTS "{staging}"')
+    rows = 0
+    for chunk in chunks:
+        con.register("publish_chunk", chunk)
+        if rows == 0 and not table_exists(con, staging):
+            con.execute(f'CREATE TABLE "{staging}" AS SELECT * FROM publish_chunk')
+        else:
+            con.execute(f'INSERT INTO "{staging}" SELECT * FROM publish_chunk')
+        con.unregister("publish_chunk")
+        rows += len(chunk)
+    if not table_exists(con, staging):
+        raise ValueError(f"nothing to publish as {name}: no chunks")
+    with transaction(con):
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        con.execute(f'ALTER TABLE "{staging}" RENAME TO "{name}"')
+    return rows
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None):
+    """The single value a query returns (fetches it all: DuckDB 2 keeps a result open until
+    it is exhausted, which blocks the connection's next statement)."""
+    return con.execute(query, params or []).fetchall()[0][0]

@@ -1,0 +1,287 @@
+import gzip
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from musicrec_assets.core import ingest, landing
+from musicrec_assets.core.warehouse import ensure_schema
+
+
+def write(landing_dir: Path, relative: str, text: str) -> Path:
+    path = landing_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if relative.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def jsonl(*records) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+def ingest_all(con, landing_dir: Path) -> list[ingest.IngestReport]:
+    return [ingest.ingest_file(con, f) for f in landing.scan(landing_dir)]
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    ensure_schema(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def landing_dir(tmp_path):
+    return tmp_path / "landing"
+
+
+def table(con, query):
+    return con.execute(query).fetchall()
+
+
+def seed_catalogue(con, landing_dir):
+    write(landing_dir, "users/u.jsonl", jsonl({"id": "ann"}, {"id": "bob"}))
+    write(landing_dir, "artists/a.json", json.dumps([{"id": "a1", "name": "X"}, {"id": "a2"}]))
+    ingest_all(con, landing_dir)
+
+
+REJECTED_RATINGS = {
+    "malformed JSON": '{"user_id": "ann", "artist_id": ',
+    "not a JSON object": "[1, 2]",
+    "missing or empty user_id": {"artist_id": "a1", "rating": 3.0},
+    "missing or empty artist_id": {"user_id": "ann", "artist_id": "  ", "rating": 3.0},
+    "wrong type: user_id must be a string": {"user_id": 1.5, "artist_id": "a1", "rating": 3},
+    "wrong type: rating must be a number": {"user_id": "ann", "artist_id": "a1", "rating": "4"},
+    "rating outside 0.5-5.0": {"user_id": "ann", "artist_id": "a1", "rating": 5.5},
+    "wrong type: plays must be an integer": {"user_id": "ann", "artist_id": "a1", "plays": 2.5},
+    "negative plays": {"user_id": "ann", "artist_id": "a1", "plays": -1},
+    "missing rating and plays": {"user_id": "ann", "artist_id": "a1"},
+    "wrong type: timestamp must be epoch seconds or ISO 8601": {
+        "user_id": "ann",
+        "artist_id": "a1",
+        "rating": 3,
+        "timestamp": "yesterday",
+    },
+    ingest.UNKNOWN_USER: {"user_id": "zed", "artist_id": "a1", "rating": 3},
+    ingest.UNKNOWN_ARTIST: {"user_id": "ann", "artist_id": "a9", "rating": 3},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(REJECTED_RATINGS))
+def test_each_bad_rating_is_rejected_with_its_reason(con, landing_dir, reason):
+    seed_catalogue(con, landing_dir)
+    good = {"user_id": "bob", "artist_id": "a2", "rating": 4.5}
+    write(landing_dir, "ratings/r.jsonl", jsonl(good, REJECTED_RATINGS[reason]))
+    [report] = [r for r in ingest_all(con, landing_dir) if not r.skipped]
+    assert report.rejected_by_reason == {reason: 1}
+    assert table(con, "SELECT record_no, reason FROM rejected_rows") == [(2, reason)]
+    assert table(con, "SELECT user_id, artist_id, rating FROM ratings") == [("bob", "a2", 4.5)]
+
+
+def test_users_and_artists_reasons(con, landing_dir):
+    write(
+        landing_dir,
+        "users/u.jsonl",
+        jsonl(
+            {"id": "ann", "first_name": "Ann"},
+            {"id": ""},
+            {"id": True},
+            {"first_name": "x"},
+            {"id": "cy", "first_name": 7},
+            {"id": 42},
+        ),
+    )
+    write(
+        landing_dir, "artists/a.jsonl", jsonl({"id": "a1", "name": "X"}, {"id": "a2", "name": []})
+    )
+    ingest_all(con, landing_dir)
+    reasons = dict(table(con, "SELECT kind || ':' || record_no, reason FROM rejected_rows"))
+    assert reasons == {
+        "users:2": "missing or empty id",
+        "users:3": "wrong type: id must be a string",
+        "users:4": "missing or empty id",
+        "users:5": "wrong type: first_name must be a string",
+        "artists:2": "wrong type: name must be a string",
+    }
+    assert table(con, "SELECT id FROM users ORDER BY id") == [("42",), ("ann",)]
+
+
+def test_mixed_file_loses_nothing(con, landing_dir):
+    """Every bad-row kind mixed into good rows: each row is either accepted or rejected."""
+    seed_catalogue(con, landing_dir)
+    good = [
+        {"user_id": u, "artist_id": a, "rating": 3.5, "plays": 2}
+        for u in ("ann", "bob")
+        for a in ("a1", "a2")
+    ]
+    bad = list(REJECTED_RATINGS.values())
+    records = [r for pair in zip(good * 4, bad, strict=False) for r in pair] + good
+    records.append(good[0])  # a duplicate key within the file
+    write(landing_dir, "ratings/mixed.jsonl", jsonl(*records))
+    [report] = [r for r in ingest_all(con, landing_dir) if r.kind == "ratings"]
+    assert report.rows_read == len(records)
+    assert report.rows_read == report.rows_accepted + report.rows_rejected
+    rejected = table(con, "SELECT count(*) FROM rejected_rows WHERE kind = 'ratings'")[0][0]
+    assert rejected == report.rows_rejected
+    ledger = table(
+        con,
+        "SELECT rows_read, rows_accepted, rows_rejected FROM ingested_files WHERE kind = 'ratings'",
+    )
+    assert ledger == [(report.rows_read, report.rows_accepted, report.rows_rejected)]
+    assert table(con, "SELECT count(*) FROM ratings")[0][0] == 4
+    record_numbers = table(con, "SELECT record_no FROM rejected_rows WHERE kind = 'ratings'")
+    assert len({n for (n,) in record_numbers}) == report.rows_rejected
+
+
+def test_reingesting_the_same_content_changes_nothing(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    path = write(
+        landing_dir, "ratings/r.jsonl", jsonl({"user_id": "ann", "artist_id": "a1", "rating": 2})
+    )
+    ingest_all(con, landing_dir)
+    before = table(con, "SELECT * FROM ratings"), table(con, "SELECT * FROM ingested_files")
+    os.utime(path, ns=(1, 1))  # a touched file is recognised by its content
+    (landing_dir / "ratings" / "copy.jsonl").write_bytes(path.read_bytes())
+    assert all(r.skipped for r in ingest_all(con, landing_dir))
+    assert (
+        table(con, "SELECT * FROM ratings"),
+        table(con, "SELECT * FROM ingested_files"),
+    ) == before
+
+
+def test_changed_file_is_a_new_version_and_newest_rating_wins(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    path = write(
+        landing_dir,
+        "ratings/r.jsonl",
+        jsonl({"user_id": "ann", "artist_id": "a1", "rating": 2, "timestamp": 2000}),
+    )
+    ingest_all(con, landing_dir)
+    path.write_text(
+        jsonl(
+            {"user_id": "ann", "artist_id": "a1", "rating": 5, "timestamp": "1970-01-01T00:16:40Z"},
+            {"user_id": "ann", "artist_id": "a2", "rating": 1},
+        )
+    )
+    ingest_all(con, landing_dir)
+    # the older timestamp (1000 s) loses to the stored 2000 s; the new pair is added
+    assert table(con, "SELECT artist_id, rating FROM ratings ORDER BY artist_id") == [
+        ("a1", 2.0),
+        ("a2", 1.0),
+    ]
+    assert table(con, "SELECT count(*) FROM ingested_files WHERE path = 'ratings/r.jsonl'") == [
+        (2,)
+    ]
+
+
+def test_arrays_gzip_and_iso_timestamps(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    write(
+        landing_dir,
+        "ratings/r.json.gz",
+        json.dumps(
+            [
+                {
+                    "user_id": "ann",
+                    "artist_id": "a1",
+                    "plays": 7,
+                    "timestamp": "2024-01-01T10:00:00+02:00",
+                },
+            ]
+        ),
+    )
+    ingest_all(con, landing_dir)
+    [(plays, stamp)] = table(con, 'SELECT plays, "timestamp"::VARCHAR FROM ratings')
+    assert (plays, stamp) == (7, "2024-01-01 08:00:00")
+
+
+def test_malformed_array_is_quarantined_whole(con, landing_dir):
+    write(landing_dir, "users/broken.json", '[{"id": "ann"}, {"id": ')
+    [report] = ingest_all(con, landing_dir)
+    assert (report.rows_read, report.rows_rejected) == (1, 1)
+    assert table(con, "SELECT raw, reason FROM rejected_rows") == [
+        ('[{"id": "ann"}, {"id": ', "malformed JSON")
+    ]
+
+
+def test_duplicate_within_file_keeps_the_newest(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    write(
+        landing_dir,
+        "ratings/r.jsonl",
+        jsonl(
+            {"user_id": "ann", "artist_id": "a1", "rating": 1, "timestamp": 20},
+            {"user_id": "ann", "artist_id": "a1", "rating": 2, "timestamp": 10},
+        ),
+    )
+    ingest_all(con, landing_dir)
+    assert table(con, "SELECT rating FROM ratings") == [(1.0,)]
+    assert table(con, "SELECT record_no, reason FROM rejected_rows") == [(2, ingest.DUPLICATE)]
+
+
+def test_ratings_waiting_for_an_unknown_user_are_accepted_when_it_arrives(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    write(
+        landing_dir,
+        "ratings/r.jsonl",
+        jsonl(
+            {"user_id": "new", "artist_id": "a1", "rating": 4},
+            {"user_id": "ann", "artist_id": "a1", "rating": 3},
+        ),
+    )
+    ingest_all(con, landing_dir)
+    assert ingest.retry_pending_ratings(con) == 0
+    write(landing_dir, "users/late.jsonl", jsonl({"id": "new"}))
+    ingest_all(con, landing_dir)
+    assert ingest.retry_pending_ratings(con) == 1
+    assert table(con, "SELECT count(*) FROM rejected_rows") == [(0,)]
+    assert table(con, "SELECT source_file FROM ratings WHERE user_id = 'new'") == [
+        ("ratings/r.jsonl",)
+    ]
+    ledger = table(
+        con,
+        "SELECT rows_read, rows_accepted, rows_rejected FROM ingested_files WHERE kind = 'ratings'",
+    )
+    assert ledger == [(2, 2, 0)]
+    assert ingest.retry_pending_ratings(con) == 0
+
+
+def test_users_upsert_keeps_known_names(con, landing_dir):
+    write(
+        landing_dir, "users/1.jsonl", jsonl({"id": "ann", "first_name": "Ann", "last_name": "Lee"})
+    )
+    ingest_all(con, landing_dir)
+    write(landing_dir, "users/2.jsonl", jsonl({"id": "ann", "last_name": "Li"}))
+    ingest_all(con, landing_dir)
+    assert table(con, "SELECT id, first_name, last_name FROM users") == [("ann", "Ann", "Li")]
+
+
+def test_a_failing_file_leaves_nothing_half_written(con, landing_dir, monkeypatch):
+    seed_catalogue(con, landing_dir)
+    write(landing_dir, "ratings/r.jsonl", jsonl({"user_id": "ann", "artist_id": "a1", "rating": 3}))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "_apply_accepted", fail)
+    with pytest.raises(RuntimeError):
+        ingest_all(con, landing_dir)
+    assert table(con, "SELECT count(*) FROM ingested_files WHERE kind = 'ratings'") == [(0,)]
+    assert table(con, "SELECT count(*) FROM rejected_rows") == [(0,)]
+    monkeypatch.undo()
+    ingest_all(con, landing_dir)
+    assert table(con, "SELECT count(*) FROM ratings") == [(1,)]
+
+
+def test_values_from_data_are_never_sql(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    evil = "x'); DROP TABLE users; --"
+    write(landing_dir, "users/evil'name.jsonl", jsonl({"id": evil, "first_name": evil}))
+    ingest_all(con, landing_dir)
+    assert (evil,) in table(con, "SELECT id FROM users")

@@ -7,18 +7,27 @@ from pathlib import Path
 import dagster as dg
 
 from musicrec_assets.assets.ingest import artists, ratings, users
+from musicrec_assets.assets.training import als_model, als_tuning, evaluation_split, rating_matrix
 from musicrec_assets.checks import ingest_checks
-from musicrec_assets.resources import MusicrecHome, default_home, warehouse_resource
+from musicrec_assets.resources import (
+    MlflowTracking,
+    ModelSettings,
+    MusicrecHome,
+    default_home,
+    warehouse_resource,
+)
 
 
 def build_definitions(home: Path) -> dg.Definitions:
     """Definitions bound to one ``MUSICREC_HOME`` (tests pass a temporary folder)."""
     return dg.Definitions(
-        assets=[users, artists, ratings],
+        assets=[users, artists, ratings, rating_matrix, evaluation_split, als_tuning, als_model],
         asset_checks=ingest_checks,
         resources={
             "home": MusicrecHome(path=str(home)),
             "duckdb": warehouse_resource(home),
+            "mlflow_tracking": MlflowTracking(home=str(home)),
+            "settings": ModelSettings(),
         },
     )
 

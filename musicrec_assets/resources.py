@@ -36,3 +36,41 @@ class MusicrecHome(dg.ConfigurableResource):
 
 def warehouse_resource(home: Path) -> DuckDBResource:
     return DuckDBResource(database=str(home / "warehouse.duckdb"))
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Owns MLflow's tracking URI: the sqlite store and artifacts under MUSICREC_HOME."""
+
+    home: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # import here: MLflow is slow to import and only training steps need it
+        from musicrec_assets.core import tracking
+
+        self._experiment_id = tracking.configure(Path(self.home))
+
+    @property
+    def experiment_id(self) -> str:
+        return self._experiment_id
+
+    @property
+    def tracking_uri(self) -> str:
+        from musicrec_assets.core import tracking
+
+        return tracking.tracking_uri(Path(self.home))
+
+
+class ModelSettings(dg.ConfigurableResource):
+    """How models are trained and served; shared by every training and serving asset."""
+
+    feedback: str = "auto"  # auto | explicit | implicit
+    seed: int = 42
+    iterations: int = 15
+    n_folds: int = 3
+    test_share: float = 0.2
+    top_n: int = 10
+    # tuning grid; empty lists take the defaults for the feedback kind
+    ranks: list[int] = []
+    regularizations: list[float] = []
+    alphas: list[float] = []
+    confidences: list[str] = []

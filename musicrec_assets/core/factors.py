@@ -15,11 +15,12 @@ Saved as one ``.npz`` (``allow_pickle=False``) plus a JSON sidecar, never as a p
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 Feedback = Literal["explicit", "implicit"]
 
@@ -93,6 +94,35 @@ class FactorModel:
         if self.has_biases:
             scores += self.global_mean + self.user_bias[user_index] + self.item_bias[item_index]
         return scores
+
+    def reindexed(self, user_ids: np.ndarray, item_ids: np.ndarray) -> FactorModel:
+        """This model on other id maps: ids it never saw get zero factors and biases (it
+        predicts what it knows, e.g. the global mean), to score an older model on newer data."""
+
+        def reorder(values: np.ndarray, known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+            position = pd.Index(known).get_indexer(wanted)
+            out = np.zeros((len(wanted), *values.shape[1:]), dtype=values.dtype)
+            out[position >= 0] = values[position[position >= 0]]
+            return out
+
+        def per_item(values: np.ndarray) -> np.ndarray:
+            is_per_item = values.shape[:1] == self.item_ids.shape
+            return reorder(values, self.item_ids, item_ids) if is_per_item else values
+
+        return replace(
+            self,
+            user_ids=np.asarray(user_ids),
+            item_ids=np.asarray(item_ids),
+            user_factors=reorder(self.user_factors, self.user_ids, user_ids),
+            item_factors=reorder(self.item_factors, self.item_ids, item_ids),
+            user_bias=None
+            if self.user_bias is None
+            else reorder(self.user_bias, self.user_ids, user_ids),
+            item_bias=None
+            if self.item_bias is None
+            else reorder(self.item_bias, self.item_ids, item_ids),
+            extras={name: per_item(values) for name, values in self.extras.items()},
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write ``<path>.npz`` and ``<path>.json``; returns the .npz path."""

@@ -1,0 +1,123 @@
+"""The users × artists matrix, read from the warehouse with stable id ↔ index maps.
+
+``user_index`` and ``artist_index`` assign each id a row/column once and forever: new ids are
+appended, existing ones keep their index, so a matrix built tomorrow lines up with today's.
+The evaluation split is stored by id (``evaluation_split``) so anyone can score on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+from musicrec_assets.core.factors import Feedback
+from musicrec_assets.core.warehouse import publish_table, scalar
+
+VALUE_COLUMN = {"explicit": "rating", "implicit": "plays"}
+
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS user_index (user_id VARCHAR NOT NULL, user_idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS artist_index (artist_id VARCHAR NOT NULL, artist_idx INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class RatingMatrix:
+    values: csr_matrix  # users × artists: ratings (explicit) or play counts (implicit)
+    user_ids: np.ndarray  # row -> user id
+    item_ids: np.ndarray  # column -> artist id
+    feedback: Feedback
+
+
+def resolve_feedback(con: duckdb.DuckDBPyConnection, requested: str) -> Feedback:
+    """``auto`` means explicit when any rating carries a ``rating``, else implicit."""
+    if requested in ("explicit", "implicit"):
+        return requested
+    if requested != "auto":
+        raise ValueError(f"feedback must be auto, explicit or implicit, not {requested!r}")
+    has_ratings = scalar(con, "SELECT count(rating) > 0 FROM ratings")
+    return "explicit" if has_ratings else "implicit"
+
+
+def update_indexes(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> None:
+    """Append every id with a value of this feedback kind that has no index yet."""
+    con.execute(INDEX_SCHEMA)
+    value = VALUE_COLUMN[feedback]
+    for table, id_column, source_column in (
+        ("user_index", "user_id", "user_id"),
+        ("artist_index", "artist_id", "artist_id"),
+    ):
+        idx = id_column.replace("_id", "_idx")
+        con.execute(
+            f"""
+            INSERT INTO {table}
+            SELECT id, (SELECT coalesce(max({idx}) + 1, 0) FROM {table})
+                       + row_number() OVER (ORDER BY id) - 1
+            FROM (SELECT DISTINCT {source_column} AS id FROM ratings WHERE {value} IS NOT NULL
+                  EXCEPT SELECT {id_column} FROM {table})
+            """
+        )
+
+
+def _ids(con: duckdb.DuckDBPyConnection, table: str, id_column: str) -> np.ndarray:
+    idx = id_column.replace("_id", "_idx")
+    ids = con.execute(f"SELECT {id_column} FROM {table} ORDER BY {idx}").fetchnumpy()
+    return np.asarray(ids[id_column], dtype=str)
+
+
+def _matrix(con, feedback: Feedback, where: str = "", params: list | None = None) -> csr_matrix:
+    value = VALUE_COLUMN[feedback]
+    arrays = con.execute(
+        f"""
+        SELECT u.user_idx, a.artist_idx, r.{value}::FLOAT AS value
+        FROM ratings r
+        JOIN user_index u USING (user_id)
+        JOIN artist_index a USING (artist_id)
+        {where}
+        {"AND" if where else "WHERE"} r.{value} IS NOT NULL
+        """,
+        params or [],
+    ).fetchnumpy()
+    shape = (
+        scalar(con, "SELECT count(*) FROM user_index"),
+        scalar(con, "SELECT count(*) FROM artist_index"),
+    )
+    return csr_matrix(
+        (arrays["value"], (arrays["user_idx"], arrays["artist_idx"])), shape=shape, dtype=np.float32
+    )
+
+
+def load_matrix(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> RatingMatrix:
+    """All interactions of one feedback kind, indexed by the stored maps."""
+    return RatingMatrix(
+        values=_matrix(con, feedback),
+        user_ids=_ids(con, "user_index", "user_id"),
+        item_ids=_ids(con, "artist_index", "artist_id"),
+        feedback=feedback,
+    )
+
+
+def save_split(con, matrix: RatingMatrix, train: csr_matrix, test: csr_matrix) -> int:
+    """Publish ``evaluation_split(user_id, artist_id, part)``; returns its row count."""
+
+    def rows(part: str, values: csr_matrix) -> pd.DataFrame:
+        coo = values.tocoo()
+        return pd.DataFrame(
+            {
+                "user_id": matrix.user_ids[coo.row],
+                "artist_id": matrix.item_ids[coo.col],
+                "part": part,
+            }
+        )
+
+    return publish_table(con, "evaluation_split", (rows("train", train), rows("test", test)))
+
+
+def load_split(con, feedback: Feedback) -> tuple[csr_matrix, csr_matrix]:
+    """(train, test) matrices of the stored evaluation split, aligned with the indexes."""
+    where = "JOIN evaluation_split s USING (user_id, artist_id) WHERE s.part = ?"
+    return _matrix(con, feedback, where, ["train"]), _matrix(con, feedback, where, ["test"])

@@ -1,0 +1,130 @@
+"""MLflow: the embedded tracking store, model logging and the champion/challenger registry.
+
+The store is a sqlite file under MUSICREC_HOME (MLflow ≥ 3.13 refuses the plain file store)
+with artifacts beside it. Models are logged as MLflow "models from code"
+(:mod:`musicrec_assets.core.pyfunc_model`) with their factors as ``.npz``/JSON/Parquet
+artifacts, so nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from scipy.sparse import csr_matrix, save_npz
+
+from musicrec_assets.core.factors import FactorModel
+
+EXPERIMENT = "musicrec"
+REGISTERED_MODEL = "musicrec-als"
+CHAMPION, CHALLENGER = "champion", "challenger"
+# logged as code, not pickled: MLflow runs this file to build the model when loading it
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+
+
+def tracking_uri(home: Path) -> str:
+    return f"sqlite:///{Path(home) / 'mlflow.db'}"
+
+
+def configure(home: Path) -> str:
+    """Point MLflow at ``home``'s store, creating database and experiment now; returns the id.
+
+    Call this once before parallel steps touch the store: concurrent first creation of the
+    sqlite schema races.
+    """
+    uri = tracking_uri(home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        try:
+            return mlflow.create_experiment(
+                EXPERIMENT, artifact_location=(Path(home) / "mlartifacts").as_uri()
+            )
+        except MlflowException:  # created meanwhile by another process
+            experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    return experiment.experiment_id
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """Where the run shows in ``mlflow ui --backend-store-uri <tracking uri>`` (port 5000)."""
+    return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def log_png(png: bytes, file_name: str) -> None:
+    """Log PNG bytes as an artifact of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / file_name
+        path.write_bytes(png)
+        mlflow.log_artifact(str(path), "plots")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    version: str
+
+
+def log_model(
+    serving_model: FactorModel,
+    evaluation_model: FactorModel,
+    seen: csr_matrix,
+    artist_names: pd.DataFrame,
+) -> LoggedModel:
+    """Log the serving model (and the train-part model for later re-scoring) in the active run,
+    and register it as a new version of ``musicrec-als``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        serving_model.save(folder / "factors")
+        evaluation_model.save(folder / "evaluation_factors")
+        save_npz(folder / "seen.npz", seen.tocsr())
+        artist_names.to_parquet(folder / "artist_names.parquet", index=False)
+        artifacts = {
+            "factors": str(folder / "factors.npz"),
+            "factors_meta": str(folder / "factors.json"),
+            "seen": str(folder / "seen.npz"),
+            "artist_names": str(folder / "artist_names.parquet"),
+        }
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts=artifacts,
+            registered_model_name=REGISTERED_MODEL,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", "numpy", "pandas", "scipy"],
+        )
+        mlflow.log_artifact(str(folder / "evaluation_factors.npz"), "evaluation_model")
+        mlflow.log_artifact(str(folder / "evaluation_factors.json"), "evaluation_model")
+    return LoggedModel(model_uri=info.model_uri, version=str(info.registered_model_version))
+
+
+def champion_evaluation_model(client: MlflowClient) -> tuple[str, FactorModel] | None:
+    """The current champion's version and its train-part model, or None without a champion."""
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
+        )
+        return version.version, FactorModel.load(Path(folder) / "evaluation_factors")
+
+
+def should_promote(
+    candidate: float, champion: float | None, higher_is_better: bool
+) -> tuple[bool, str]:
+    """Promote when there is no champion, or when the candidate scores strictly better."""
+    if champion is None:
+        return True, "no champion yet"
+    better = candidate > champion if higher_is_better else candidate < champion
+    comparison = "better" if better else "not better"
+    return better, f"candidate {candidate:.4f} is {comparison} than champion {champion:.4f}"
+
+
+def set_alias(client: MlflowClient, alias: str, version: str) -> None:
+    client.set_registered_model_alias(REGISTERED_MODEL, alias, version)

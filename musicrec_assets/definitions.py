@@ -7,6 +7,12 @@ from pathlib import Path
 import dagster as dg
 
 from musicrec_assets.assets.ingest import artists, ratings, users
+from musicrec_assets.assets.serving import (
+    artist_top_users,
+    factor_tables,
+    similar_artists,
+    user_recommendations,
+)
 from musicrec_assets.assets.training import als_model, als_tuning, evaluation_split, rating_matrix
 from musicrec_assets.checks import ingest_checks
 from musicrec_assets.resources import (
@@ -21,7 +27,11 @@ from musicrec_assets.resources import (
 def build_definitions(home: Path) -> dg.Definitions:
     """Definitions bound to one ``MUSICREC_HOME`` (tests pass a temporary folder)."""
     return dg.Definitions(
-        assets=[users, artists, ratings, rating_matrix, evaluation_split, als_tuning, als_model],
+        assets=[
+            *(users, artists, ratings),
+            *(rating_matrix, evaluation_split, als_tuning, als_model),
+            *(user_recommendations, artist_top_users, similar_artists, factor_tables),
+        ],
         asset_checks=ingest_checks,
         resources={
             "home": MusicrecHome(path=str(home)),

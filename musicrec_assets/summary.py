@@ -14,7 +14,7 @@ def print_summary(home: Path, since: float, run_id: str, success: bool) -> None:
     if not warehouse.exists():
         return
     started = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
-    with connect(warehouse, read_only=True) as con:
+    with connect(warehouse) as con:
         files = con.execute(
             """SELECT path, rows_read, rows_accepted, rows_rejected FROM ingested_files
                WHERE ingested_at >= ? ORDER BY ingested_at""",

@@ -8,6 +8,7 @@ artifacts, so nothing is ever unpickled.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ def configure(home: Path) -> str:
     Call this once before parallel steps touch the store: concurrent first creation of the
     sqlite schema races.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -102,6 +104,18 @@ def log_model(
     return LoggedModel(model_uri=info.model_uri, version=str(info.registered_model_version))
 
 
+def download_model(folder: Path, alias: str = CHAMPION) -> tuple[str, Path]:
+    """Fetch the registered model behind ``alias`` into ``folder``: (version, artifacts folder).
+
+    The artifacts folder holds the files :class:`~musicrec_assets.core.service.Recommender`
+    loads."""
+    version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, alias)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=str(folder)
+    )
+    return str(version.version), Path(local) / "artifacts"
+
+
 def champion_evaluation_model(client: MlflowClient) -> tuple[str, FactorModel] | None:
     """The current champion's version and its train-part model, or None without a champion."""
     try:
@@ -112,7 +126,7 @@ def champion_evaluation_model(client: MlflowClient) -> tuple[str, FactorModel] |
         folder = mlflow.artifacts.download_artifacts(
             run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
         )
-        return version.version, FactorModel.load(Path(folder) / "evaluation_factors")
+        return str(version.version), FactorModel.load(Path(folder) / "evaluation_factors")
 
 
 def should_promote(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from musicrec_assets.core.warehouse import WarehouseBusy
 from musicrec_assets.resources import REPO_ROOT, default_home
 
 
@@ -46,6 +48,128 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def sample(args: argparse.Namespace) -> int:
+    """Generate a synthetic landing folder (deterministic from --seed)."""
+    from musicrec_assets.core import sample as generator
+
+    if args.shape == "lastfm360k":
+        counts = generator.generate_lastfm360k_shape(args.out, scale=args.scale, seed=args.seed)
+    else:
+        generator.write_landing(generator.generate_world(seed=args.seed), args.out)
+        counts = None
+    print(f"wrote a {args.shape} sample to {args.out}" + (f": {counts}" if counts else ""))
+    return 0
+
+
+def import_lastfm(args: argparse.Namespace) -> int:
+    """Convert Last.fm HetRec 2011 files (artists.dat, user_artists.dat) into landing JSON."""
+    from musicrec_assets.core.lastfm import import_lastfm as convert
+
+    counts = convert(args.source, args.to)
+    print(f"imported {counts} into {args.to}")
+    return 0
+
+
+def _read_only_warehouse(home: str | None):
+    from musicrec_assets.core.warehouse import connect
+
+    return connect(_home(home) / "warehouse.duckdb", read_only=True)
+
+
+def _home(home: str | None) -> Path:
+    return Path(home).resolve() if home else default_home()
+
+
+def _print(frame) -> None:
+    print(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def _champion_recommender(home: str | None):
+    import tempfile
+
+    from musicrec_assets.core import tracking
+    from musicrec_assets.core.service import Recommender
+
+    tracking.configure(_home(home))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            version, folder = tracking.download_model(Path(tmp))
+        except Exception as error:  # MLflow raises its own types for a missing alias
+            raise LookupError("no champion model yet: run `make demo` first") from error
+        return version, Recommender.from_folder(folder)
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    """Top-N artists for a known user (from the tables) or a new listener (fold-in)."""
+    if args.ratings:
+        try:
+            ratings = json.loads(Path(args.ratings).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{args.ratings} is not valid JSON: {error}") from error
+        if not isinstance(ratings, list):
+            raise ValueError(f"{args.ratings} must hold a JSON array of ratings")
+        version, recommender = _champion_recommender(args.home)
+        answer = recommender.for_new_listener(ratings, args.n)
+        if answer.unknown_artist_ids:
+            print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
+        print(f"recommendations for a new listener (model version {version}):")
+        _print(answer.recommendations)
+        return 0
+    if not args.user_id:
+        raise ValueError("give a USER_ID or --ratings FILE")
+    from musicrec_assets.core import queries
+
+    with _read_only_warehouse(args.home) as con:
+        frame = queries.user_recommendations(con, args.user_id, args.n)
+    _print(frame)
+    if args.explain and len(frame):
+        _, recommender = _champion_recommender(args.home)
+        for row in frame.itertuples():
+            because = recommender.explain(args.user_id, row.artist_id)
+            reasons = ", ".join(
+                f"{name or artist_id} {value:g}"
+                for artist_id, name, value in zip(
+                    because.artist_id, because.artist_name, because.value, strict=True
+                )
+            )
+            print(f"  {row.rank}. {row.artist_name or row.artist_id}: because you rated {reasons}")
+    return 0
+
+
+def similar_command(args: argparse.Namespace) -> int:
+    """Artists most similar to ARTIST (id or exact name)."""
+    from musicrec_assets.core import queries
+
+    with _read_only_warehouse(args.home) as con:
+        artist_id, name = queries.resolve_artist(con, args.artist)
+        print(f"artists similar to {name or artist_id}:")
+        _print(queries.similar_artists(con, artist_id, args.n))
+    return 0
+
+
+def top_users_command(args: argparse.Namespace) -> int:
+    """Users to promote ARTIST (id or exact name) to."""
+    from musicrec_assets.core import queries
+
+    with _read_only_warehouse(args.home) as con:
+        artist_id, name = queries.resolve_artist(con, args.artist)
+        print(f"users to promote {name or artist_id} to:")
+        _print(queries.artist_top_users(con, artist_id, args.n))
+    return 0
+
+
+def sql_command(args: argparse.Namespace) -> int:
+    """Run a read-only SQL query against the warehouse and print the result."""
+    import duckdb
+
+    with _read_only_warehouse(args.home) as con:
+        try:
+            _print(con.execute(args.query).df())
+        except duckdb.Error as error:
+            raise ValueError(str(error).splitlines()[0]) from error
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musicrec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,8 +178,41 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--home", help="MUSICREC_HOME (default: $MUSICREC_HOME or .musicrec)")
     run_parser.set_defaults(handler=run)
 
+    sample_parser = commands.add_parser("sample", help=sample.__doc__)
+    sample_parser.add_argument("--out", required=True, help="landing folder to write")
+    sample_parser.add_argument("--seed", type=int, default=42)
+    sample_parser.add_argument("--shape", choices=["seed", "lastfm360k"], default="seed")
+    sample_parser.add_argument("--scale", type=float, default=1.0, help="lastfm360k size factor")
+    sample_parser.set_defaults(handler=sample)
+
+    import_parser = commands.add_parser("import-lastfm", help=import_lastfm.__doc__)
+    import_parser.add_argument("source", help="folder with artists.dat and user_artists.dat")
+    import_parser.add_argument("--to", required=True, help="landing folder to write")
+    import_parser.set_defaults(handler=import_lastfm)
+
+    def reader(name, handler, **kwargs):
+        command = commands.add_parser(name, help=handler.__doc__, **kwargs)
+        command.add_argument("--home", help="MUSICREC_HOME")
+        command.set_defaults(handler=handler)
+        return command
+
+    recommend_parser = reader("recommend", recommend_command)
+    recommend_parser.add_argument("user_id", nargs="?")
+    recommend_parser.add_argument("-n", type=int, default=10)
+    recommend_parser.add_argument("--explain", action="store_true")
+    recommend_parser.add_argument("--ratings", help="JSON file of a new listener's ratings")
+    for name, handler in (("similar", similar_command), ("top-users", top_users_command)):
+        command = reader(name, handler)
+        command.add_argument("artist", help="artist id or exact name")
+        command.add_argument("-n", type=int, default=10)
+    reader("sql", sql_command).add_argument("query")
+
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (LookupError, ValueError, OSError, WarehouseBusy) as error:
+        print(f"musicrec: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

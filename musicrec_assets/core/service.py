@@ -91,6 +91,25 @@ class Recommender:
         )
         return Answer(self._frame(item_index, scores), unknown)
 
+    def explain(self, user_id: str, artist_id: str, top: int = 3) -> pd.DataFrame:
+        """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score."""
+        user_row = self._user_row.get_indexer([user_id])[0]
+        item_row = self._item_row.get_indexer([artist_id])[0]
+        if user_row < 0 or item_row < 0:
+            raise UnknownIdError(f"unknown user {user_id!r} or artist {artist_id!r}")
+        history = self.seen[user_row]
+        explanation = recommend.explain(self.model, history.indices, history.data, item_row)
+        value_of = dict(zip(history.indices, history.data, strict=True))
+        rows = explanation.items[:top]
+        return pd.DataFrame(
+            {
+                "artist_id": self.model.item_ids[rows],
+                "artist_name": self._names[rows],
+                "value": [float(value_of[r]) for r in rows],
+                "contribution": explanation.contributions[:top].astype(float),
+            }
+        )
+
     def predict(self, requests: pd.DataFrame) -> pd.DataFrame:
         """One block of rows per request: columns ``user_id`` and/or ``ratings``, optional ``n``."""
         frames = []

@@ -24,8 +24,8 @@ from musicrec_assets.resources import (
 )
 
 
-def build_definitions(home: Path) -> dg.Definitions:
-    """Definitions bound to one ``MUSICREC_HOME`` (tests pass a temporary folder)."""
+def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.Definitions:
+    """Definitions bound to one ``MUSICREC_HOME`` (tests pass a temporary folder and settings)."""
     return dg.Definitions(
         assets=[
             *(users, artists, ratings),
@@ -37,7 +37,7 @@ def build_definitions(home: Path) -> dg.Definitions:
             "home": MusicrecHome(path=str(home)),
             "duckdb": warehouse_resource(home),
             "mlflow_tracking": MlflowTracking(home=str(home)),
-            "settings": ModelSettings(),
+            "settings": settings or ModelSettings(),
         },
     )
 

@@ -35,7 +35,11 @@ class MusicrecHome(dg.ConfigurableResource):
 
 
 def warehouse_resource(home: Path) -> DuckDBResource:
-    return DuckDBResource(database=str(home / "warehouse.duckdb"))
+    # no replacement scans: a missing table must be an error, never a Python variable's data
+    return DuckDBResource(
+        database=str(home / "warehouse.duckdb"),
+        connection_config={"python_enable_replacements": False},
+    )
 
 
 class MlflowTracking(dg.ConfigurableResource):

@@ -22,26 +22,28 @@ from musicrec_assets.core.warehouse import publish_table
 from musicrec_assets.resources import MlflowTracking, ModelSettings
 
 CHUNK_ROWS = 50_000  # queries per chunk: bounds memory on large catalogues
-NAMED_VIEWS = """
+# one view per table, with user and artist names, created beside it
+NAMED_VIEWS = {
+    "user_recommendations": """
 CREATE OR REPLACE VIEW user_recommendations_named AS
 SELECT r.user_id, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, r.rank,
        r.artist_id, a.name AS artist_name, r.score, r.model_version, r.created_at
 FROM user_recommendations r
-LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id;
-
+LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id""",
+    "artist_top_users": """
 CREATE OR REPLACE VIEW artist_top_users_named AS
 SELECT t.artist_id, a.name AS artist_name, t.rank, t.user_id,
        nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, t.score,
        t.model_version
 FROM artist_top_users t
-LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id;
-
+LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id""",
+    "similar_artists": """
 CREATE OR REPLACE VIEW similar_artists_named AS
 SELECT s.artist_id, a.name AS artist_name, s.rank, s.similar_artist_id,
        b.name AS similar_artist_name, s.similarity, s.model_version
 FROM similar_artists s
-LEFT JOIN artists a ON a.id = s.artist_id LEFT JOIN artists b ON b.id = s.similar_artist_id;
-"""
+LEFT JOIN artists a ON a.id = s.artist_id LEFT JOIN artists b ON b.id = s.similar_artist_id""",
+}
 _COMMON = {
     "group_name": "serving",
     "pool": "duckdb",
@@ -111,7 +113,7 @@ def user_recommendations(
     )
     with duckdb.get_connection() as con:
         rows = publish_table(con, "user_recommendations", chunks)
-        con.execute(NAMED_VIEWS)
+        con.execute(NAMED_VIEWS["user_recommendations"])
         coverage = _coverage(con, "user_recommendations", "artist_id")
         preview = _preview(con, "user_recommendations_named", "user_id")
     return dg.MaterializeResult(
@@ -148,7 +150,7 @@ def artist_top_users(
     )
     with duckdb.get_connection() as con:
         rows = publish_table(con, "artist_top_users", chunks)
-        con.execute(NAMED_VIEWS)
+        con.execute(NAMED_VIEWS["artist_top_users"])
         preview = _preview(con, "artist_top_users_named", "artist_id")
     return dg.MaterializeResult(
         metadata={
@@ -177,7 +179,7 @@ def similar_artists(
     ).assign(model_version=version)
     with duckdb.get_connection() as con:
         rows = publish_table(con, "similar_artists", [frame])
-        con.execute(NAMED_VIEWS)
+        con.execute(NAMED_VIEWS["similar_artists"])
         preview = _preview(con, "similar_artists_named", "artist_id")
     return dg.MaterializeResult(
         metadata={

@@ -42,15 +42,15 @@ def configure(home: Path) -> str:
     uri = tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         try:
-            return mlflow.create_experiment(
+            mlflow.create_experiment(
                 EXPERIMENT, artifact_location=(Path(home) / "mlartifacts").as_uri()
             )
         except MlflowException:  # created meanwhile by another process
-            experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    return experiment.experiment_id
+            pass
+    # the active experiment: nested runs (which take no experiment id) land here too
+    return mlflow.set_experiment(EXPERIMENT).experiment_id
 
 
 def run_url(experiment_id: str, run_id: str) -> str:

@@ -72,7 +72,9 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
             f"no warehouse at {path}: run `make demo` (or `musicrec run`) first"
         )
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(
+            str(path), read_only=read_only, config={"python_enable_replacements": False}
+        )
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             raise WarehouseBusy(

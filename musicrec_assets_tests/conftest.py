@@ -1,0 +1,54 @@
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from musicrec_assets.core.sample import generate_world, write_landing
+from musicrec_assets.definitions import build_definitions
+from musicrec_assets.resources import ModelSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LASTFM_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lastfm-hetrec2011-2k"
+
+# small grid and folds: the pipeline tests check wiring and behaviour, not model quality
+FAST_SETTINGS = ModelSettings(
+    ranks=[4, 8], regularizations=[0.05, 0.1], iterations=8, n_folds=2, top_n=5
+)
+
+
+@pytest.fixture(scope="session")
+def lastfm_dir() -> Path:
+    if not (LASTFM_DIR / "user_artists.dat").exists():
+        pytest.skip(f"Last.fm HetRec 2011 data not found at {LASTFM_DIR} (CI provides ../shared)")
+    return LASTFM_DIR
+
+
+def run_pipeline(home: Path, settings: ModelSettings = FAST_SETTINGS, selection=None):
+    """Materialize the graph (or ``selection``) in-process on a temporary Dagster instance."""
+    job = build_definitions(home, settings).resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=selection,
+        raise_on_error=False,
+    )
+
+
+def small_world(seed: int = 7):
+    return generate_world(seed=seed, n_users=120, n_artists=1200, n_ratings=7000)
+
+
+@pytest.fixture(scope="session")
+def pipeline_home(tmp_path_factory):
+    """One home with the whole graph materialized on a small synthetic world."""
+    home = tmp_path_factory.mktemp("musicrec_home")
+    write_landing(small_world(), home / "landing")
+    previous = os.environ.get("MUSICREC_HOME")
+    os.environ["MUSICREC_HOME"] = str(home)
+    result = run_pipeline(home)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    yield home, result
+    if previous is None:
+        os.environ.pop("MUSICREC_HOME", None)
+    else:
+        os.environ["MUSICREC_HOME"] = previous

@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
-    print_summary(home, since=started, run_id=result.run_id, success=result.success)
+    trained = result.asset_materializations_for_node("als_model") if result.success else []
+    model = {k: v.value for k, v in trained[0].metadata.items()} if trained else None
+    print_summary(home, started, result.run_id, result.success, model)
     return 0 if result.success else 1
 
 

@@ -8,8 +8,18 @@ from pathlib import Path
 from musicrec_assets.core.warehouse import connect, table_exists
 
 
-def print_summary(home: Path, since: float, run_id: str, success: bool) -> None:
+def print_summary(
+    home: Path, since: float, run_id: str, success: bool, model: dict | None = None
+) -> None:
+    """``model``: the ``als_model`` materialization's metadata, when this run trained one."""
     print(f"run {run_id}: {'succeeded' if success else 'FAILED (see the Dagster UI or logs)'}")
+    if model:
+        print(
+            f"model musicrec-als v{model['model_version']} ({model['feedback']}, "
+            f"{model['alias']}: {model['promotion']})"
+        )
+        for name in sorted(key for key in model if key.startswith(("test_", "baseline_"))):
+            print(f"  {name}: {model[name]:.4f}")
     warehouse = home / "warehouse.duckdb"
     if not warehouse.exists():
         return

@@ -119,7 +119,8 @@ class Recommender:
             if isinstance(ratings, str):
                 ratings = json.loads(ratings)
             user_id = request.get("user_id")
-            has_ratings = ratings is not None and len(ratings) > 0
+            # a missing cell arrives as None or NaN, depending on the DataFrame's dtype
+            has_ratings = isinstance(ratings, list | tuple | np.ndarray) and len(ratings) > 0
             if isinstance(user_id, str) and user_id and not has_ratings:
                 answer = self.for_user(user_id, n)
             elif has_ratings:

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from musicrec_assets.assets.ingest import artists, ratings, users
+from musicrec_assets.assets.training import als_model
 from musicrec_assets.core.warehouse import scalar
 
 
@@ -88,3 +89,37 @@ ingest_checks = [
     ratings_no_dangling_ids,
     rejected_share_below_threshold,
 ]
+
+
+@dg.asset_check(
+    asset=als_model,
+    blocking=True,
+    description="The newest model beats every baseline on the held-out part (RMSE for ratings, "
+    "NDCG@10 for play counts); the recommendation tables are not rebuilt otherwise.",
+)
+def als_model_beats_baselines(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        scores = con.execute(
+            """
+            WITH newest AS (SELECT model_version, feedback FROM model_metrics
+                            ORDER BY trained_at DESC LIMIT 1)
+            SELECT m.model, m.value, n.feedback
+            FROM model_metrics m JOIN newest n USING (model_version)
+            WHERE m.metric = CASE n.feedback WHEN 'explicit' THEN 'rmse' ELSE 'ndcg_at_10' END
+            """
+        ).fetchall()
+    feedback = scores[0][2]
+    values = {model: value for model, value, _ in scores}
+    model_score = values.pop("als")
+    higher_is_better = feedback == "implicit"
+    beaten = all(
+        (model_score > v) if higher_is_better else (model_score < v) for v in values.values()
+    )
+    return dg.AssetCheckResult(
+        passed=beaten,
+        metadata={"metric": "ndcg_at_10" if higher_is_better else "rmse", "als": model_score}
+        | {f"baseline_{name}": value for name, value in values.items()},
+    )
+
+
+model_checks = [als_model_beats_baselines]

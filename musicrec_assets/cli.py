@@ -126,15 +126,16 @@ def recommend_command(args: argparse.Namespace) -> int:
     _print(frame)
     if args.explain and len(frame):
         _, recommender = _champion_recommender(args.home)
+        verb = "rated" if recommender.model.params.feedback == "explicit" else "played"
         for row in frame.itertuples():
             because = recommender.explain(args.user_id, row.artist_id)
             reasons = ", ".join(
-                f"{name or artist_id} {value:g}"
+                f"{name or artist_id} {value:g}" + ("" if verb == "rated" else " times")
                 for artist_id, name, value in zip(
                     because.artist_id, because.artist_name, because.value, strict=True
                 )
             )
-            print(f"  {row.rank}. {row.artist_name or row.artist_id}: because you rated {reasons}")
+            print(f"  {row.rank}. {row.artist_name or row.artist_id}: because you {verb} {reasons}")
     return 0
 
 

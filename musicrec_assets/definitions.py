@@ -14,7 +14,15 @@ from musicrec_assets.assets.serving import (
     user_recommendations,
 )
 from musicrec_assets.assets.training import als_model, als_tuning, evaluation_split, rating_matrix
-from musicrec_assets.checks import ingest_checks
+from musicrec_assets.automation import (
+    full_job,
+    ingest_job,
+    landing_sensor,
+    retrain_job,
+    retrain_schedule,
+    retrain_sensor,
+)
+from musicrec_assets.checks import ingest_checks, model_checks
 from musicrec_assets.resources import (
     MlflowTracking,
     ModelSettings,
@@ -32,7 +40,10 @@ def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.D
             *(rating_matrix, evaluation_split, als_tuning, als_model),
             *(user_recommendations, artist_top_users, similar_artists, factor_tables),
         ],
-        asset_checks=ingest_checks,
+        asset_checks=[*ingest_checks, *model_checks],
+        jobs=[ingest_job, retrain_job, full_job],
+        sensors=[landing_sensor, retrain_sensor],
+        schedules=[retrain_schedule],
         resources={
             "home": MusicrecHome(path=str(home)),
             "duckdb": warehouse_resource(home),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -34,9 +35,22 @@ class MusicrecHome(dg.ConfigurableResource):
         return self.root / "warehouse.duckdb"
 
 
-def warehouse_resource(home: Path) -> DuckDBResource:
+class WarehouseResource(DuckDBResource):
+    """``DuckDBResource`` that also closes its connection when the step fails, so a failed
+    step leaves no open handle that would keep the file locked or in one configuration."""
+
+    @contextmanager
+    def get_connection(self):
+        with super().get_connection() as connection:
+            try:
+                yield connection
+            finally:
+                connection.close()
+
+
+def warehouse_resource(home: Path) -> WarehouseResource:
     # no replacement scans: a missing table must be an error, never a Python variable's data
-    return DuckDBResource(
+    return WarehouseResource(
         database=str(home / "warehouse.duckdb"),
         connection_config={"python_enable_replacements": False},
     )
@@ -73,6 +87,8 @@ class ModelSettings(dg.ConfigurableResource):
     n_folds: int = 3
     test_share: float = 0.2
     top_n: int = 10
+    # the retrain sensor ignores ingest runs that brought fewer new ratings than this
+    min_new_ratings: int = 1
     # tuning grid; empty lists take the defaults for the feedback kind
     ranks: list[int] = []
     regularizations: list[float] = []

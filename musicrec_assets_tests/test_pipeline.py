@@ -28,8 +28,16 @@ def test_definitions_load(tmp_path):
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == {
-        "users", "artists", "ratings", "rating_matrix", "evaluation_split", "als_tuning",
-        "als_model", "user_recommendations", "artist_top_users", "similar_artists",
+        "users",
+        "artists",
+        "ratings",
+        "rating_matrix",
+        "evaluation_split",
+        "als_tuning",
+        "als_model",
+        "user_recommendations",
+        "artist_top_users",
+        "similar_artists",
         "factor_tables",
     }
     from musicrec_assets.definitions import defs as module_defs
@@ -56,8 +64,11 @@ def test_split_is_stored_and_consistent(pipeline_home):
     meta = metadata(result, "evaluation_split")
     assert parts == {"train": meta["train_rows"], "test": meta["test_rows"]}
     assert 0.15 < parts["test"] / (parts["train"] + parts["test"]) < 0.25
-    unseen = query(home, """SELECT count(*) FROM evaluation_split t WHERE part = 'test'
-        AND artist_id NOT IN (SELECT artist_id FROM evaluation_split WHERE part = 'train')""")
+    unseen = query(
+        home,
+        """SELECT count(*) FROM evaluation_split t WHERE part = 'test'
+        AND artist_id NOT IN (SELECT artist_id FROM evaluation_split WHERE part = 'train')""",
+    )
     assert unseen == [(0,)]
 
 
@@ -84,42 +95,70 @@ def test_model_is_registered_champion_with_metrics_beside_baselines(pipeline_hom
     version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
     assert str(version.version) == meta["model_version"]
     run = mlflow.get_run(meta["mlflow_run_id"])
-    for name in ("test_rmse", "test_mse", "test_mae", "test_ndcg_at_10",
-                 "baseline_bias_test_rmse", "baseline_global_mean_test_rmse",
-                 "baseline_most_popular_test_ndcg_at_10"):
+    for name in (
+        "test_rmse",
+        "test_mse",
+        "test_mae",
+        "test_ndcg_at_10",
+        "baseline_bias_test_rmse",
+        "baseline_global_mean_test_rmse",
+        "baseline_most_popular_test_ndcg_at_10",
+    ):
         assert name in run.data.metrics
     assert run.data.metrics["test_rmse"] < run.data.metrics["baseline_global_mean_test_rmse"]
-    stored = query(home, "SELECT count(*) FROM model_metrics WHERE model_version = ?",
-                   [meta["model_version"]])
+    stored = query(
+        home, "SELECT count(*) FROM model_metrics WHERE model_version = ?", [meta["model_version"]]
+    )
     assert stored[0][0] >= 10
 
 
 def test_recommendation_tables(pipeline_home):
     home, _ = pipeline_home
     n = FAST_SETTINGS.top_n
-    per_user = query(home, "SELECT max(c), min(c), count(*) FROM (SELECT user_id, count(*) c "
-                           "FROM user_recommendations GROUP BY user_id)")
+    per_user = query(
+        home,
+        "SELECT max(c), min(c), count(*) FROM (SELECT user_id, count(*) c "
+        "FROM user_recommendations GROUP BY user_id)",
+    )
     assert per_user == [(n, n, 120)]
-    seen = query(home, """SELECT count(*) FROM user_recommendations r JOIN ratings USING
-                          (user_id, artist_id) WHERE ratings.rating IS NOT NULL""")
+    seen = query(
+        home,
+        """SELECT count(*) FROM user_recommendations r JOIN ratings USING
+                          (user_id, artist_id) WHERE ratings.rating IS NOT NULL""",
+    )
     assert seen == [(0,)]
-    listeners = query(home, """SELECT count(*) FROM artist_top_users t JOIN ratings USING
-                               (user_id, artist_id)""")
+    listeners = query(
+        home,
+        """SELECT count(*) FROM artist_top_users t JOIN ratings USING
+                               (user_id, artist_id)""",
+    )
     assert listeners == [(0,)]
-    mismatch = query(home, """
+    mismatch = query(
+        home,
+        """
         SELECT max(abs(r.score - array_inner_product(u.factors, a.factors)))
         FROM user_recommendations r JOIN user_factors u USING (user_id)
-        JOIN artist_factors a USING (artist_id)""")
+        JOIN artist_factors a USING (artist_id)""",
+    )
     assert mismatch[0][0] < 1e-4
-    ranks_ordered = query(home, """SELECT count(*) FROM (SELECT score, lag(score) OVER
+    ranks_ordered = query(
+        home,
+        """SELECT count(*) FROM (SELECT score, lag(score) OVER
         (PARTITION BY user_id ORDER BY rank) AS previous FROM user_recommendations)
-        WHERE score > previous""")
+        WHERE score > previous""",
+    )
     assert ranks_ordered == [(0,)]
-    versions = {v for (v,) in query(home, """SELECT DISTINCT model_version FROM (
+    versions = {
+        v
+        for (v,) in query(
+            home,
+            """SELECT DISTINCT model_version FROM (
         SELECT model_version FROM user_recommendations UNION ALL
         SELECT model_version FROM artist_top_users UNION ALL
         SELECT model_version FROM similar_artists UNION ALL
-        SELECT model_version FROM user_factors)""")}
+        SELECT model_version FROM user_factors)""",
+        )
+    }
     assert len(versions) == 1
     named = query(home, "SELECT count(*), count(artist_name) FROM user_recommendations_named")
     assert named[0][0] == named[0][1] == 120 * n
@@ -127,12 +166,15 @@ def test_recommendation_tables(pipeline_home):
 
 def test_similar_artists_match_cosine_of_factors(pipeline_home):
     home, _ = pipeline_home
-    rows = query(home, """SELECT s.similarity, list_cosine_similarity(
+    rows = query(
+        home,
+        """SELECT s.similarity, list_cosine_similarity(
                               a.factors[1:-3]::FLOAT[], b.factors[1:-3]::FLOAT[])
                           FROM similar_artists s
                           JOIN artist_factors a ON a.artist_id = s.artist_id
                           JOIN artist_factors b ON b.artist_id = s.similar_artist_id
-                          LIMIT 200""")
+                          LIMIT 200""",
+    )
     similarity, recomputed = np.array(rows).T
     np.testing.assert_allclose(similarity, recomputed, atol=1e-4)
 
@@ -142,13 +184,19 @@ def test_worse_model_does_not_take_champion(pipeline_home):
     champion = metadata(first, "als_model")["model_version"]
     worse = ModelSettings(ranks=[1], regularizations=[50.0], iterations=2, n_folds=2, top_n=5)
     result = run_pipeline(home, worse)
-    assert result.success
     meta = metadata(result, "als_model")
     assert meta["alias"] == "challenger"
     assert "not better than champion" in meta["promotion"]
     version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
     assert str(version.version) == champion
-    # the tables keep serving the champion
+    # it loses to the baselines too: the blocking check stops the tables from being rebuilt
+    [check] = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "als_model_beats_baselines"
+    ]
+    assert not check.passed
+    assert not result.asset_materializations_for_node("user_recommendations")
     served = query(home, "SELECT DISTINCT model_version FROM user_recommendations")
     assert served == [(champion,)]
     # and nothing was ingested twice

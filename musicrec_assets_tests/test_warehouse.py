@@ -25,7 +25,8 @@ def test_publish_swaps_atomically_for_concurrent_readers(tmp_path):
             seen.append(
                 tuple(
                     reader.execute(
-                        "SELECT count(DISTINCT model_version), min(model_version), count(*) FROM recs"
+                        "SELECT count(DISTINCT model_version), min(model_version), count(*) "
+                        "FROM recs"
                     ).fetchall()[0]
                 )
             )

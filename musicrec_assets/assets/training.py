@@ -252,7 +252,7 @@ def _baselines(feedback: Feedback, train, ids) -> dict[str, FactorModel]:
 
 @dg.asset(
     **_COMMON,
-    deps=[als_tuning],
+    deps=[als_tuning, evaluation_split],
     kinds={"mlflow", "duckdb"},
     description="ALS with the chosen params: fitted on the training part and scored on the "
     "held-out part beside the baselines, then refitted on all data, logged to MLflow and "

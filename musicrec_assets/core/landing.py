@@ -93,3 +93,34 @@ def scan(landing_dir: str | Path) -> list[LandingFile]:
                 )
             )
     return found
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What a sensor tick found: files ready to ingest, and the observations to remember."""
+
+    ready: list[LandingFile]
+    requested: dict[str, str]  # path -> "size:mtime" of every file already handed on
+    pending: dict[str, str]  # path -> "size:mtime" of files seen for the first time or changed
+
+
+def ready_files(
+    files: list[LandingFile], requested: dict[str, str], pending: dict[str, str]
+) -> Readiness:
+    """Files whose size and mtime did not change since the previous look, and are new.
+
+    A writer that appends for longer than one look keeps changing the pair, so a half-written
+    file waits; one that writes under ``.tmp``/``.part`` and renames is picked up at once on
+    the next look after it appears unchanged.
+    """
+    ready, still_pending, requested = [], {}, dict(requested)
+    for file in files:
+        stamp = f"{file.size_bytes}:{file.mtime_ns}"
+        if requested.get(file.relative_path) == stamp:
+            continue
+        if pending.get(file.relative_path) == stamp:
+            ready.append(file)
+            requested[file.relative_path] = stamp
+        else:
+            still_pending[file.relative_path] = stamp
+    return Readiness(ready, requested, still_pending)

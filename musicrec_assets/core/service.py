@@ -37,6 +37,9 @@ class Recommender:
     def __init__(self, model: FactorModel, seen: csr_matrix, artist_names: pd.DataFrame):
         self.model = model
         self.seen = seen.tocsr()
+        # computed once: each call folds the biases in with a copy of the whole matrix
+        self._user_vectors = model.user_vectors()
+        self._item_vectors = model.item_vectors()
         self._user_row = pd.Index(model.user_ids)
         self._item_row = pd.Index(model.item_ids)
         names = artist_names.set_index("artist_id")["name"]
@@ -69,8 +72,8 @@ class Recommender:
         if row < 0:
             raise UnknownIdError(f"unknown user {user_id!r}")
         item_index, scores = recommend.top_n_items(
-            self.model.user_vectors()[row : row + 1],
-            self.model.item_vectors(),
+            self._user_vectors[row : row + 1],
+            self._item_vectors,
             self.seen[row],
             n,
         )

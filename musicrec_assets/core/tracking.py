@@ -8,6 +8,7 @@ artifacts, so nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -43,12 +44,10 @@ def configure(home: Path) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        try:
+        with contextlib.suppress(MlflowException):  # created meanwhile by another process
             mlflow.create_experiment(
                 EXPERIMENT, artifact_location=(Path(home) / "mlartifacts").as_uri()
             )
-        except MlflowException:  # created meanwhile by another process
-            pass
     # the active experiment: nested runs (which take no experiment id) land here too
     return mlflow.set_experiment(EXPERIMENT).experiment_id
 

@@ -27,6 +27,7 @@ from musicrec_assets.resources import (
     MlflowTracking,
     ModelSettings,
     MusicrecHome,
+    SparkResource,
     default_home,
     warehouse_resource,
 )
@@ -49,6 +50,7 @@ def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.D
             "duckdb": warehouse_resource(home),
             "mlflow_tracking": MlflowTracking(home=str(home)),
             "settings": settings or ModelSettings(),
+            "spark": SparkResource(),
         },
     )
 

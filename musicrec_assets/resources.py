@@ -86,6 +86,7 @@ class ModelSettings(dg.ConfigurableResource):
     iterations: int = 15
     n_folds: int = 3
     test_share: float = 0.2
+    backend: str = "local"  # local | spark: who fits ALS in tuning and training
     top_n: int = 10
     # the retrain sensor ignores ingest runs that brought fewer new ratings than this
     min_new_ratings: int = 1
@@ -94,3 +95,22 @@ class ModelSettings(dg.ConfigurableResource):
     regularizations: list[float] = []
     alphas: list[float] = []
     confidences: list[str] = []
+
+
+class SparkResource(dg.ConfigurableResource):
+    """A Spark session for ``backend: spark``; started only by the steps that train on it.
+
+    ``master`` is ``local[*]`` by default; point it at a cluster (``spark://host:7077``,
+    ``yarn``, …) and keep ``MUSICREC_HOME`` on storage the executors can read.
+    """
+
+    master: str = "local[*]"
+    driver_memory: str = "4g"
+    conf: dict[str, str] = {}
+
+    @contextmanager
+    def session(self):
+        from musicrec_assets.core.spark_als import spark_session
+
+        with spark_session(self.master, self.driver_memory, self.conf) as spark:
+            yield spark

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 from implicit.cpu.als import AlternatingLeastSquares
@@ -133,21 +131,6 @@ def test_rejects_rank_zero_without_biases_and_non_positive_lambda():
         fit(matrix, rank=0, use_biases=False)
     with pytest.raises(ValueError):
         fit(matrix, regularization=0.0)
-
-
-def test_fits_100k_ratings_rank_10_in_well_under_a_second():
-    rng = np.random.default_rng(1)
-    flat = rng.choice(1000 * 2000, size=100_000, replace=False)
-    rows, cols = np.divmod(flat, 2000)
-    matrix = from_triples(
-        rows, cols, rng.integers(1, 6, size=len(rows)).astype(float), (1000, 2000)
-    )
-    params = TrainingParams(feedback="explicit", rank=10, regularization=0.1, iterations=10)
-    fit_explicit_als(matrix, params, ids(1000), ids(2000))  # warm-up
-    started = time.perf_counter()
-    fit_explicit_als(matrix, params, ids(1000), ids(2000))
-    # the target is well under 1 s; the bound leaves room for a loaded CI machine
-    assert time.perf_counter() - started < 1.0
 
 
 def test_implicit_als_returns_float32_factor_model_with_scaler_extras():

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -25,9 +26,10 @@ from musicrec_assets.core.matrix import (
     update_indexes,
 )
 from musicrec_assets.core.metrics import evaluate
+from musicrec_assets.core.spark_als import fit_spark_als
 from musicrec_assets.core.split import train_test_split
 from musicrec_assets.core.warehouse import publish_table, table_exists, transaction
-from musicrec_assets.resources import MlflowTracking, ModelSettings
+from musicrec_assets.resources import MlflowTracking, ModelSettings, MusicrecHome, SparkResource
 
 FITTERS = {"explicit": fit_explicit_als, "implicit": fit_implicit_als}
 MODEL_METRICS_SCHEMA = """
@@ -122,6 +124,23 @@ def _candidates(settings: ModelSettings, feedback: Feedback) -> list[dict]:
     return tuning.grid({name: overrides.get(name) or values for name, values in defaults.items()})
 
 
+@contextmanager
+def _fitter(settings: ModelSettings, feedback: Feedback, spark: SparkResource, home: MusicrecHome):
+    """The configured backend's ``fit(matrix, params, user_ids, item_ids, callback=None)``."""
+    if settings.backend == "local":
+        yield FITTERS[feedback]
+        return
+    if settings.backend != "spark":
+        raise ValueError(f"backend must be local or spark, not {settings.backend!r}")
+    with spark.session() as session:
+
+        def fit(matrix, params, user_ids, item_ids, callback=None):
+            del callback  # Spark's ALS reports no per-iteration loss
+            return fit_spark_als(session, matrix, params, user_ids, item_ids, home.root / "spark")
+
+        yield fit
+
+
 def _describe(params: TrainingParams) -> str:
     text = f"rank={params.rank} λ={params.regularization:g}"
     if params.feedback == "implicit":
@@ -142,6 +161,8 @@ def als_tuning(
     duckdb: DuckDBResource,
     settings: ModelSettings,
     mlflow_tracking: MlflowTracking,
+    spark: SparkResource,
+    home: MusicrecHome,
 ) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         feedback = resolve_feedback(con, settings.feedback)
@@ -153,6 +174,8 @@ def als_tuning(
         rank=10,
         regularization=0.1,
         iterations=settings.iterations,
+        # Spark's explicit ALS has no biases: tune what it can fit
+        use_biases=settings.backend == "local",
         seed=settings.seed,
     )
 
@@ -168,10 +191,15 @@ def als_tuning(
             mlflow.log_metrics({f"cv_{k}": v for k, v in mean_metrics.items()})
 
     started = time.perf_counter()
-    with mlflow.start_run(
-        experiment_id=mlflow_tracking.experiment_id, run_name="als_tuning"
-    ) as parent:
-        mlflow.set_tags({"musicrec.step": "tuning", "feedback": feedback})
+    with (
+        mlflow.start_run(
+            experiment_id=mlflow_tracking.experiment_id, run_name="als_tuning"
+        ) as parent,
+        _fitter(settings, feedback, spark, home) as fit,
+    ):
+        mlflow.set_tags(
+            {"musicrec.step": "tuning", "feedback": feedback, "backend": settings.backend}
+        )
         mlflow.log_params({"n_folds": settings.n_folds, "n_trials": len(candidates)})
         result = tuning.cross_validate(
             train,
@@ -180,6 +208,7 @@ def als_tuning(
             n_folds=settings.n_folds,
             seed=settings.seed,
             on_trial=on_trial,
+            fit=fit,
         )
         best = result.best
         mlflow.log_params({f"best_{k}": v for k, v in dataclasses.asdict(best.params).items()})
@@ -264,6 +293,8 @@ def als_model(
     duckdb: DuckDBResource,
     settings: ModelSettings,
     mlflow_tracking: MlflowTracking,
+    spark: SparkResource,
+    home: MusicrecHome,
 ) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         params = chosen_params(con)
@@ -276,23 +307,24 @@ def als_model(
         ).df()
     ids = (matrix.user_ids, matrix.item_ids)
     metric, higher_is_better = tuning.primary_metric(feedback)
-    fit = FITTERS[feedback]
-
     history: list[dict[str, float]] = []
-    started = time.perf_counter()
-    evaluation_model = fit(train, params, *ids, callback=lambda _, step: history.append(step))
-    fit_seconds = time.perf_counter() - started
+    with _fitter(settings, feedback, spark, home) as fit:
+        started = time.perf_counter()
+        evaluation_model = fit(train, params, *ids, callback=lambda _, step: history.append(step))
+        fit_seconds = time.perf_counter() - started
+        serving_model = fit(matrix.values, params, *ids)
     scores = {"als": evaluate(evaluation_model, train, test, feedback)}
     for name, baseline in _baselines(feedback, train, ids).items():
         baseline_scores = evaluate(baseline, train, test, feedback)
         if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
             baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
         scores[name] = baseline_scores
-    serving_model = fit(matrix.values, params, *ids)
 
     client = MlflowClient()
     with mlflow.start_run(experiment_id=mlflow_tracking.experiment_id, run_name="als_model") as run:
-        mlflow.set_tags({"musicrec.step": "training", "feedback": feedback})
+        mlflow.set_tags(
+            {"musicrec.step": "training", "feedback": feedback, "backend": settings.backend}
+        )
         mlflow.log_params(dataclasses.asdict(params))
         mlflow.log_params(
             {"train_rows": train.nnz, "test_rows": test.nnz, "all_rows": matrix.values.nnz}

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.core.als import fit_explicit_als
-from musicrec_assets.core.factors import Feedback, TrainingParams
+from musicrec_assets.core.factors import FactorModel, Feedback, TrainingParams
 from musicrec_assets.core.implicit_als import fit_implicit_als
 from musicrec_assets.core.metrics import evaluate
 from musicrec_assets.core.split import kfold_splits
@@ -43,6 +43,7 @@ DEFAULT_IMPLICIT_GRID: dict[str, list] = {
 
 FITTERS = {"explicit": fit_explicit_als, "implicit": fit_implicit_als}
 
+Fitter = Callable[[csr_matrix, TrainingParams, np.ndarray, np.ndarray], FactorModel]
 TrialCallback = Callable[[int, int, TrainingParams, list[dict[str, float]], dict[str, float]], None]
 
 
@@ -98,6 +99,7 @@ def cross_validate(
     seed: int = 42,
     k: int = 10,
     on_trial: TrialCallback | None = None,
+    fit: Fitter | None = None,
 ) -> SearchResult:
     """Grid search by k-fold cross-validation.
 
@@ -117,6 +119,9 @@ def cross_validate(
         Called after each candidate as
         ``on_trial(trial_index, n_trials, params, fold_metrics, mean_metrics)``,
         e.g. to log a nested MLflow run.
+    fit : callable, optional
+        ``fit(matrix, params, user_ids, item_ids) -> FactorModel``; defaults to the local
+        fitter for the feedback kind (another backend, e.g. Spark, passes its own).
 
     Returns
     -------
@@ -126,7 +131,7 @@ def cross_validate(
     if not candidates:
         raise ValueError("no candidates to cross-validate")
     matrix = csr_matrix(matrix)
-    fit = FITTERS[base_params.feedback]
+    fit = fit or FITTERS[base_params.feedback]
     metric, higher_is_better = primary_metric(base_params.feedback, k)
     folds = list(kfold_splits(matrix, n_folds=n_folds, seed=seed))
     user_ids = np.arange(matrix.shape[0]).astype(str)

@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export MUSICREC_HOME ?= $(CURDIR)/.musicrec
 export DAGSTER_HOME ?= $(MUSICREC_HOME)/dagster
 
-.PHONY: demo test ui lint bench-ingest bench-train bench-serve bench-scale
+.PHONY: demo test ui lint bench-ingest bench-train bench-serve
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,11 @@ lint: $(INSTALLED)
 ## bench-ingest: ingest a 5,000,000-row ratings file, beside plain read_json
 bench-ingest: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_ingest.py
+
+## bench-train: ALS fit speed, memory and quality beside baselines and implicit's ALS sweep
+bench-train: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_train.py
+
+## bench-serve: top-N throughput beside implicit's batch recommend; fold-in latency
+bench-serve: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_serve.py

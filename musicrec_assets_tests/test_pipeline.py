@@ -1,14 +1,17 @@
 """The graph end to end, in-process: ingest → training (MLflow) → serving tables."""
 
+import json
+
 import dagster as dg
 import duckdb
 import mlflow
 import numpy as np
 import pytest
-from conftest import FAST_SETTINGS, run_pipeline
+from conftest import FAST_SETTINGS, run_pipeline, small_world
 from mlflow.tracking import MlflowClient
 
 from musicrec_assets.core import tracking
+from musicrec_assets.core.sample import write_landing
 from musicrec_assets.definitions import build_definitions
 from musicrec_assets.resources import ModelSettings
 
@@ -201,3 +204,45 @@ def test_worse_model_does_not_take_champion(pipeline_home):
     assert served == [(champion,)]
     # and nothing was ingested twice
     assert metadata(result, "ratings")["new_files"] == 0
+
+
+def test_play_counts_train_implicit_als_scored_by_ranking_metrics(tmp_path):
+    write_landing(small_world(seed=21), tmp_path / "landing")
+    ratings_file = tmp_path / "landing" / "ratings" / "ratings.jsonl"
+    plays_only = [json.loads(line) for line in ratings_file.read_text().splitlines()]
+    ratings_file.write_text(
+        "".join(
+            json.dumps({k: v for k, v in r.items() if k != "rating"}) + "\n" for r in plays_only
+        )
+    )
+    settings = ModelSettings(
+        ranks=[8],
+        regularizations=[1.0, 10.0],
+        alphas=[1.0],
+        confidences=["log1p"],
+        iterations=8,
+        n_folds=2,
+        top_n=5,
+    )
+    training = [
+        "users",
+        "artists",
+        "ratings",
+        "rating_matrix",
+        "evaluation_split",
+        "als_tuning",
+        "als_model",
+    ]
+    result = run_pipeline(tmp_path, settings, selection=[dg.AssetKey(k) for k in training])
+    assert metadata(result, "rating_matrix")["feedback"] == "implicit"  # auto: no ratings
+    meta = metadata(result, "als_model")
+    assert meta["feedback"] == "implicit"
+    assert {
+        "test_ndcg_at_10",
+        "test_precision_at_10",
+        "test_recall_at_10",
+        "test_map_at_10",
+        "baseline_most_popular_test_ndcg_at_10",
+    } <= set(meta)
+    assert "test_rmse" not in meta
+    assert metadata(result, "als_tuning")["trials"] == 2

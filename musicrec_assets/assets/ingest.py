@@ -56,7 +56,13 @@ def _ingest_kind(
     )
 
 
-_COMMON = {"group_name": "ingest", "kinds": {"duckdb", "json"}, "pool": "duckdb"}
+_COMMON = {
+    "group_name": "ingest",
+    "kinds": {"duckdb", "json"},
+    "pool": "duckdb",
+    "owners": ["team:musicrec"],
+    "tags": {"layer": "ingest"},
+}
 
 
 @dg.asset(**_COMMON, description="Listeners, upserted by id from `landing/users/`.")

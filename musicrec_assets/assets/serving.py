@@ -46,6 +46,8 @@ LEFT JOIN artists a ON a.id = s.artist_id LEFT JOIN artists b ON b.id = s.simila
 }
 _COMMON = {
     "group_name": "serving",
+    "owners": ["team:musicrec"],
+    "tags": {"layer": "serving"},
     "pool": "duckdb",
     "kinds": {"duckdb", "numpy"},
     "deps": [als_model],

@@ -42,7 +42,12 @@ CREATE TABLE IF NOT EXISTS model_metrics (
     metric        VARCHAR NOT NULL,
     value         DOUBLE NOT NULL
 )"""
-_COMMON = {"group_name": "training", "pool": "duckdb"}
+_COMMON = {
+    "group_name": "training",
+    "pool": "duckdb",
+    "owners": ["team:musicrec"],
+    "tags": {"layer": "model"},
+}
 
 
 def _quantiles(counts: np.ndarray) -> dict[str, float]:

@@ -139,26 +139,24 @@ def recommend_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def similar_command(args: argparse.Namespace) -> int:
-    """Artists most similar to ARTIST (id or exact name)."""
+def _artist_query(args: argparse.Namespace, title: str, query_name: str) -> int:
     from musicrec_assets.core import queries
 
     with _read_only_warehouse(args.home) as con:
         artist_id, name = queries.resolve_artist(con, args.artist)
-        print(f"artists similar to {name or artist_id}:")
-        _print(queries.similar_artists(con, artist_id, args.n))
+        print(title.format(name or artist_id))
+        _print(getattr(queries, query_name)(con, artist_id, args.n))
     return 0
+
+
+def similar_command(args: argparse.Namespace) -> int:
+    """Artists most similar to ARTIST (id or exact name)."""
+    return _artist_query(args, "artists similar to {}:", "similar_artists")
 
 
 def top_users_command(args: argparse.Namespace) -> int:
     """Users to promote ARTIST (id or exact name) to."""
-    from musicrec_assets.core import queries
-
-    with _read_only_warehouse(args.home) as con:
-        artist_id, name = queries.resolve_artist(con, args.artist)
-        print(f"users to promote {name or artist_id} to:")
-        _print(queries.artist_top_users(con, artist_id, args.n))
-    return 0
+    return _artist_query(args, "users to promote {} to:", "artist_top_users")
 
 
 def sql_command(args: argparse.Namespace) -> int:

@@ -11,6 +11,23 @@ from musicrec_assets.resources import ModelSettings
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LASTFM_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lastfm-hetrec2011-2k"
 
+TRAINING_ASSETS = [
+    dg.AssetKey(name)
+    for name in (
+        "users",
+        "artists",
+        "ratings",
+        "rating_matrix",
+        "evaluation_split",
+        "als_tuning",
+        "als_model",
+    )
+]
+SERVING_ASSETS = [
+    dg.AssetKey(name)
+    for name in ("user_recommendations", "artist_top_users", "similar_artists", "factor_tables")
+]
+
 # small grid and folds: the pipeline tests check wiring and behaviour, not model quality
 FAST_SETTINGS = ModelSettings(
     ranks=[4, 8], regularizations=[0.05, 0.1], iterations=8, n_folds=2, top_n=5

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import FAST_SETTINGS, REPO_ROOT, small_world
+from conftest import FAST_SETTINGS, REPO_ROOT, TRAINING_ASSETS, small_world
 
 from musicrec_assets.core.sample import write_landing
 from musicrec_assets.definitions import build_definitions
@@ -68,10 +68,7 @@ def tuned_home(tmp_path):
     held_back = world.ratings.sample(frac=0.1, random_state=0)
     world = type(world)(world.users, world.artists, world.ratings.drop(held_back.index))
     write_landing(world, tmp_path / "landing")
-    selection = [
-        dg.AssetKey(k)
-        for k in ("users", "artists", "ratings", "rating_matrix", "evaluation_split", "als_tuning")
-    ]
+    selection = [key for key in TRAINING_ASSETS if key.to_user_string() != "als_model"]
     job = build_definitions(tmp_path, FAST_SETTINGS).resolve_implicit_global_asset_job_def()
     assert job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), asset_selection=selection

@@ -7,7 +7,7 @@ import duckdb
 import mlflow
 import numpy as np
 import pytest
-from conftest import FAST_SETTINGS, run_pipeline, small_world
+from conftest import FAST_SETTINGS, TRAINING_ASSETS, run_pipeline, small_world
 from mlflow.tracking import MlflowClient
 
 from musicrec_assets.core import tracking
@@ -224,16 +224,7 @@ def test_play_counts_train_implicit_als_scored_by_ranking_metrics(tmp_path):
         n_folds=2,
         top_n=5,
     )
-    training = [
-        "users",
-        "artists",
-        "ratings",
-        "rating_matrix",
-        "evaluation_split",
-        "als_tuning",
-        "als_model",
-    ]
-    result = run_pipeline(tmp_path, settings, selection=[dg.AssetKey(k) for k in training])
+    result = run_pipeline(tmp_path, settings, selection=TRAINING_ASSETS)
     assert metadata(result, "rating_matrix")["feedback"] == "implicit"  # auto: no ratings
     meta = metadata(result, "als_model")
     assert meta["feedback"] == "implicit"

@@ -1,26 +1,14 @@
 """The same graph with `backend: spark`: tuning and training on Spark MLlib, everything else
 unchanged."""
 
-import dagster as dg
 import duckdb
 import mlflow
 import pytest
-from conftest import run_pipeline, small_world
+from conftest import SERVING_ASSETS, TRAINING_ASSETS, run_pipeline, small_world
 
 from musicrec_assets.core.sample import write_landing
 from musicrec_assets.core.spark_als import missing_spark_requirement
 from musicrec_assets.resources import ModelSettings
-
-TRAINING = (
-    "users",
-    "artists",
-    "ratings",
-    "rating_matrix",
-    "evaluation_split",
-    "als_tuning",
-    "als_model",
-)
-SERVING = ("user_recommendations", "artist_top_users", "similar_artists", "factor_tables")
 
 pytestmark = pytest.mark.skipif(
     missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
@@ -32,16 +20,14 @@ def test_graph_trains_on_spark_and_serves_as_usual(tmp_path):
     settings = ModelSettings(
         backend="spark", ranks=[4], regularizations=[0.1], iterations=5, n_folds=2, top_n=5
     )
-    training = [dg.AssetKey(k) for k in TRAINING]
-    trained = run_pipeline(tmp_path, settings, selection=training)
+    trained = run_pipeline(tmp_path, settings, selection=TRAINING_ASSETS)
     [model] = trained.asset_materializations_for_node("als_model")
     run = mlflow.get_run(model.metadata["mlflow_run_id"].value)
     assert run.data.tags["backend"] == "spark"
     assert run.data.params["use_biases"] == "False"  # Spark's explicit ALS has no biases
     # (on ratings, that model loses to the bias baseline and the blocking check says so;
     # serving the registered model does not depend on which backend trained it)
-    serving = [dg.AssetKey(k) for k in SERVING]
-    assert run_pipeline(tmp_path, settings, selection=serving).success
+    assert run_pipeline(tmp_path, settings, selection=SERVING_ASSETS).success
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
             "SELECT count(*), count(DISTINCT user_id), min(model_version) FROM user_recommendations"

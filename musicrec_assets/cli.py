@@ -15,16 +15,21 @@ from musicrec_assets.resources import REPO_ROOT, default_home
 
 
 def _use_home(home: str | None) -> Path:
-    """Point this process (and the Dagster instance) at one MUSICREC_HOME."""
+    """Point this process (and the Dagster instance) at one MUSICREC_HOME.
+
+    The Dagster instance lives in ``<home>/dagster`` unless DAGSTER_HOME is set and no
+    ``--home`` was given.
+    """
     path = Path(home).resolve() if home else default_home()
     os.environ["MUSICREC_HOME"] = str(path)
     for kind in ("users", "artists", "ratings"):
         (path / "landing" / kind).mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("DAGSTER_HOME"):
-        dagster_home = path / "dagster"
-        dagster_home.mkdir(parents=True, exist_ok=True)
+    if home or not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(path / "dagster")
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists():
         shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-        os.environ["DAGSTER_HOME"] = str(dagster_home)
     return path
 
 

@@ -77,6 +77,7 @@ def test_split_is_stored_and_consistent(pipeline_home):
 
 def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
     home, result = pipeline_home
+    tracking.configure(home)  # other tests may have pointed MLflow elsewhere
     meta = metadata(result, "als_tuning")
     trials = query(home, "SELECT count(*), count(*) FILTER (WHERE chosen) FROM tuning_trials")
     assert trials == [(4, 1)]
@@ -93,6 +94,7 @@ def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
 
 def test_model_is_registered_champion_with_metrics_beside_baselines(pipeline_home):
     home, result = pipeline_home
+    tracking.configure(home)  # other tests may have pointed MLflow elsewhere
     meta = metadata(result, "als_model")
     assert meta["alias"] == "champion" and meta["promotion"] == "no champion yet"
     version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")

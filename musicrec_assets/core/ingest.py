@@ -132,8 +132,8 @@ def _number(column: str) -> str:
 def _identifier(column: str) -> str:
     """Ids are JSON strings, or integers taken as their decimal text."""
     text = f"{column}::VARCHAR"
-    return f"""coalesce({_string(column)},
-                        CASE WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END)"""
+    return f"""CASE WHEN starts_with({text}, '"') THEN {_string(column)}
+                    WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END"""
 
 
 def _id_checks(name: str) -> list[str]:
@@ -189,13 +189,19 @@ def _validate(con, kind: str) -> None:
         ]
         joins, keys, order = "", "id_value", ""
 
+    dropped = ", ".join(
+        ["raw", "problem"]
+        + [f'"{n}"' for n in FIELDS[kind]]
+        + [f'"{n}_text"' for n in FIELDS[kind]]
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE validated AS
         WITH typed AS (SELECT p.*, {texts}, {values} FROM parsed p),
+        -- only typed values go on: the JSON fields are read again for rejected rows alone
         checked AS (
-            SELECT v.*, CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END
-                AS reason
+            SELECT v.* EXCLUDE ({dropped}),
+                   CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END AS reason
             FROM typed v {joins}
         ),
         -- the newest record of a key wins; only keys that repeat pay for the window
@@ -219,9 +225,9 @@ def _validate(con, kind: str) -> None:
 
 
 def _raw_record(kind: str) -> str:
-    """The record as text: as read (careful path), or rebuilt from its fields (fast path)."""
-    fields = ", ".join(f'"{n}" := "{n}"' for n in FIELDS[kind])
-    return f"coalesce(raw, to_json(struct_pack({fields}))::VARCHAR)"
+    """A ``parsed`` record as text: as read (careful path), or rebuilt from its fields."""
+    fields = ", ".join(f'"{n}" := p."{n}"' for n in FIELDS[kind])
+    return f"coalesce(p.raw, to_json(struct_pack({fields}))::VARCHAR)"
 
 
 def _apply_accepted(con, kind: str, source_file: str | None, ingested_at: datetime) -> None:
@@ -326,8 +332,9 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
         _apply_accepted(con, file.kind, file.relative_path, now)
         con.execute(
             f"""INSERT INTO rejected_rows
-                SELECT ?, ?, ?, record_no, {_raw_record(file.kind)}, reason, ? FROM validated
-                WHERE reason IS NOT NULL""",
+                SELECT ?, ?, ?, v.record_no, {_raw_record(file.kind)}, v.reason, ?
+                FROM validated v JOIN parsed p USING (record_no)
+                WHERE v.reason IS NOT NULL""",
             [file.relative_path, sha256, file.kind, now],
         )
         con.execute(

@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export MUSICREC_HOME ?= $(CURDIR)/.musicrec
 export DAGSTER_HOME ?= $(MUSICREC_HOME)/dagster
 
-.PHONY: demo test ui lint bench-ingest bench-train bench-serve
+.PHONY: demo test ui lint bench-ingest bench-train bench-serve bench-scale
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ bench-train: $(INSTALLED)
 ## bench-serve: top-N throughput beside implicit's batch recommend; fold-in latency
 bench-serve: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_serve.py
+
+## bench-scale: the whole graph on a Last.fm-360K-shaped set, then Spark's ALS (time-boxed)
+bench-scale: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_scale.py

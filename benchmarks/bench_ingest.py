@@ -1,0 +1,208 @@
+"""Ingest throughput: ``ingest.ingest_file`` against DuckDB's plain ``read_json``.
+
+Writes a synthetic landing folder (``sample.write_bulk_ratings``: 5,000,000 ratings by default,
+users = rows / 50, artists = rows / 100, with ``write_catalogue``'s users and artists), finds the
+files with ``landing.scan`` and ingests users, artists, then ratings into a fresh DuckDB file.
+The reference is ``CREATE TABLE t AS SELECT * FROM read_json(?)`` of the same file into another
+fresh DuckDB file, in the same run (interleaved with ours, so both see the same machine load).
+
+Target (from the issue): ingest ≥ 0.5× read_json's rows/s on the ratings file.
+
+Then the ratings ingest is split into phases by calling ingest_file's steps (its private
+functions, in its order) one by one with a clock around each.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--rows N] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from common import peak_rss_mib, print_environment, print_table, ratio, repeat_argument
+
+from musicrec_assets.core import ingest, landing, warehouse
+from musicrec_assets.core.sample import write_bulk_ratings, write_catalogue
+from musicrec_assets.core.warehouse import scalar
+
+TARGET_RATIO = 0.5
+
+
+def write_landing(landing_dir: Path, rows: int) -> list[landing.LandingFile]:
+    catalogue = write_bulk_ratings(
+        landing_dir / "ratings" / "ratings.jsonl", rows, n_users=rows // 50, n_artists=rows // 100
+    )
+    write_catalogue(catalogue, landing_dir)
+    return landing.scan(landing_dir)
+
+
+def fresh_database(path: Path, connect=warehouse.connect) -> duckdb.DuckDBPyConnection:
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = connect(str(path))
+    # DuckDB draws a progress bar on stderr for queries over 2 s
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def ingest_all(path: Path, files: list[landing.LandingFile]) -> dict[str, tuple[float, int]]:
+    """(seconds, rows) of ``ingest_file`` per file, in scan order (users, artists, ratings)."""
+    timings = {}
+    with fresh_database(path) as con:
+        for file in files:
+            started = time.perf_counter()
+            report = ingest.ingest_file(con, file)
+            timings[file.kind] = (time.perf_counter() - started, report.rows_read)
+            if report.rows_rejected or report.skipped:
+                raise RuntimeError(f"{file.relative_path}: expected every row accepted, {report}")
+    return timings
+
+
+def read_json(path: Path, file: landing.LandingFile) -> float:
+    with fresh_database(path, duckdb.connect) as con:
+        started = time.perf_counter()
+        con.execute("CREATE TABLE t AS SELECT * FROM read_json(?)", [str(file.path)])
+        return time.perf_counter() - started
+
+
+def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, float]:
+    """Seconds of each step of ``ingest_file`` on the last file (ratings), the others ingested
+    first; the same calls in the same order as ``ingest.ingest_file`` makes them."""
+    *catalogue, file = files
+    phases: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def phase(name: str):
+        started = time.perf_counter()
+        yield
+        phases[name] += time.perf_counter() - started
+
+    with fresh_database(path) as con:
+        for earlier in catalogue:
+            ingest.ingest_file(con, earlier)
+        with phase("schema, ledger look-ups, format sniff"):
+            warehouse.ensure_schema(con)
+            con.execute("SET TimeZone = 'UTC'")
+        with phase("sha256 of the file"):
+            sha256 = file.sha256()
+        with phase("schema, ledger look-ups, format sniff"):
+            query = "SELECT count(*) FROM ingested_files WHERE sha256 = ? AND kind = ?"
+            if scalar(con, query, [sha256, file.kind]) or ingest.already_ingested(con, file):
+                raise RuntimeError("a fresh warehouse already holds the file")
+            json_format = "array" if file.is_json_array() else "newline_delimited"
+        with phase("_parse_fast (read_json, fields as JSON)"):
+            ingest._parse_fast(con, file, json_format)
+        with phase("_validate"):
+            ingest._validate(con, file.kind)
+        with phase("reason counts, row count"):
+            now = datetime.now(UTC).replace(tzinfo=None)
+            ingest._reason_counts(con)
+            rows_read = scalar(con, "SELECT count(*) FROM validated")
+        con.begin()
+        with phase("_apply_accepted"):
+            ingest._apply_accepted(con, file.kind, file.relative_path, now)
+        with phase("rejected_rows + ledger inserts"):
+            con.execute(
+                f"""INSERT INTO rejected_rows
+                    SELECT ?, ?, ?, v.record_no, {ingest._raw_record(file.kind)}, v.reason, ?
+                    FROM validated v JOIN parsed p USING (record_no)
+                    WHERE v.reason IS NOT NULL""",
+                [file.relative_path, sha256, file.kind, now],
+            )
+            con.execute(
+                "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [file.relative_path, sha256, file.kind, file.size_bytes, file.mtime_ns]
+                + [rows_read, rows_read, 0, now],
+            )
+        with phase("commit"):
+            con.commit()
+    return dict(phases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="ratings rows (default 5M)")
+    repeat_argument(parser)
+    args = parser.parse_args()
+    print_environment(f"bench_ingest: {args.rows:,} ratings, best of {args.repeat}")
+
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as scratch:
+        scratch = Path(scratch)
+        started = time.perf_counter()
+        files = write_landing(scratch / "landing", args.rows)
+        print(
+            f"landing folder written in {time.perf_counter() - started:.1f} s: "
+            + ", ".join(
+                f"{file.relative_path} {file.size_bytes / 2**20:,.1f} MiB" for file in files
+            )
+        )
+
+        rows: dict[str, int] = {}
+        ours: dict[str, float] = defaultdict(lambda: float("inf"))
+        reference: dict[str, float] = defaultdict(lambda: float("inf"))
+        phases: dict[str, float] = defaultdict(lambda: float("inf"))
+        # interleaved, so that a burst of load on the shared machine hits both sides alike
+        for _ in range(args.repeat):
+            for file in files:
+                seconds = read_json(scratch / "reference.duckdb", file)
+                reference[file.kind] = min(reference[file.kind], seconds)
+            for kind, (seconds, n) in ingest_all(scratch / "ours.duckdb", files).items():
+                ours[kind], rows[kind] = min(ours[kind], seconds), n
+            for name, seconds in ingest_phases(scratch / "phases.duckdb", files).items():
+                phases[name] = min(phases[name], seconds)
+
+    table = []
+    for file in files:
+        kind, n = file.kind, rows[file.kind]
+        table.append(
+            [
+                file.relative_path,
+                f"{n:,}",
+                f"{ours[kind]:.2f}",
+                f"{n / ours[kind]:,.0f}",
+                f"{reference[kind]:.2f}",
+                f"{n / reference[kind]:,.0f}",
+                ratio(reference[kind], ours[kind]),
+            ]
+        )
+    print_table(
+        f"ingest_file vs read_json (target: ratings ≥ {TARGET_RATIO}× read_json's rows/s)",
+        [
+            "file",
+            "rows",
+            "ingest s",
+            "ingest rows/s",
+            "read_json s",
+            "read_json rows/s",
+            "ratio (ours ÷ ref rows/s)",
+        ],
+        table,
+    )
+    verdict = "meets" if reference["ratings"] / ours["ratings"] >= TARGET_RATIO else "misses"
+    print(f"ratings: {verdict} the target")
+
+    total = sum(phases.values())
+    print_table(
+        "ingest_file phases on the ratings file (each phase's best run; read_json for scale)",
+        ["phase", "seconds", "share"],
+        [[name, f"{seconds:.2f}", f"{seconds / total:.0%}"] for name, seconds in phases.items()]
+        + [
+            ["sum of phases", f"{total:.2f}", "100%"],
+            [
+                "(reference: plain read_json → table)",
+                f"{reference['ratings']:.2f}",
+                f"{reference['ratings'] / total:.0%}",
+            ],
+        ],
+    )
+    print(f"\npeak resident memory of this process: {peak_rss_mib():,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -107,7 +107,7 @@ def evaluation_split(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Mate
         feedback = resolve_feedback(con, settings.feedback)
         matrix = load_matrix(con, feedback)
         split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)
-        rows = save_split(con, matrix, split.train, split.test)
+        rows = save_split(con, split.train, split.test)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,

@@ -7,11 +7,12 @@ The evaluation split is stored by id (``evaluation_split``) so anyone can score 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.core.factors import Feedback
@@ -101,20 +102,40 @@ def load_matrix(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> RatingMat
     )
 
 
-def save_split(con, matrix: RatingMatrix, train: csr_matrix, test: csr_matrix) -> int:
-    """Publish ``evaluation_split(user_id, artist_id, part)``; returns its row count."""
+SPLIT_CHUNK_ROWS = 2_000_000
 
-    def rows(part: str, values: csr_matrix) -> pd.DataFrame:
-        coo = values.tocoo()
-        return pd.DataFrame(
-            {
-                "user_id": matrix.user_ids[coo.row],
-                "artist_id": matrix.item_ids[coo.col],
-                "part": part,
-            }
-        )
 
-    return publish_table(con, "evaluation_split", (rows("train", train), rows("test", test)))
+def save_split(con, train: csr_matrix, test: csr_matrix) -> int:
+    """Publish ``evaluation_split(user_id, artist_id, part)``; returns its row count.
+
+    Rows leave Python as integer indexes, in chunks, and get their ids from the index tables
+    in SQL: millions of string ids as numpy or Python strings would cost gigabytes.
+    """
+
+    def chunks() -> Iterator[pa.Table]:
+        for part, values in (("train", train), ("test", test)):
+            coo = values.tocoo()
+            for start in range(0, coo.nnz, SPLIT_CHUNK_ROWS):
+                stop = start + SPLIT_CHUNK_ROWS
+                con.register(
+                    "split_indexes",
+                    pa.table(
+                        {
+                            "user_idx": coo.row[start:stop].astype(np.int32),
+                            "artist_idx": coo.col[start:stop].astype(np.int32),
+                        }
+                    ),
+                )
+                yield con.sql(
+                    """SELECT u.user_id, a.artist_id, ?::VARCHAR AS part
+                       FROM split_indexes s
+                       JOIN user_index u USING (user_idx)
+                       JOIN artist_index a USING (artist_idx)""",
+                    params=[part],
+                ).to_arrow_table()
+                con.unregister("split_indexes")
+
+    return publish_table(con, "evaluation_split", chunks())
 
 
 def load_split(con, feedback: Feedback) -> tuple[csr_matrix, csr_matrix]:

@@ -139,11 +139,13 @@ def test_mixed_file_loses_nothing(con, landing_dir):
     assert len({n for (n,) in record_numbers}) == report.rows_rejected
 
 
-def test_reingesting_the_same_content_changes_nothing(con, landing_dir):
+# an empty file is the content the clean pass takes whole before it sees the hash
+@pytest.mark.parametrize(
+    "content", [jsonl({"user_id": "ann", "artist_id": "a1", "rating": 2}), "[]"], ids=str
+)
+def test_reingesting_the_same_content_changes_nothing(con, landing_dir, content):
     seed_catalogue(con, landing_dir)
-    path = write(
-        landing_dir, "ratings/r.jsonl", jsonl({"user_id": "ann", "artist_id": "a1", "rating": 2})
-    )
+    path = write(landing_dir, "ratings/r.jsonl", content)
     ingest_all(con, landing_dir)
     before = table(con, "SELECT * FROM ratings"), table(con, "SELECT * FROM ingested_files")
     os.utime(path, ns=(1, 1))  # a touched file is recognised by its content
@@ -262,21 +264,69 @@ def test_users_upsert_keeps_known_names(con, landing_dir):
     assert table(con, "SELECT id, first_name, last_name FROM users") == [("ann", "Ann", "Li")]
 
 
-def test_a_failing_file_leaves_nothing_half_written(con, landing_dir, monkeypatch):
+CLEAN_RATING = {"user_id": "ann", "artist_id": "a1", "rating": 3}
+
+
+@pytest.mark.parametrize(
+    "records",
+    [[CLEAN_RATING], [CLEAN_RATING, {"user_id": "ann", "artist_id": "a2", "rating": 9}]],
+    ids=["clean file", "file with a rejected row"],
+)
+def test_a_failing_file_leaves_nothing_half_written(con, landing_dir, monkeypatch, records):
     seed_catalogue(con, landing_dir)
-    write(landing_dir, "ratings/r.jsonl", jsonl({"user_id": "ann", "artist_id": "a1", "rating": 3}))
+    write(landing_dir, "ratings/r.jsonl", jsonl(*records))
 
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ingest, "_apply_accepted", fail)
+    # the last write of both paths, after the rows are in
+    monkeypatch.setattr(ingest, "_record_in_ledger", fail)
     with pytest.raises(RuntimeError):
         ingest_all(con, landing_dir)
     assert table(con, "SELECT count(*) FROM ingested_files WHERE kind = 'ratings'") == [(0,)]
+    assert table(con, "SELECT count(*) FROM ratings") == [(0,)]
     assert table(con, "SELECT count(*) FROM rejected_rows") == [(0,)]
     monkeypatch.undo()
     ingest_all(con, landing_dir)
     assert table(con, "SELECT count(*) FROM ratings") == [(1,)]
+
+
+def test_a_clean_file_is_inserted_in_one_pass(con, landing_dir, monkeypatch):
+    seed_catalogue(con, landing_dir)
+    write(landing_dir, "ratings/r.jsonl", jsonl(CLEAN_RATING, {**CLEAN_RATING, "artist_id": "a2"}))
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("a clean file must not need the general path")
+
+    monkeypatch.setattr(ingest, "_parse_fast", no_second_pass)
+    (report,) = ingest_all(con, landing_dir)[-1:]
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (2, 2, 0)
+    assert table(con, "SELECT artist_id, rating FROM ratings ORDER BY 1") == [
+        ("a1", 3.0),
+        ("a2", 3.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "second_file",
+    [
+        # a record that fails, a key repeated within the file, a key already stored
+        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 0}],
+        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "artist_id": "a2"}],
+        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 5}],
+    ],
+    ids=["rejected record", "repeated key", "stored key"],
+)
+def test_the_clean_pass_rolls_back_what_it_cannot_take(con, landing_dir, second_file):
+    seed_catalogue(con, landing_dir)
+    write(landing_dir, "ratings/1.jsonl", jsonl(CLEAN_RATING))
+    ingest_all(con, landing_dir)
+    write(landing_dir, "ratings/2.jsonl", jsonl(*second_file))
+    report = ingest_all(con, landing_dir)[-1]
+    ratings = table(con, "SELECT artist_id, count(*) FROM ratings GROUP BY 1 ORDER BY 1")
+    # each pair once, nothing from the rolled-back attempt
+    assert ratings == [("a1", 1), ("a2", 1)]
+    assert report.rows_read == 2 == report.rows_accepted + report.rows_rejected
 
 
 def test_values_from_data_are_never_sql(con, landing_dir):

@@ -5,11 +5,17 @@ Every record of a file ends up in exactly one place: its table (accepted) or
 One file is one transaction, recorded in the ``ingested_files`` ledger by its sha256, so the
 same content is never ingested twice.
 
-Parsing has a fast path and a careful one. Most files are well-formed: DuckDB's
-``read_json`` reads them at full speed with every field typed as ``JSON`` (so a string
-``"4.5"`` is still told apart from the number ``4.5``). Only when that fails (a malformed
-line, a record that is not an object) do we read the file record by record as text to find
-and quarantine the bad ones.
+Files take one of three paths, each slower and more general than the one before:
+
+1. *Clean*: most large files are well-formed, valid and bring new keys only. One statement
+   reads the file with DuckDB's ``read_json`` (every field typed as ``JSON``, so a string
+   ``"4.5"`` is still told apart from the number ``4.5``), checks every record and inserts
+   it; a record that fails any check aborts the statement, a key repeated within the file
+   aborts the transaction, and the file takes path 2.
+2. *Fast*: ``read_json`` into a temporary table, then every record is checked
+   (``validated``), and the accepted ones are upserted.
+3. *Careful*: when even ``read_json`` fails (a malformed line, a record that is not an
+   object), the file is read record by record as text to find and quarantine the bad ones.
 
 Ratings rejected only because their user or artist is not known yet are retried by
 :func:`retry_pending_ratings` once those ids arrive, and then move from rejected to accepted.
@@ -18,6 +24,7 @@ Ratings rejected only because their user or artist is not known yet are retried 
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,18 +63,25 @@ def _json_columns(kind: str) -> str:
     return "{" + ", ".join(f"'{name}': 'JSON'" for name in FIELDS[kind]) + "}"
 
 
+def _read_json(kind: str, json_format: str) -> str:
+    """The records of a landing file (its path the query's ``$path`` parameter) as
+    :func:`_checked` takes them, read by ``read_json`` with every field as JSON."""
+    fields = ", ".join(f'"{n}"' for n in FIELDS[kind])
+    return f"""(SELECT NULL::VARCHAR AS problem, {fields}, NULL::VARCHAR AS raw
+               FROM read_json($path, format = '{json_format}', columns = {_json_columns(kind)},
+                              compression = 'auto'))"""
+
+
 def _parse_fast(con, file: LandingFile, json_format: str) -> None:
-    """Typed read of a well-formed file; raises duckdb.Error when any record is bad."""
-    fields = ", ".join(f'"{n}"' for n in FIELDS[file.kind])
+    """Typed read of a well-formed file; raises duckdb.Error when any record is bad.
+
+    Records are numbered by ``rowid`` (see :func:`_validate`): a table created in one
+    statement keeps the file's order, and a ``row_number()`` window would cost as much as the
+    read itself.
+    """
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE parsed AS
-        SELECT row_number() OVER () AS record_no, NULL::VARCHAR AS problem,
-               {fields}, NULL::VARCHAR AS raw
-        FROM read_json(?, format = '{json_format}', columns = {_json_columns(file.kind)},
-                       compression = 'auto')
-        """,
-        [str(file.path)],
+        f"CREATE OR REPLACE TEMP TABLE parsed AS FROM {_read_json(file.kind, json_format)}",
+        {"path": str(file.path)},
     )
 
 
@@ -118,10 +132,7 @@ def _text(column: str) -> str:
 
 
 def _string(column: str) -> str:
-    text = f"{column}::VARCHAR"
-    return f"""CASE WHEN starts_with({text}, '"') THEN
-                   CASE WHEN contains({text}, '\\') THEN {column} ->> '$'
-                        ELSE ({text})[2:-2] END END"""
+    return f"""CASE WHEN starts_with({column}::VARCHAR, '"') THEN {column} ->> '$' END"""
 
 
 def _number(column: str) -> str:
@@ -132,19 +143,25 @@ def _number(column: str) -> str:
 def _identifier(column: str) -> str:
     """Ids are JSON strings, or integers taken as their decimal text."""
     text = f"{column}::VARCHAR"
-    return f"""CASE WHEN starts_with({text}, '"') THEN {_string(column)}
+    return f"""CASE WHEN starts_with({text}, '"') THEN {column} ->> '$'
                     WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END"""
 
 
 def _id_checks(name: str) -> list[str]:
+    # a regular expression, not trim(): trim copies every id, this stops at its first letter
     return [
-        f"WHEN {name}_text IS NULL OR trim({name}_value) = '' THEN 'missing or empty {name}'",
+        f"WHEN {name}_text IS NULL OR regexp_full_match({name}_value, '\\s*') "
+        f"THEN 'missing or empty {name}'",
         f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
     ]
 
 
-def _validate(con, kind: str) -> None:
-    """``parsed`` → ``validated``: typed values plus the first reason each record fails."""
+def _checked(kind: str, source: str, record_no: str = "") -> str:
+    """A query of ``source``'s records (``problem``, the fields as JSON, ``raw``): each
+    field's typed value (``<field>_value``) and the first reason the record fails, if any.
+
+    ``record_no``: a select-list item that numbers the records, when ``source`` has none.
+    """
     texts = ", ".join(f'{_text(f"p.{n}")} AS "{n}_text"' for n in FIELDS[kind])
     if kind == "ratings":
         values = f"""
@@ -169,13 +186,11 @@ def _validate(con, kind: str) -> None:
             "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
             "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
             "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
-            f"WHEN known_user.id IS NULL THEN '{UNKNOWN_USER}'",
-            f"WHEN known_artist.id IS NULL THEN '{UNKNOWN_ARTIST}'",
+            # IN builds its hash table on the known ids, whatever the optimizer guesses of
+            # the file's size
+            f"WHEN user_id_value NOT IN (SELECT id FROM users) THEN '{UNKNOWN_USER}'",
+            f"WHEN artist_id_value NOT IN (SELECT id FROM artists) THEN '{UNKNOWN_ARTIST}'",
         ]
-        joins = """
-            LEFT JOIN users known_user ON known_user.id = v.user_id_value
-            LEFT JOIN artists known_artist ON known_artist.id = v.artist_id_value"""
-        keys, order = "user_id_value, artist_id_value", "timestamp_value DESC NULLS LAST,"
     else:
         names = [n for n in FIELDS[kind] if n != "id"]
         values = ", ".join(
@@ -187,41 +202,89 @@ def _validate(con, kind: str) -> None:
             f"THEN 'wrong type: {n} must be a string'"
             for n in names
         ]
-        joins, keys, order = "", "id_value", ""
 
+    # only typed values go on: the JSON fields are read again for rejected rows alone
     dropped = ", ".join(
         ["raw", "problem"]
         + [f'"{n}"' for n in FIELDS[kind]]
         + [f'"{n}_text"' for n in FIELDS[kind]]
     )
+    return f"""
+        WITH typed AS (SELECT {record_no} p.*, {texts}, {values} FROM {source} p)
+        SELECT * EXCLUDE ({dropped}),
+               CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END AS reason
+        FROM typed
+        """
+
+
+def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
+    """``parsed`` → ``validated``: typed values plus the first reason each record fails.
+
+    ``numbered_by_rowid``: ``parsed`` has no ``record_no`` column and is in file order (the
+    fast path). One pass types and checks every record; a second marks all but the newest
+    record of a key that repeats within the file as duplicates.
+    """
+    record_no = "p.rowid + 1 AS record_no," if numbered_by_rowid else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {_checked(kind, 'parsed', record_no)}")
+    keys, order = (
+        ("user_id_value, artist_id_value", "timestamp_value DESC NULLS LAST,")
+        if kind == "ratings"
+        else ("id_value", "")
+    )
+    # keys are grouped by their hash, far cheaper than by the strings; a collision only
+    # lets a few more records into the exact window, which partitions by the keys themselves
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE validated AS
-        WITH typed AS (SELECT p.*, {texts}, {values} FROM parsed p),
-        -- only typed values go on: the JSON fields are read again for rejected rows alone
-        checked AS (
-            SELECT v.* EXCLUDE ({dropped}),
-                   CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END AS reason
-            FROM typed v {joins}
-        ),
-        -- the newest record of a key wins; only keys that repeat pay for the window
-        duplicated_keys AS (
-            SELECT {keys} FROM checked WHERE reason IS NULL
-            GROUP BY ALL HAVING count(*) > 1
-        ),
-        superseded AS (
+        UPDATE validated SET reason = '{DUPLICATE}'
+        FROM (
             SELECT record_no FROM (
                 SELECT record_no, row_number() OVER (
                     PARTITION BY {keys} ORDER BY {order} record_no DESC) AS newest_first
-                FROM checked SEMI JOIN duplicated_keys USING ({keys})
-                WHERE reason IS NULL)
+                FROM validated
+                WHERE reason IS NULL AND hash({keys}) IN (
+                    SELECT hash({keys}) FROM validated WHERE reason IS NULL
+                    GROUP BY ALL HAVING count(*) > 1))
             WHERE newest_first > 1
-        )
-        SELECT c.* EXCLUDE (reason),
-               CASE WHEN s.record_no IS NOT NULL THEN '{DUPLICATE}' ELSE c.reason END AS reason
-        FROM checked c LEFT JOIN superseded s USING (record_no)
+        ) superseded
+        WHERE validated.record_no = superseded.record_no
         """
     )
+
+
+class _NotClean(Exception):
+    """The clean path cannot take the file: it has a key more than once."""
+
+
+def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetime) -> int:
+    """Path 1: insert a file whose every record passes and whose keys are all new; returns
+    the number of records. Raises duckdb.Error or _NotClean otherwise (the caller's
+    transaction then rolls back)."""
+    kind = file.kind
+    keys = KEYS[kind]
+    stored = " AND ".join(f"t.{key} = {key}_value" for key in keys)
+    con.execute(
+        f"""
+        INSERT INTO {kind}
+        SELECT {", ".join(f"{n}_value" for n in FIELDS[kind])}, $source_file,
+               $ingested_at::TIMESTAMP
+        FROM ({_checked(kind, _read_json(kind, json_format))})
+        WHERE CASE WHEN reason IS NULL AND NOT EXISTS (SELECT 1 FROM {kind} t WHERE {stored})
+                   THEN true
+                   ELSE error('not clean') END
+        """,
+        {"path": str(file.path), "source_file": file.relative_path, "ingested_at": ingested_at},
+    )
+    inserted = con.fetchone()[0]
+    repeated = scalar(
+        con,
+        f"""SELECT count(*) FROM (
+                SELECT hash({", ".join(keys)}) FROM {kind}
+                WHERE source_file = ? AND ingested_at = ? GROUP BY ALL HAVING count(*) > 1)""",
+        [file.relative_path, ingested_at],
+    )
+    if repeated:
+        raise _NotClean(f"{file.relative_path}: a key repeats within the file")
+    return inserted
 
 
 def _raw_record(kind: str) -> str:
@@ -240,28 +303,27 @@ def _apply_accepted(con, kind: str, source_file: str | None, ingested_at: dateti
     source = "?" if source_file is not None else "v.source_file"
     params = [source_file, ingested_at] if source_file is not None else [ingested_at]
     if kind == "ratings":
+        # first the stored ratings that lose to the file's, then the file's ratings whose key
+        # is not stored (any still stored are newer): no copy of the file's rows in between
+        con.execute(
+            """DELETE FROM ratings USING validated v
+               WHERE v.reason IS NULL
+                 AND ratings.user_id = v.user_id_value AND ratings.artist_id = v.artist_id_value
+                 AND coalesce(v.timestamp_value, '-infinity'::TIMESTAMP)
+                     >= coalesce(ratings."timestamp", '-infinity'::TIMESTAMP)"""
+        )
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE incoming AS
-            SELECT v.user_id_value AS user_id, v.artist_id_value AS artist_id,
-                   v.rating_value AS rating, v.plays_value AS plays,
-                   v.timestamp_value AS "timestamp", {source} AS source_file,
-                   ?::TIMESTAMP AS ingested_at
+            INSERT INTO ratings
+            SELECT v.user_id_value, v.artist_id_value, v.rating_value, v.plays_value,
+                   v.timestamp_value, {source}, ?::TIMESTAMP
             FROM validated v
-            LEFT JOIN ratings r
-              ON r.user_id = v.user_id_value AND r.artist_id = v.artist_id_value
-            WHERE v.reason IS NULL
-              AND (r.user_id IS NULL
-                   OR coalesce(v.timestamp_value, '-infinity'::TIMESTAMP)
-                      >= coalesce(r."timestamp", '-infinity'::TIMESTAMP))
+            WHERE v.reason IS NULL AND NOT EXISTS (
+                SELECT 1 FROM ratings r
+                WHERE r.user_id = v.user_id_value AND r.artist_id = v.artist_id_value)
             """,
             params,
         )
-        con.execute(
-            """DELETE FROM ratings USING incoming i
-               WHERE ratings.user_id = i.user_id AND ratings.artist_id = i.artist_id"""
-        )
-        con.execute("INSERT INTO ratings SELECT * FROM incoming")
         return
 
     names = [n for n in FIELDS[kind] if n != "id"]
@@ -288,27 +350,71 @@ def _reason_counts(con) -> Counter:
 
 
 def already_ingested(con, file: LandingFile) -> bool:
-    """Known by path, size and mtime (cheap), or else by content hash."""
+    """Known by path, size and mtime: the cheap test, before the content's hash."""
     query = "SELECT count(*) FROM ingested_files WHERE path = ? AND size_bytes = ? AND mtime_ns = ?"
     return scalar(con, query, [file.relative_path, file.size_bytes, file.mtime_ns]) > 0
+
+
+def _content_seen(con, kind: str, sha256: str) -> bool:
+    query = "SELECT count(*) FROM ingested_files WHERE sha256 = ? AND kind = ?"
+    return scalar(con, query, [sha256, kind]) > 0
+
+
+def _record_in_ledger(con, file: LandingFile, report: IngestReport, now: datetime) -> None:
+    con.execute(
+        "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            file.relative_path,
+            report.sha256,
+            file.kind,
+            file.size_bytes,
+            file.mtime_ns,
+            report.rows_read,
+            report.rows_accepted,
+            report.rows_rejected,
+            now,
+        ],
+    )
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestReport:
     """Validate and load one landing file in one transaction; a no-op if already ingested."""
     ensure_schema(con)
     con.execute("SET TimeZone = 'UTC'")
-    sha256 = file.sha256()
-    report = IngestReport(path=file.relative_path, kind=file.kind, sha256=sha256)
-    query = "SELECT count(*) FROM ingested_files WHERE sha256 = ? AND kind = ?"
-    seen = scalar(con, query, [sha256, file.kind])
-    if seen or already_ingested(con, file):
+    # the fast path numbers records by the order DuckDB keeps them in (its default)
+    con.execute("SET preserve_insertion_order = true")
+    report = IngestReport(path=file.relative_path, kind=file.kind, sha256="")
+    if already_ingested(con, file):
         report.skipped = True
         return report
 
     json_format = "array" if file.is_json_array() else "newline_delimited"
+    now = datetime.now(UTC).replace(tzinfo=None)
+    # hashing releases the GIL, so it overlaps DuckDB's read of the same file; content seen
+    # before (under another name) is then rolled back
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file.sha256)
+        try:
+            with transaction(con):
+                inserted = _insert_clean(con, file, json_format, now)
+                report.sha256 = digest.result()
+                if _content_seen(con, file.kind, report.sha256):
+                    raise _NotClean("the same content was ingested before")
+                report.rows_read = report.rows_accepted = inserted
+                _record_in_ledger(con, file, report, now)
+            return report
+        except (duckdb.InvalidInputException, _NotClean):
+            pass  # a record to reject, a key to upsert, or JSON read_json cannot read
+        report.sha256 = digest.result()
+    if _content_seen(con, file.kind, report.sha256):
+        report.skipped = True
+        return report
+
+    numbered_by_rowid = True
     try:
         _parse_fast(con, file, json_format)
     except duckdb.Error:
+        numbered_by_rowid = False
         try:
             _records_as_text(con, file, json_format)
         except duckdb.Error:
@@ -320,9 +426,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
                 [file.read_text()],
             )
         _parse_records(con, file.kind)
-    _validate(con, file.kind)
+    _validate(con, file.kind, numbered_by_rowid)
 
-    now = datetime.now(UTC).replace(tzinfo=None)
     reasons = _reason_counts(con)
     report.rows_read = scalar(con, "SELECT count(*) FROM validated")
     report.rows_rejected = sum(reasons.values())
@@ -330,27 +435,15 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
     report.rejected_by_reason = dict(reasons)
     with transaction(con):
         _apply_accepted(con, file.kind, file.relative_path, now)
+        record_no = "p.rowid + 1" if numbered_by_rowid else "p.record_no"
         con.execute(
             f"""INSERT INTO rejected_rows
                 SELECT ?, ?, ?, v.record_no, {_raw_record(file.kind)}, v.reason, ?
-                FROM validated v JOIN parsed p USING (record_no)
+                FROM validated v JOIN parsed p ON v.record_no = {record_no}
                 WHERE v.reason IS NOT NULL""",
-            [file.relative_path, sha256, file.kind, now],
+            [file.relative_path, report.sha256, file.kind, now],
         )
-        con.execute(
-            "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                file.relative_path,
-                sha256,
-                file.kind,
-                file.size_bytes,
-                file.mtime_ns,
-                report.rows_read,
-                report.rows_accepted,
-                report.rows_rejected,
-                now,
-            ],
-        )
+        _record_in_ledger(con, file, report, now)
     return report
 
 

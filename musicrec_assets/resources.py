@@ -88,6 +88,9 @@ class ModelSettings(dg.ConfigurableResource):
     test_share: float = 0.2
     backend: str = "local"  # local | spark: who fits ALS in tuning and training
     top_n: int = 10
+    # ranking metrics average over at most this many held-out users (a seeded sample, the
+    # same for every model compared); 0 ranks them all
+    ranked_users: int = 10_000
     # the retrain sensor ignores ingest runs that brought fewer new ratings than this
     min_new_ratings: int = 1
     # tuning grid; empty lists take the defaults for the feedback kind

@@ -116,6 +116,30 @@ def test_batches_give_the_same_result(monkeypatch):
     assert batched.means() == whole.means()
 
 
+def test_ranking_a_sample_of_users_scores_each_as_ranking_all_does():
+    problem = random_problem()
+    test = problem[3]
+    whole = ranking_stats(*problem, k=10)
+    sample = metrics.ranked_users(test, max_users=20, seed=3)
+    assert len(sample) == 20 and np.all(np.diff(sample) > 0)
+    assert np.all(np.diff(test.indptr)[sample] > 0)  # only users with held-out items
+    assert np.array_equal(sample, metrics.ranked_users(test, max_users=20, seed=3))
+    assert not np.array_equal(sample, metrics.ranked_users(test, max_users=20, seed=4))
+
+    part = ranking_stats(*problem, k=10, users=sample)
+    assert np.array_equal(part.users, sample)
+    positions = np.searchsorted(whole.users, sample)
+    assert np.array_equal(part.ndcg, whole.ndcg[positions])
+    assert np.array_equal(part.hits, whole.hits[positions])
+
+
+def test_all_users_are_ranked_when_they_are_few():
+    test = random_problem()[3]
+    n_users = int((np.diff(test.indptr) > 0).sum())
+    assert metrics.ranked_users(test, max_users=n_users, seed=0) is None
+    assert metrics.ranked_users(test, max_users=0, seed=0) is None
+
+
 def test_never_recommends_training_items():
     user_vectors, item_vectors, train, _ = random_problem()
     # hold out exactly the training items: no hit is possible

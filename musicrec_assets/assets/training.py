@@ -25,7 +25,7 @@ from musicrec_assets.core.matrix import (
     save_split,
     update_indexes,
 )
-from musicrec_assets.core.metrics import evaluate
+from musicrec_assets.core.metrics import evaluate, ranked_users
 from musicrec_assets.core.spark_als import fit_spark_als
 from musicrec_assets.core.split import train_test_split
 from musicrec_assets.core.warehouse import publish_table, table_exists, transaction
@@ -214,6 +214,7 @@ def als_tuning(
             seed=settings.seed,
             on_trial=on_trial,
             fit=fit,
+            max_ranked_users=settings.ranked_users,
         )
         best = result.best
         mlflow.log_params({f"best_{k}": v for k, v in dataclasses.asdict(best.params).items()})
@@ -318,9 +319,10 @@ def als_model(
         evaluation_model = fit(train, params, *ids, callback=lambda _, step: history.append(step))
         fit_seconds = time.perf_counter() - started
         serving_model = fit(matrix.values, params, *ids)
-    scores = {"als": evaluate(evaluation_model, train, test, feedback)}
+    ranked = ranked_users(test, settings.ranked_users, settings.seed)
+    scores = {"als": evaluate(evaluation_model, train, test, feedback, ranked=ranked)}
     for name, baseline in _baselines(feedback, train, ids).items():
-        baseline_scores = evaluate(baseline, train, test, feedback)
+        baseline_scores = evaluate(baseline, train, test, feedback, ranked=ranked)
         if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
             baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
         scores[name] = baseline_scores
@@ -331,8 +333,14 @@ def als_model(
             {"musicrec.step": "training", "feedback": feedback, "backend": settings.backend}
         )
         mlflow.log_params(dataclasses.asdict(params))
+        n_ranked = len(ranked) if ranked is not None else int((test.getnnz(axis=1) > 0).sum())
         mlflow.log_params(
-            {"train_rows": train.nnz, "test_rows": test.nnz, "all_rows": matrix.values.nnz}
+            {
+                "train_rows": train.nnz,
+                "test_rows": test.nnz,
+                "all_rows": matrix.values.nnz,
+                "ranked_users": n_ranked,
+            }
         )
         for step, values in enumerate(history):
             mlflow.log_metrics(values, step=step)
@@ -358,7 +366,9 @@ def als_model(
         champion_score = None
         if champion is not None:
             _, champion_model = champion
-            champion_score = evaluate(champion_model.reindexed(*ids), train, test, feedback)[metric]
+            champion_score = evaluate(
+                champion_model.reindexed(*ids), train, test, feedback, ranked=ranked
+            )[metric]
         promoted, reason = tracking.should_promote(
             scores["als"][metric], champion_score, higher_is_better
         )

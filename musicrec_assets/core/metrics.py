@@ -1,11 +1,13 @@
 """Rating-error and top-K ranking metrics of a factor model on held-out data.
 
 Ranking, for every user with at least one held-out item (users without are skipped, as
-``implicit.evaluation`` does): score all items with ``u · v``, drop the user's training items,
-take the top K. An item is *relevant* if it is held out for the user, whatever its value: for
-play counts that is "the user listened to it"; for ratings it is "the user rated it", the
-usual top-N protocol for explicit data (no rating threshold). With ``hits@K`` the number of
-relevant items in the top K and ``n`` the number of relevant items, averaged over users:
+``implicit.evaluation`` does), or for a seeded sample of them (:func:`ranked_users`) when
+ranking everyone would cost more than it tells: score all items with ``u · v``, drop the
+user's training items, take the top K. An item is *relevant* if it is held out for the user,
+whatever its value: for play counts that is "the user listened to it"; for ratings it is "the
+user rated it", the usual top-N protocol for explicit data (no rating threshold). With
+``hits@K`` the number of relevant items in the top K and ``n`` the number of relevant items,
+averaged over users:
 
     precision@K = hits@K / K
     recall@K    = hits@K / n
@@ -86,14 +88,30 @@ class RankingStats:
         }
 
 
+def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray | None:
+    """The users to rank: all with held-out items (None) when there are at most ``max_users``
+    of them (or ``max_users`` is 0), else a seeded uniform sample of ``max_users``, sorted.
+
+    Pass the same users to every model compared. Per-user NDCG@10 spreads with a standard
+    deviation of about 0.3, so the mean over 10,000 users is within about ±0.006 (two
+    standard errors) of the mean over all: little precision lost, for not ranking every item
+    for every user, which at Last.fm-360K size takes longer than training.
+    """
+    users = np.flatnonzero(np.diff(csr_matrix(test).indptr) > 0)
+    if max_users <= 0 or len(users) <= max_users:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+
+
 def ranking_stats(
     user_vectors: np.ndarray,
     item_vectors: np.ndarray,
     train: csr_matrix,
     test: csr_matrix,
     k: int = 10,
+    users: np.ndarray | None = None,
 ) -> RankingStats:
-    """Top-K ranking of every user with held-out items, in batches of users.
+    """Top-K ranking of users with held-out items, in batches of users.
 
     Parameters
     ----------
@@ -105,12 +123,15 @@ def ranking_stats(
         users × items held-out interactions, the relevant items.
     k : int
         Length of the ranked list.
+    users : ndarray, optional
+        Row indices to rank (those without held-out items are skipped); default all.
     """
     train, test = csr_matrix(train), csr_matrix(test)
     n_items = item_vectors.shape[0]
     if train.shape != test.shape or test.shape != (user_vectors.shape[0], n_items):
         raise ValueError("train, test and vectors disagree on the number of users or items")
-    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    candidates = np.arange(test.shape[0]) if users is None else np.asarray(users)
+    users = candidates[np.diff(test.indptr)[candidates] > 0]
     n_relevant = np.diff(test.indptr)[users]
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal_dcg = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
@@ -153,6 +174,7 @@ def evaluate(
     test: csr_matrix,
     feedback: Feedback,
     k: int = 10,
+    ranked: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics of a model on held-out data, under stable names.
 
@@ -167,6 +189,9 @@ def evaluate(
         Explicit adds the rating errors of the held-out ratings.
     k : int
         Length of the ranked list.
+    ranked : ndarray, optional
+        The users the ranking metrics average over (see :func:`ranked_users`); default all
+        with held-out items. Rating errors always cover every held-out rating.
 
     Returns
     -------
@@ -193,7 +218,7 @@ def evaluate(
             mse=mse(test.data, predicted),
             mae=mae(test.data, predicted),
         )
-    metrics.update(ranking_stats(user_vectors, item_vectors, train, test, k).means())
+    metrics.update(ranking_stats(user_vectors, item_vectors, train, test, k, ranked).means())
     return metrics
 
 

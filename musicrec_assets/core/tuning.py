@@ -20,7 +20,7 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.core.als import fit_explicit_als
 from musicrec_assets.core.factors import FactorModel, Feedback, TrainingParams
 from musicrec_assets.core.implicit_als import fit_implicit_als
-from musicrec_assets.core.metrics import evaluate
+from musicrec_assets.core.metrics import evaluate, ranked_users
 from musicrec_assets.core.split import kfold_splits
 
 # λ here is Spark-style: scaled by each row's rating count (ALS-WR)
@@ -100,6 +100,7 @@ def cross_validate(
     k: int = 10,
     on_trial: TrialCallback | None = None,
     fit: Fitter | None = None,
+    max_ranked_users: int = 0,
 ) -> SearchResult:
     """Grid search by k-fold cross-validation.
 
@@ -122,6 +123,9 @@ def cross_validate(
     fit : callable, optional
         ``fit(matrix, params, user_ids, item_ids) -> FactorModel``; defaults to the local
         fitter for the feedback kind (another backend, e.g. Spark, passes its own).
+    max_ranked_users : int
+        Ranking metrics of a fold average over at most this many of its users
+        (``metrics.ranked_users``, the same for every candidate); 0 ranks them all.
 
     Returns
     -------
@@ -133,7 +137,10 @@ def cross_validate(
     matrix = csr_matrix(matrix)
     fit = fit or FITTERS[base_params.feedback]
     metric, higher_is_better = primary_metric(base_params.feedback, k)
-    folds = list(kfold_splits(matrix, n_folds=n_folds, seed=seed))
+    folds = [
+        (train, validation, ranked_users(validation, max_ranked_users, seed))
+        for train, validation in kfold_splits(matrix, n_folds=n_folds, seed=seed)
+    ]
     user_ids = np.arange(matrix.shape[0]).astype(str)
     item_ids = np.arange(matrix.shape[1]).astype(str)
 
@@ -141,11 +148,11 @@ def cross_validate(
     for index, overrides in enumerate(candidates):
         params = dataclasses.replace(base_params, **overrides)
         fold_metrics = []
-        for train, validation in folds:
+        for train, validation, ranked in folds:
             started = time.perf_counter()
             model = fit(train, params, user_ids, item_ids)
             fit_seconds = time.perf_counter() - started
-            scores = evaluate(model, train, validation, params.feedback, k)
+            scores = evaluate(model, train, validation, params.feedback, k, ranked)
             fold_metrics.append({**scores, "fit_seconds": fit_seconds})
         mean_metrics = {
             name: float(np.mean([fold[name] for fold in fold_metrics])) for name in fold_metrics[0]

@@ -263,6 +263,27 @@ def test_implicit_fold_in_is_implicits_recalculate_user(implicit_model):
         assert _cosine(folded.factors, implicit_model.user_factors[user]) > 0.99
 
 
+def test_implicit_fold_in_of_a_spark_model_scales_lambda_by_the_users_count(implicit_model):
+    assert not implicit_model.params.weighted_regularization  # implicit's plain λ
+    spark_like = dataclasses.replace(
+        implicit_model,
+        params=dataclasses.replace(implicit_model.params, weighted_regularization=True),
+    )
+    items = implicit_model.item_factors.astype(np.float64)
+    for user in range(0, N_USERS, 25):
+        history = PLAYS[user]
+        confidence = _confidence(implicit_model, history).toarray().ravel()
+        weights = np.where(confidence > 0, confidence, 1.0)  # unobserved: c = 1, p = 0
+        preference = (confidence > 0).astype(np.float64)
+        penalty = implicit_model.params.regularization * history.nnz
+        expected = np.linalg.solve(
+            items.T @ (items * weights[:, None]) + penalty * np.eye(items.shape[1]),
+            items.T @ (weights * preference),
+        )
+        folded = fold_in_user(spark_like, history.indices, history.data)
+        np.testing.assert_allclose(folded.factors, expected, rtol=1e-6, atol=1e-9)
+
+
 def test_implicit_item_fold_in(implicit_model):
     by_item = PLAYS.T.tocsr()
     if implicit_model.params.confidence == "bm25":

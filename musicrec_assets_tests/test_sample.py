@@ -12,6 +12,7 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.core.als import fit_explicit_als
 from musicrec_assets.core.factors import TrainingParams
 from musicrec_assets.core.sample import (
+    LASTFM360K_GENRES,
     SAMPLE_DATA_DIR,
     generate_lastfm360k_shape,
     generate_world,
@@ -257,3 +258,18 @@ def test_lastfm360k_shape_at_tiny_scale(tmp_path):
     assert (rows["plays"] >= 1).all()
     per_artist = rows["artist_id"].value_counts()
     assert per_artist.iloc[:32].sum() > 0.2 * len(rows)  # top 10% of artists
+
+    # taste: artist i is of genre i % LASTFM360K_GENRES, and each listener leans to one
+    def median_top_genre_share(genre_of_artist: np.ndarray) -> float:
+        genre = pd.Series(genre_of_artist, index=artists["id"])
+        listened = pd.DataFrame(
+            {"user_id": rows["user_id"], "genre": genre[rows["artist_id"]].to_numpy()}
+        )
+        shares = listened.groupby("user_id")["genre"].agg(
+            lambda genres: genres.value_counts().iloc[0] / len(genres)
+        )
+        return float(shares[per_user[shares.index] >= 10].median())
+
+    genres = np.arange(len(artists)) % LASTFM360K_GENRES
+    shuffled = np.random.default_rng(0).permutation(genres)
+    assert median_top_genre_share(genres) > 2 * median_top_genre_share(shuffled)

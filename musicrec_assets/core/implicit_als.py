@@ -9,12 +9,14 @@ entries (1 elsewhere), scale from :mod:`musicrec_assets.core.confidence`.
 
 ``implicit`` reads the value of an observed entry as c_ui itself, so we hand it the matrix
 ``1 + α·scale(plays)`` and leave its own ``alpha`` at 1. Unlike Spark MLlib, ``implicit`` does
-not scale λ by each row's count, so ``params.weighted_regularization`` does not apply here and
-the λ that matches a Spark model is one to two orders of magnitude larger than Spark's regParam.
+not scale λ by each row's count: the model records ``weighted_regularization=False`` whatever
+was asked (fold-in reads it), and the λ that matches a Spark model is one to two orders of
+magnitude larger than Spark's regParam.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -52,7 +54,8 @@ def fit_implicit_als(
     Returns
     -------
     FactorModel
-        float32 factors, no biases, the confidence scaler's statistics in ``extras``.
+        float32 factors, no biases, the confidence scaler's statistics in ``extras``; its
+        params with ``weighted_regularization=False``.
     """
     if params.feedback != "implicit":
         raise ValueError(f"fit_implicit_als needs implicit feedback, got {params.feedback!r}")
@@ -81,7 +84,7 @@ def fit_implicit_als(
         )
 
     return FactorModel(
-        params=params,
+        params=dataclasses.replace(params, weighted_regularization=False),
         user_ids=np.asarray(user_ids),
         item_ids=np.asarray(item_ids),
         user_factors=np.asarray(model.user_factors, dtype=np.float32),

@@ -482,7 +482,8 @@ class _HalfStep:
       ``A = Σ_j b_j b_jᵀ + λ n_u I`` with weighted regularization (ALS-WR), ``λ I`` without;
     * implicit, as ``implicit``'s ``recalculate_user``: ``b_j = y_j``, ``w_j = c_uj`` the
       confidence of the model's scheme, and ``A = YᵀY + Σ_j (c_uj − 1) y_j y_jᵀ + λ I``, i.e.
-      ``x_u = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u``.
+      ``x_u = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u``; ``λ n_u I`` for a model with weighted
+      regularization (Spark's implicit ALS scales λ by the row's count too).
 
     Holds the model's arrays but not the model, so that :func:`_half_step` can cache it for as
     long as the model lives.
@@ -504,7 +505,7 @@ class _HalfStep:
                 params.confidence, params.alpha, model.extras
             )
             known = self.known.astype(np.float64)
-            self.shared_gram = known.T @ known + params.regularization * np.eye(known.shape[1])
+            self.shared_gram = known.T @ known
 
     def basis_rows(self, index: np.ndarray) -> np.ndarray:
         """``b_j`` of the known rows ``index``, float64."""
@@ -531,13 +532,13 @@ class _HalfStep:
         """Cholesky factor of ``A`` and the basis rows ``b_j`` of one row's entries."""
         basis_rows = self.basis_rows(index)
         if self.explicit:
-            penalty = self.params.regularization
-            if self.params.weighted_regularization:
-                penalty *= len(index)
             gram = basis_rows.T @ basis_rows
-            gram[np.diag_indices_from(gram)] += penalty
         else:
             gram = self.shared_gram + basis_rows.T @ (basis_rows * (weights - 1.0)[:, None])
+        penalty = self.params.regularization
+        if self.params.weighted_regularization:
+            penalty *= len(index)
+        gram[np.diag_indices_from(gram)] += penalty
         return cho_factor(gram), basis_rows
 
     def solve(self, interactions: csr_matrix) -> FoldIn:

@@ -12,8 +12,8 @@ Three generators, all deterministic from a seed:
 ``write_bulk_ratings``
     A large ratings JSON Lines file for benchmarks, streamed chunk by chunk.
 ``generate_lastfm360k_shape``
-    A play-count set shaped like Last.fm-360K (users × artists × rows, long tail),
-    streamed into a gzip landing folder.
+    A play-count set shaped like Last.fm-360K (users × artists × rows, long tail, each
+    listener leaning to one genre), streamed into a gzip landing folder.
 
 The bulk writers build numpy chunks, wrap them as Arrow record batches and let
 DuckDB's ``COPY ... (FORMAT json)`` format them (formatting millions of lines in
@@ -32,7 +32,7 @@ import os
 import tempfile
 import unicodedata
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from gzip import GzipFile
@@ -168,6 +168,10 @@ GZIP_LEVEL = 3
 LASTFM360K_USERS = 360_000
 LASTFM360K_ARTISTS = 160_000
 LASTFM360K_ROWS = 17_500_000
+# taste in the 360K shape: artist i is of genre i % GENRES, and this share of a listener's
+# artists is drawn from their own genre (the rest from all artists), by popularity either way
+LASTFM360K_GENRES = 40
+LASTFM360K_TASTE_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -455,14 +459,18 @@ def write_bulk_ratings(
     rng = np.random.default_rng(seed)
     catalogue = _bulk_catalogue(rng, n_users, n_artists)
     counts = _per_user_counts(rng, n_users, n_rows, minimum=1, cap=n_artists // 2, sigma=1.0)
-    cdf = _popularity_cdf(rng, n_artists, exponent=1.0, offset=10.0)
+    popularity = _zipf_popularity(rng, n_artists, exponent=1.0, offset=10.0)
     user_bias = rng.normal(0.0, 0.45, size=n_users)
     artist_bias = rng.normal(0.0, 0.4, size=n_artists)
     user_ids = pa.array(catalogue.user_ids, pa.string())
     artist_ids = pa.array(catalogue.artist_ids, pa.string())
 
+    draw = _popular_draw(rng, popularity)
+
     def batches() -> Iterator[pa.RecordBatch]:
-        for user_index, artist_index in _user_artist_pairs(rng, counts, cdf, chunk_rows):
+        for user_index, artist_index in _user_artist_pairs(
+            rng, counts, draw, n_artists, chunk_rows
+        ):
             noise = rng.normal(0.0, 0.8, size=len(user_index))
             score = 3.5 + user_bias[user_index] + artist_bias[artist_index] + noise
             yield pa.record_batch(
@@ -510,12 +518,13 @@ def generate_lastfm360k_shape(
     rng = np.random.default_rng(seed)
     catalogue = _bulk_catalogue(rng, n_users, n_artists)
     counts = _per_user_counts(rng, n_users, n_rows, minimum=1, cap=n_artists // 2, sigma=0.9)
-    cdf = _popularity_cdf(rng, n_artists, exponent=1.0, offset=10.0)
+    popularity = _zipf_popularity(rng, n_artists, exponent=1.0, offset=10.0)
+    draw = _genre_leaning_draw(rng, popularity, LASTFM360K_GENRES, LASTFM360K_TASTE_SHARE, n_users)
     user_ids = pa.array(catalogue.user_ids, pa.string())
     artist_ids = pa.array(catalogue.artist_ids, pa.string())
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for user_index, artist_index in _user_artist_pairs(rng, counts, cdf, 1_000_000):
+        for user_index, artist_index in _user_artist_pairs(rng, counts, draw, n_artists, 1_000_000):
             yield pa.record_batch(
                 {
                     "user_id": user_ids.take(user_index),
@@ -639,17 +648,65 @@ def _maybe_gzip(raw: IO[bytes], compress: bool) -> contextlib.AbstractContextMan
     return GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)
 
 
+ArtistDraw = Callable[[np.ndarray], np.ndarray]  # user index of each draw → artist index
+
+
+def _popular_draw(rng: np.random.Generator, popularity: np.ndarray) -> ArtistDraw:
+    """Every draw from all artists, in proportion to ``popularity``."""
+    cdf = np.cumsum(popularity)
+    # Rounding can leave the last value just under 1; a draw above it would fall
+    # past the last artist.
+    cdf[-1] = 1.0
+    return lambda users: np.searchsorted(cdf, rng.random(len(users)), side="right")
+
+
+def _genre_leaning_draw(
+    rng: np.random.Generator,
+    popularity: np.ndarray,
+    n_genres: int,
+    taste_share: float,
+    n_users: int,
+) -> ArtistDraw:
+    """A share ``taste_share`` of each user's draws from the artists of their genre (artist
+    ``i`` is of genre ``i % n_genres``, users get one at random), the rest from all artists;
+    by popularity within either."""
+    user_genre = rng.integers(n_genres, size=n_users)
+    per_genre = -(-len(popularity) // n_genres)
+    padded = np.zeros(per_genre * n_genres)
+    padded[: len(popularity)] = popularity
+    # row g: the popularity cdf of artists g, g + n_genres, …; offset by g so that one
+    # searchsorted of g + u over the flattened rows draws within genre g
+    cdf = np.cumsum(padded.reshape(per_genre, n_genres).T, axis=1)
+    cdf /= cdf[:, -1:]
+    offset_cdf = (cdf + np.arange(n_genres)[:, None]).ravel()
+    anyone = _popular_draw(rng, popularity)
+
+    def draw(users: np.ndarray) -> np.ndarray:
+        artists = anyone(users)
+        leaning = rng.random(len(users)) < taste_share
+        genres = user_genre[users[leaning]]
+        position = np.searchsorted(offset_cdf, genres + rng.random(len(genres)), side="right")
+        column = np.minimum(position - genres * per_genre, per_genre - 1)
+        artists[leaning] = np.minimum(genres + n_genres * column, len(popularity) - 1)
+        return artists
+
+    return draw
+
+
 def _user_artist_pairs(
-    rng: np.random.Generator, counts: np.ndarray, cdf: np.ndarray, chunk_rows: int
+    rng: np.random.Generator,
+    counts: np.ndarray,
+    draw: ArtistDraw,
+    n_artists: int,
+    chunk_rows: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (user index, artist index) chunks, each user drawing distinct artists.
 
-    Artists are drawn from ``cdf`` with replacement and duplicates dropped, keeping
-    first draws: that is sampling without replacement in proportion to popularity.
+    Artists are drawn by ``draw`` with replacement and duplicates dropped, keeping first
+    draws: that is sampling without replacement in proportion to the draw's weights.
     Users still short of their count draw again, with growing oversampling.
     """
     chunk_ends = np.searchsorted(np.cumsum(counts), np.arange(chunk_rows, counts.sum(), chunk_rows))
-    n_artists = len(cdf)
     for users in np.split(np.arange(len(counts)), chunk_ends):
         if len(users) == 0:
             continue
@@ -662,7 +719,7 @@ def _user_artist_pairs(
         while len(short):
             draws = np.ceil(missing * oversampling).astype(np.int64) + 2
             new_users = np.repeat(short, draws)
-            new_artists = np.searchsorted(cdf, rng.random(len(new_users)), side="right")
+            new_artists = draw(users[new_users])
             candidate_users = np.concatenate([kept_users, new_users])
             candidate_artists = np.concatenate([kept_artists, new_artists])
             # np.unique keeps the first occurrence's index, i.e. the earliest draw.
@@ -721,16 +778,6 @@ def _zipf_popularity(
     """Zipf–Mandelbrot weights summing to one, assigned to artists in random order."""
     weights = (np.arange(1, n_artists + 1) + offset) ** -exponent
     return rng.permutation(weights / weights.sum())
-
-
-def _popularity_cdf(
-    rng: np.random.Generator, n_artists: int, exponent: float, offset: float
-) -> np.ndarray:
-    cdf = np.cumsum(_zipf_popularity(rng, n_artists, exponent, offset))
-    # Rounding can leave the last value just under 1; a draw above it would fall
-    # past the last artist.
-    cdf[-1] = 1.0
-    return cdf
 
 
 def _gumbel_top_k(rng: np.random.Generator, log_weight: np.ndarray, k: int) -> np.ndarray:

@@ -16,6 +16,8 @@
    same rank, iterations, confidence and α, λ converted as spark_als documents
    (λ·n_users/nnz). Each fit runs in its own subprocess, killed when it runs past
    ``--spark-timeout``; after Spark's first miss the larger sizes are not tried for Spark.
+   Fractions above 1 (2 and 4 by default) are matrices of that many times the data set,
+   generated in memory with the same distribution: how far the local fit goes.
    What finishes within the box is reported, and the script always ends.
 
 Per stage: "step s" is the Dagster steps' time (STEP_START → STEP_SUCCESS/FAILURE of the asset
@@ -27,7 +29,7 @@ these are single, not best-of-N, timings on a shared machine; the load average i
 beside each stage.
 
     .venv/bin/python benchmarks/bench_scale.py [--scale 1.0] [--spark-timeout 1200]
-        [--fractions 0.01,0.03,0.1,0.3,1] [--skip-spark] [--keep]
+        [--fractions 0.01,0.03,0.1,0.3,1,2,4] [--skip-spark] [--keep] [--sweep-home DIR]
 """
 
 from __future__ import annotations
@@ -170,16 +172,22 @@ def _stage_tuning_trials(home: Path) -> dict:
     return {"success": True, "metadata": {"params": json.dumps(dataclasses.asdict(params))}}
 
 
-def _stage_fit(home: Path, out: Path, backend: str, fraction: float, driver_memory: str) -> dict:
+def _stage_fit(
+    home: Path, out: Path, backend: str, fraction: float, scale: float, driver_memory: str
+) -> dict:
     """One ALS fit with the fixed params on the first ``fraction`` of the stored matrix's
-    users; writes progress as it goes (a Spark fit may be killed at the time box)."""
+    users, or, for a fraction above 1, on a matrix of that many times the data set's size
+    generated in memory (``sample.lastfm360k_play_matrix``: the same distribution); writes
+    progress as it goes (a Spark fit may be killed at the time box)."""
     import dataclasses
 
     import duckdb
+    import numpy as np
 
     from musicrec_assets.core.factors import TrainingParams
     from musicrec_assets.core.implicit_als import fit_implicit_als
     from musicrec_assets.core.matrix import load_matrix
+    from musicrec_assets.core.sample import lastfm360k_play_matrix
     from musicrec_assets.core.spark_als import fit_spark_als, spark_session
 
     progress: dict = {"success": False}
@@ -189,12 +197,19 @@ def _stage_fit(home: Path, out: Path, backend: str, fraction: float, driver_memo
         out.write_text(json.dumps(progress))
 
     started = time.perf_counter()
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        matrix = load_matrix(con, "implicit")
-    n_users = max(1, round(matrix.values.shape[0] * fraction))
-    plays = matrix.values[:n_users]
-    user_ids = matrix.user_ids[:n_users]
-    del matrix.values  # one copy of the interactions at a time
+    if fraction > 1:
+        plays = lastfm360k_play_matrix(scale * fraction, seed=1)
+        n_users = plays.shape[0]
+        user_ids = np.arange(n_users).astype(str)
+        item_ids = np.arange(plays.shape[1]).astype(str)
+    else:
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            matrix = load_matrix(con, "implicit")
+        n_users = max(1, round(matrix.values.shape[0] * fraction))
+        # a slice copies: the whole matrix goes as soon as the part is cut (one copy at a time)
+        plays, user_ids = matrix.values[:n_users], matrix.user_ids[:n_users]
+        item_ids = matrix.item_ids
+        del matrix
     params = TrainingParams(**FIXED)
     if backend == "spark":
         # implicit's plain λ → Spark's count-weighted λ, as spark_als's docstring derives it
@@ -206,14 +221,14 @@ def _stage_fit(home: Path, out: Path, backend: str, fraction: float, driver_memo
     note(load_s=time.perf_counter() - started, users=n_users, nnz=plays.nnz)
     if backend == "local":
         started = time.perf_counter()
-        fit_implicit_als(plays, params, user_ids, matrix.item_ids)
+        fit_implicit_als(plays, params, user_ids, item_ids)
         note(fit_s=time.perf_counter() - started, success=True)
         return progress
     started = time.perf_counter()
     with spark_session("local[*]", driver_memory) as spark:
         note(session_s=time.perf_counter() - started)
         started = time.perf_counter()
-        fit_spark_als(spark, plays, params, user_ids, matrix.item_ids, home / "spark")
+        fit_spark_als(spark, plays, params, user_ids, item_ids, home / "spark")
         note(fit_s=time.perf_counter() - started)
     note(success=True)
     return progress
@@ -229,7 +244,9 @@ def run_stage(args: argparse.Namespace) -> None:
         elif args.stage == "tuning_trials":
             result = _stage_tuning_trials(home)
         elif args.stage in ("local", "spark"):
-            result = _stage_fit(home, out, args.stage, args.fraction, args.spark_driver_memory)
+            result = _stage_fit(
+                home, out, args.stage, args.fraction, args.scale, args.spark_driver_memory
+            )
         else:
             result = _stage_asset(home, args.stage)
     except Exception as error:  # reported by the parent
@@ -357,8 +374,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--fractions",
-        default="0.01,0.03,0.1,0.3,1",
-        help="sizes of the fit sweep, as fractions of the users (0.01,0.03,0.1,0.3,1)",
+        default="0.01,0.03,0.1,0.3,1,2,4",
+        help="sizes of the fit sweep as fractions of the users; above 1, generated in memory "
+        "(0.01,0.03,0.1,0.3,1,2,4)",
     )
     parser.add_argument("--skip-spark", action="store_true", help="no Spark fits in the sweep")
     parser.add_argument("--keep", action="store_true", help="keep the temporary MUSICREC_HOME")
@@ -379,7 +397,7 @@ def main() -> None:
     print("(single runs, not best-of-N: per-stage timings here are one measurement each)")
     fractions = [float(f) for f in args.fractions.split(",") if f]
     if args.sweep_home:
-        sweep = fit_sweep(Path(args.sweep_home), args, fractions)
+        sweep = fit_sweep(Path(args.sweep_home).resolve(), args, fractions)
         _sweep_summary(args, sweep)
         return
     out_root = REPO_ROOT / "benchmarks" / "out"
@@ -540,7 +558,7 @@ def _sweep_summary(args, sweep: list[dict]) -> None:
         f"ALS fit alone, implicit (local) beside Spark local[*]: fixed params, Spark boxed at "
         f"{args.spark_timeout:g} s a fit; Spark sizes past its first miss are not run",
         [
-            "users fraction",
+            "size (× data set)",
             "users",
             "plays",
             "local fit s",

@@ -16,6 +16,7 @@ from musicrec_assets.core.sample import (
     SAMPLE_DATA_DIR,
     generate_lastfm360k_shape,
     generate_world,
+    lastfm360k_play_matrix,
     write_bulk_ratings,
     write_catalogue,
     write_demo_sample,
@@ -238,6 +239,14 @@ def test_bulk_ratings_file(tmp_path, name):
 def test_bulk_ratings_rejects_impossible_sizes(tmp_path):
     with pytest.raises(ValueError, match="cannot give"):
         write_bulk_ratings(tmp_path / "r.jsonl", 1_000, 10, 20, seed=0)
+
+
+def test_lastfm360k_play_matrix_has_the_shape_of_the_files():
+    plays = lastfm360k_play_matrix(scale=0.002, seed=3)
+    assert plays.shape == (720, 320)
+    assert plays.nnz == 35_000  # no pair twice (a repeat would be summed into one entry)
+    assert plays.data.min() >= 1
+    assert np.diff(plays.indptr).min() >= 1
 
 
 def test_lastfm360k_shape_at_tiny_scale(tmp_path):

@@ -19,6 +19,7 @@ from musicrec_assets.core.als import fit_explicit_als
 from musicrec_assets.core.factors import FactorModel, Feedback, TrainingParams
 from musicrec_assets.core.implicit_als import fit_implicit_als
 from musicrec_assets.core.matrix import (
+    load_ids,
     load_matrix,
     load_split,
     resolve_feedback,
@@ -306,42 +307,49 @@ def als_model(
         params = chosen_params(con)
         feedback = params.feedback
         train, test = load_split(con, feedback)
-        matrix = load_matrix(con, feedback)
+        ids = load_ids(con)
         artist_names = con.execute(
             "SELECT a.artist_id, n.name FROM artist_index a "
             "LEFT JOIN artists n ON n.id = a.artist_id"
         ).df()
-    ids = (matrix.user_ids, matrix.item_ids)
     metric, higher_is_better = tuning.primary_metric(feedback)
+    client = MlflowClient()
     history: list[dict[str, float]] = []
     with _fitter(settings, feedback, spark, home) as fit:
         started = time.perf_counter()
         evaluation_model = fit(train, params, *ids, callback=lambda _, step: history.append(step))
         fit_seconds = time.perf_counter() - started
+        ranked = ranked_users(test, settings.ranked_users, settings.seed)
+        scores = {"als": evaluate(evaluation_model, train, test, feedback, ranked=ranked)}
+        for name, baseline in _baselines(feedback, train, ids).items():
+            baseline_scores = evaluate(baseline, train, test, feedback, ranked=ranked)
+            if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
+                baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
+            scores[name] = baseline_scores
+        champion = tracking.champion_evaluation_model(client)
+        champion_score = None
+        if champion is not None:
+            _, champion_model = champion
+            champion_score = evaluate(
+                champion_model.reindexed(*ids), train, test, feedback, ranked=ranked
+            )[metric]
+        sizes = {
+            "train_rows": train.nnz,
+            "test_rows": test.nnz,
+            "ranked_users": len(ranked) if ranked is not None else int((test.getnnz(1) > 0).sum()),
+        }
+        # one copy of the interactions at a time: the split goes before all data comes
+        del train, test
+        with duckdb.get_connection() as con:
+            matrix = load_matrix(con, feedback)
         serving_model = fit(matrix.values, params, *ids)
-    ranked = ranked_users(test, settings.ranked_users, settings.seed)
-    scores = {"als": evaluate(evaluation_model, train, test, feedback, ranked=ranked)}
-    for name, baseline in _baselines(feedback, train, ids).items():
-        baseline_scores = evaluate(baseline, train, test, feedback, ranked=ranked)
-        if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
-            baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
-        scores[name] = baseline_scores
 
-    client = MlflowClient()
     with mlflow.start_run(experiment_id=mlflow_tracking.experiment_id, run_name="als_model") as run:
         mlflow.set_tags(
             {"musicrec.step": "training", "feedback": feedback, "backend": settings.backend}
         )
         mlflow.log_params(dataclasses.asdict(params))
-        n_ranked = len(ranked) if ranked is not None else int((test.getnnz(axis=1) > 0).sum())
-        mlflow.log_params(
-            {
-                "train_rows": train.nnz,
-                "test_rows": test.nnz,
-                "all_rows": matrix.values.nnz,
-                "ranked_users": n_ranked,
-            }
-        )
+        mlflow.log_params({**sizes, "all_rows": matrix.values.nnz})
         for step, values in enumerate(history):
             mlflow.log_metrics(values, step=step)
         mlflow.log_metrics({f"test_{k}": v for k, v in scores["als"].items()})
@@ -361,14 +369,6 @@ def als_model(
         for file_name, png in figures.items():
             tracking.log_png(png, file_name)
         logged = tracking.log_model(serving_model, evaluation_model, matrix.values, artist_names)
-
-        champion = tracking.champion_evaluation_model(client)
-        champion_score = None
-        if champion is not None:
-            _, champion_model = champion
-            champion_score = evaluate(
-                champion_model.reindexed(*ids), train, test, feedback, ranked=ranked
-            )[metric]
         promoted, reason = tracking.should_promote(
             scores["als"][metric], champion_score, higher_is_better
         )

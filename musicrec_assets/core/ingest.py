@@ -24,7 +24,7 @@ Ratings rejected only because their user or artist is not known yet are retried 
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -390,26 +390,41 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
 
     json_format = "array" if file.is_json_array() else "newline_delimited"
     now = datetime.now(UTC).replace(tzinfo=None)
-    # hashing releases the GIL, so it overlaps DuckDB's read of the same file; content seen
-    # before (under another name) is then rolled back
+    # hashing releases the GIL, so it overlaps DuckDB's read of the same file
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(file.sha256)
-        try:
-            with transaction(con):
-                inserted = _insert_clean(con, file, json_format, now)
-                report.sha256 = digest.result()
-                if _content_seen(con, file.kind, report.sha256):
-                    raise _NotClean("the same content was ingested before")
-                report.rows_read = report.rows_accepted = inserted
-                _record_in_ledger(con, file, report, now)
+        if _ingest_clean(con, file, json_format, now, report, digest):
             return report
-        except (duckdb.InvalidInputException, _NotClean):
-            pass  # a record to reject, a key to upsert, or JSON read_json cannot read
         report.sha256 = digest.result()
     if _content_seen(con, file.kind, report.sha256):
         report.skipped = True
         return report
+    _ingest_general(con, file, json_format, now, report)
+    return report
 
+
+def _ingest_clean(
+    con, file: LandingFile, json_format: str, now: datetime, report: IngestReport, digest: Future
+) -> bool:
+    """Path 1; False (nothing written) when the file needs the general path or its content
+    was ingested before under another name."""
+    try:
+        with transaction(con):
+            inserted = _insert_clean(con, file, json_format, now)
+            report.sha256 = digest.result()
+            if _content_seen(con, file.kind, report.sha256):
+                raise _NotClean("the same content was ingested before")
+            report.rows_read = report.rows_accepted = inserted
+            _record_in_ledger(con, file, report, now)
+        return True
+    except (duckdb.InvalidInputException, _NotClean):
+        return False  # a record to reject, a key to upsert, or JSON read_json cannot read
+
+
+def _ingest_general(
+    con, file: LandingFile, json_format: str, now: datetime, report: IngestReport
+) -> None:
+    """Paths 2 and 3: every record checked into ``validated``, then one transaction."""
     numbered_by_rowid = True
     try:
         _parse_fast(con, file, json_format)
@@ -444,7 +459,6 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
             [file.relative_path, report.sha256, file.kind, now],
         )
         _record_in_ledger(con, file, report, now)
-    return report
 
 
 def retry_pending_ratings(con: duckdb.DuckDBPyConnection) -> int:

@@ -94,12 +94,12 @@ def _matrix(con, feedback: Feedback, where: str = "", params: list | None = None
 
 def load_matrix(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> RatingMatrix:
     """All interactions of one feedback kind, indexed by the stored maps."""
-    return RatingMatrix(
-        values=_matrix(con, feedback),
-        user_ids=_ids(con, "user_index", "user_id"),
-        item_ids=_ids(con, "artist_index", "artist_id"),
-        feedback=feedback,
-    )
+    return RatingMatrix(_matrix(con, feedback), *load_ids(con), feedback=feedback)
+
+
+def load_ids(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, artist ids) in row and column order of the stored maps."""
+    return _ids(con, "user_index", "user_id"), _ids(con, "artist_index", "artist_id")
 
 
 SPLIT_CHUNK_ROWS = 2_000_000

@@ -43,6 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy.sparse import csr_matrix
 
 LandingFormat = Literal["jsonl", "json"]
 
@@ -512,14 +513,9 @@ def generate_lastfm360k_shape(
     dict of str to int
         Rows written per entity: ``users``, ``artists``, ``ratings``.
     """
-    n_users = max(1, round(LASTFM360K_USERS * scale))
-    n_artists = max(2, round(LASTFM360K_ARTISTS * scale))
-    n_rows = max(n_users, round(LASTFM360K_ROWS * scale))
     rng = np.random.default_rng(seed)
+    n_users, n_artists, n_rows, counts, draw = _lastfm360k_plan(rng, scale)
     catalogue = _bulk_catalogue(rng, n_users, n_artists)
-    counts = _per_user_counts(rng, n_users, n_rows, minimum=1, cap=n_artists // 2, sigma=0.9)
-    popularity = _zipf_popularity(rng, n_artists, exponent=1.0, offset=10.0)
-    draw = _genre_leaning_draw(rng, popularity, LASTFM360K_GENRES, LASTFM360K_TASTE_SHARE, n_users)
     user_ids = pa.array(catalogue.user_ids, pa.string())
     artist_ids = pa.array(catalogue.artist_ids, pa.string())
 
@@ -537,6 +533,36 @@ def generate_lastfm360k_shape(
     write_catalogue(catalogue, out_dir, gzip=True)
     _write_json_lines(batches(), out_dir / "ratings" / "ratings.jsonl.gz")
     return {"users": n_users, "artists": n_artists, "ratings": n_rows}
+
+
+def lastfm360k_play_matrix(scale: float = 1.0, seed: int = 0) -> csr_matrix:
+    """The plays of a :func:`generate_lastfm360k_shape` world as a users × artists matrix,
+    with no ids and no files: for benchmarks of sizes past what a landing folder needs to
+    show. Same distribution as the files of the same ``scale``, not the same draws."""
+    rng = np.random.default_rng(seed)
+    n_users, n_artists, _, counts, draw = _lastfm360k_plan(rng, scale)
+    users, artists, plays = [], [], []
+    for user_index, artist_index in _user_artist_pairs(rng, counts, draw, n_artists, 1_000_000):
+        users.append(user_index.astype(np.int32))
+        artists.append(artist_index.astype(np.int32))
+        plays.append(_heavy_tailed_plays(rng, len(user_index)).astype(np.float32))
+    return csr_matrix(
+        (np.concatenate(plays), (np.concatenate(users), np.concatenate(artists))),
+        shape=(n_users, n_artists),
+    )
+
+
+def _lastfm360k_plan(
+    rng: np.random.Generator, scale: float
+) -> tuple[int, int, int, np.ndarray, ArtistDraw]:
+    """Sizes, rows per user and the artist draw of a Last.fm-360K-shaped world."""
+    n_users = max(1, round(LASTFM360K_USERS * scale))
+    n_artists = max(2, round(LASTFM360K_ARTISTS * scale))
+    n_rows = max(n_users, round(LASTFM360K_ROWS * scale))
+    counts = _per_user_counts(rng, n_users, n_rows, minimum=1, cap=n_artists // 2, sigma=0.9)
+    popularity = _zipf_popularity(rng, n_artists, exponent=1.0, offset=10.0)
+    draw = _genre_leaning_draw(rng, popularity, LASTFM360K_GENRES, LASTFM360K_TASTE_SHARE, n_users)
+    return n_users, n_artists, n_rows, counts, draw
 
 
 def write_json_records(path: str | Path, records: Iterable[dict]) -> int:

@@ -50,6 +50,6 @@ bench-train: $(INSTALLED)
 bench-serve: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_serve.py
 
-## bench-scale: the whole graph on a Last.fm-360K-shaped set, then Spark's ALS (time-boxed)
+## bench-scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark (about an hour)
 bench-scale: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_scale.py

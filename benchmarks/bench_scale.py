@@ -1,4 +1,4 @@
-"""Scale: the whole graph on a synthetic Last.fm-360K-shaped play-count set, then Spark's ALS.
+"""Scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark.
 
 1. ``sample.generate_lastfm360k_shape`` writes the landing folder (about 360,000 users ×
    160,000 artists × 17.5 million plays at ``--scale 1``, gzip JSON Lines) under a temporary

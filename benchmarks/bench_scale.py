@@ -236,7 +236,7 @@ def _stage_fit(
 
 def run_stage(args: argparse.Namespace) -> None:
     home = Path(args.home)
-    out = home / "bench" / f"{args.stage}{args.fit_suffix}.json"
+    out = home / "bench" / f"{_stage_name(args.stage, args.fraction)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if args.stage == "generate":
@@ -277,10 +277,15 @@ def _group_rss(pgid: int) -> int:
     return total
 
 
+def _stage_name(stage: str, fraction: float) -> str:
+    """A stage's file names and label: the sweep's fits carry their size."""
+    return f"{stage}-{fraction:g}" if stage in ("local", "spark") else stage
+
+
 def launch(
     stage: str, home: Path, args: argparse.Namespace, timeout: float | None, fraction: float = 1
 ) -> dict:
-    suffix = "" if stage not in ("local", "spark") else f"-{fraction:g}"
+    name = _stage_name(stage, fraction)
     command = [
         sys.executable,
         __file__,
@@ -294,11 +299,9 @@ def launch(
         args.spark_driver_memory,
         "--fraction",
         str(fraction),
-        "--fit-suffix",
-        suffix,
     ]
     env = {**os.environ, "MUSICREC_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    log = home / "bench" / f"{stage}{suffix}.log"
+    log = home / "bench" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -330,13 +333,13 @@ def launch(
     if timed_out.is_set():  # a JVM left in the group after the driver died
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-    path = home / "bench" / f"{stage}{suffix}.json"
+    path = home / "bench" / f"{name}.json"
     result = json.loads(path.read_text()) if path.is_file() else {"success": False}
     if not result.get("errors") and not result.get("success"):
         tail = log.read_text(errors="replace").strip().splitlines()[-5:]
         result["errors"] = ["exit status " + str(os.waitstatus_to_exitcode(status)), *tail]
     result.update(
-        stage=stage + suffix,
+        stage=name,
         process_s=seconds,
         peak_rss=usage.ru_maxrss * 1024,
         peak_tree=peak_tree,
@@ -387,7 +390,6 @@ def main() -> None:
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--fraction", type=float, default=1.0, help=argparse.SUPPRESS)
-    parser.add_argument("--fit-suffix", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         run_stage(args)

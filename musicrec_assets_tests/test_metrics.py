@@ -135,9 +135,10 @@ def test_ranking_a_sample_of_users_scores_each_as_ranking_all_does():
 
 def test_all_users_are_ranked_when_they_are_few():
     test = random_problem()[3]
-    n_users = int((np.diff(test.indptr) > 0).sum())
-    assert metrics.ranked_users(test, max_users=n_users, seed=0) is None
-    assert metrics.ranked_users(test, max_users=0, seed=0) is None
+    with_held_out = np.flatnonzero(np.diff(test.indptr) > 0)
+    everyone = len(with_held_out)
+    assert np.array_equal(metrics.ranked_users(test, max_users=everyone, seed=0), with_held_out)
+    assert np.array_equal(metrics.ranked_users(test, max_users=0, seed=0), with_held_out)
 
 
 def test_never_recommends_training_items():

@@ -336,7 +336,7 @@ def als_model(
         sizes = {
             "train_rows": train.nnz,
             "test_rows": test.nnz,
-            "ranked_users": len(ranked) if ranked is not None else int((test.getnnz(1) > 0).sum()),
+            "ranked_users": len(ranked),
         }
         # one copy of the interactions at a time: the split goes before all data comes
         del train, test

@@ -217,6 +217,11 @@ def _checked(kind: str, source: str, record_no: str = "") -> str:
         """
 
 
+def _record_no(numbered_by_rowid: bool) -> str:
+    """The number of a ``parsed`` record ``p``: its column, or (fast path) its row order."""
+    return "p.rowid + 1" if numbered_by_rowid else "p.record_no"
+
+
 def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
     """``parsed`` → ``validated``: typed values plus the first reason each record fails.
 
@@ -224,13 +229,10 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
     fast path). One pass types and checks every record; a second marks all but the newest
     record of a key that repeats within the file as duplicates.
     """
-    record_no = "p.rowid + 1 AS record_no," if numbered_by_rowid else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {_checked(kind, 'parsed', record_no)}")
-    keys, order = (
-        ("user_id_value, artist_id_value", "timestamp_value DESC NULLS LAST,")
-        if kind == "ratings"
-        else ("id_value", "")
-    )
+    numbering = f"{_record_no(numbered_by_rowid)} AS record_no," if numbered_by_rowid else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {_checked(kind, 'parsed', numbering)}")
+    keys = ", ".join(f"{key}_value" for key in KEYS[kind])
+    order = "timestamp_value DESC NULLS LAST," if kind == "ratings" else ""
     # keys are grouped by their hash, far cheaper than by the strings; a collision only
     # lets a few more records into the exact window, which partitions by the keys themselves
     con.execute(
@@ -252,7 +254,8 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
 
 
 class _NotClean(Exception):
-    """The clean path cannot take the file: it has a key more than once."""
+    """The clean path cannot take the file: a key repeats within it, or its content was
+    ingested before."""
 
 
 def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetime) -> int:
@@ -450,11 +453,10 @@ def _ingest_general(
     report.rejected_by_reason = dict(reasons)
     with transaction(con):
         _apply_accepted(con, file.kind, file.relative_path, now)
-        record_no = "p.rowid + 1" if numbered_by_rowid else "p.record_no"
         con.execute(
             f"""INSERT INTO rejected_rows
                 SELECT ?, ?, ?, v.record_no, {_raw_record(file.kind)}, v.reason, ?
-                FROM validated v JOIN parsed p ON v.record_no = {record_no}
+                FROM validated v JOIN parsed p ON v.record_no = {_record_no(numbered_by_rowid)}
                 WHERE v.reason IS NOT NULL""",
             [file.relative_path, report.sha256, file.kind, now],
         )

@@ -88,9 +88,9 @@ class RankingStats:
         }
 
 
-def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray | None:
-    """The users to rank: all with held-out items (None) when there are at most ``max_users``
-    of them (or ``max_users`` is 0), else a seeded uniform sample of ``max_users``, sorted.
+def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray:
+    """The users to rank, sorted: all with held-out items when there are at most ``max_users``
+    of them (or ``max_users`` is 0), else a seeded uniform sample of ``max_users`` of them.
 
     Pass the same users to every model compared. Per-user NDCG@10 spreads with a standard
     deviation of about 0.3, so the mean over 10,000 users is within about ±0.006 (two
@@ -99,7 +99,7 @@ def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray | No
     """
     users = np.flatnonzero(np.diff(csr_matrix(test).indptr) > 0)
     if max_users <= 0 or len(users) <= max_users:
-        return None
+        return users
     return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
 

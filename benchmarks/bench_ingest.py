@@ -94,7 +94,7 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
             file.sha256()
 
         con.begin()
-        with phase("clean pass: read_json, check and insert, one statement"):
+        with phase("clean pass: read_json, check, insert; then ids and repeated keys"):
             ingest._insert_clean(con, file, json_format, now)
         con.rollback()
 

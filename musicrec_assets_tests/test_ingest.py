@@ -1,10 +1,13 @@
 import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from musicrec_assets.core import ingest, landing
 from musicrec_assets.core.warehouse import ensure_schema
@@ -314,8 +317,10 @@ def test_a_clean_file_is_inserted_in_one_pass(con, landing_dir, monkeypatch):
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 0}],
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "artist_id": "a2"}],
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 5}],
+        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "user_id": "zed"}],
+        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "user_id": 1.5}],
     ],
-    ids=["rejected record", "repeated key", "stored key"],
+    ids=["rejected record", "repeated key", "stored key", "unknown id", "id not a string"],
 )
 def test_the_clean_pass_rolls_back_what_it_cannot_take(con, landing_dir, second_file):
     seed_catalogue(con, landing_dir)
@@ -335,3 +340,94 @@ def test_values_from_data_are_never_sql(con, landing_dir):
     write(landing_dir, "users/evil'name.jsonl", jsonl({"id": evil, "first_name": evil}))
     ingest_all(con, landing_dir)
     assert (evil,) in table(con, "SELECT id FROM users")
+
+
+# Known ids, and values of other JSON types whose text is one of them: the clean pass reads
+# ids as VARCHAR, where 12 and "12", or true and "true", look alike
+KNOWN_IDS = ["ann", "12", "-5", "true", "[1]", "1.5", "100000000000000000000", " x"]
+LOOKALIKES = [12, -5, True, [1], 1.5, 100000000000000000000, 1e20]
+ANY_JSON = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=1),
+)
+VALID = {
+    "id": st.sampled_from(KNOWN_IDS),
+    "user_id": st.sampled_from(KNOWN_IDS),
+    "artist_id": st.sampled_from(KNOWN_IDS),
+    "first_name": st.just("Ann"),
+    "last_name": st.just("Lee"),
+    "rating": st.sampled_from([0.5, 3, 4.5, 5.0]),
+    "plays": st.sampled_from([0, 7, 2.0]),
+    "timestamp": st.sampled_from([1_700_000_000, 1.7e9, "2024-05-01T10:00:00Z"]),
+}
+ODD_ID = st.one_of(st.sampled_from(LOOKALIKES), st.sampled_from(["", "  ", "zed"]), ANY_JSON)
+ODD = {
+    "id": ODD_ID,
+    "user_id": ODD_ID,
+    "artist_id": ODD_ID,
+    "first_name": ANY_JSON,
+    "last_name": ANY_JSON,
+    "rating": st.one_of(st.sampled_from(["4.5", True, 9, -0.0]), ANY_JSON),
+    "plays": st.one_of(st.sampled_from(["7", True, 2.5, -1]), ANY_JSON),
+    "timestamp": st.one_of(st.sampled_from(["1700000000", True, "yesterday"]), ANY_JSON),
+}
+MISSING = object()
+
+
+@st.composite
+def files_of(draw, kind: str) -> list[dict]:
+    """One to three records, each valid but for at most one field, which is odd or missing."""
+    records = []
+    for _ in range(draw(st.integers(1, 3))):
+        record = {name: draw(VALID[name]) for name in ingest.FIELDS[kind]}
+        odd_field = draw(st.sampled_from([None, *ingest.FIELDS[kind]]))
+        if odd_field is not None:
+            value = draw(st.one_of(ODD[odd_field], st.just(MISSING)))
+            record[odd_field] = value
+            if value is MISSING:
+                del record[odd_field]
+        records.append(record)
+    return records
+
+
+def outcome(records: list[dict], kind: str, clean_pass: bool):
+    """What ingesting ``records`` leaves: the new rows of the kind's table, and the rejected."""
+    with tempfile.TemporaryDirectory() as scratch, duckdb.connect() as con:
+        ensure_schema(con)
+        for catalogue in ("users", "artists"):
+            con.executemany(
+                f"INSERT INTO {catalogue} (id, source_file, ingested_at) VALUES (?, 'seed', now())",
+                [[i] for i in KNOWN_IDS],
+            )
+        write(Path(scratch), f"{kind}/new.jsonl", jsonl(*records))
+        with pytest.MonkeyPatch.context() as patch:
+            if not clean_pass:
+                patch.setattr(ingest, "_ingest_clean", lambda *args: False)
+            ingest_all(con, Path(scratch))
+        columns = ", ".join(ingest.FIELDS[kind])
+        rows = table(con, f"SELECT {columns} FROM {kind} WHERE source_file <> 'seed'")
+        rejected = table(con, "SELECT record_no, reason FROM rejected_rows ORDER BY record_no")
+        return sorted(rows, key=repr), rejected
+
+
+@settings(max_examples=60, deadline=None)
+@given(files_of("ratings"))
+@example([{"user_id": 1.5, "artist_id": "ann", "rating": 3}])
+@example([{"user_id": "zed", "artist_id": "ann", "rating": 3}])
+@example([{"user_id": "ann", "artist_id": True, "rating": 3}])
+@example([{"user_id": 12, "artist_id": "[1]", "rating": 3}])
+@example([{"user_id": "ann", "artist_id": "ann", "rating": "4.5", "plays": 7}])
+def test_the_clean_pass_agrees_with_the_general_path_on_ratings(records):
+    assert outcome(records, "ratings", True) == outcome(records, "ratings", False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(files_of("users"))
+@example([{"id": [1]}, {"id": "ann"}])
+def test_the_clean_pass_agrees_with_the_general_path_on_users(records):
+    assert outcome(records, "users", True) == outcome(records, "users", False)

@@ -8,10 +8,11 @@ same content is never ingested twice.
 Files take one of three paths, each slower and more general than the one before:
 
 1. *Clean*: most large files are well-formed, valid and bring new keys only. One statement
-   reads the file with DuckDB's ``read_json`` (every field typed as ``JSON``, so a string
+   reads the file with DuckDB's ``read_json`` (fields typed as ``JSON``, so a string
    ``"4.5"`` is still told apart from the number ``4.5``), checks every record and inserts
-   it; a record that fails any check aborts the statement, a key repeated within the file
-   aborts the transaction, and the file takes path 2.
+   it; a record that fails any check aborts the statement. What is cheaper to check on the
+   inserted rows (ids, keys repeated within the file) is checked there, and any doubt rolls
+   the transaction back: the file then takes path 2.
 2. *Fast*: ``read_json`` into a temporary table, then every record is checked
    (``validated``), and the accepted ones are upserted.
 3. *Careful*: when even ``read_json`` fails (a malformed line, a record that is not an
@@ -59,16 +60,23 @@ class IngestReport:
     skipped: bool = False  # same content was ingested before
 
 
-def _json_columns(kind: str) -> str:
-    return "{" + ", ".join(f"'{name}': 'JSON'" for name in FIELDS[kind]) + "}"
+def _json_columns(kind: str, ids_as_text: bool) -> str:
+    def column_type(name: str) -> str:
+        return "VARCHAR" if ids_as_text and name in KEYS[kind] else "JSON"
+
+    return "{" + ", ".join(f"'{name}': '{column_type(name)}'" for name in FIELDS[kind]) + "}"
 
 
-def _read_json(kind: str, json_format: str) -> str:
+def _read_json(kind: str, json_format: str, ids_as_text: bool = False) -> str:
     """The records of a landing file (its path the query's ``$path`` parameter) as
-    :func:`_checked` takes them, read by ``read_json`` with every field as JSON."""
+    :func:`_checked` takes them, read by ``read_json`` with every field as JSON.
+
+    ``ids_as_text``: the key fields (ids) typed VARCHAR instead; see :func:`_insert_clean`.
+    """
     fields = ", ".join(f'"{n}"' for n in FIELDS[kind])
+    columns = _json_columns(kind, ids_as_text)
     return f"""(SELECT NULL::VARCHAR AS problem, {fields}, NULL::VARCHAR AS raw
-               FROM read_json($path, format = '{json_format}', columns = {_json_columns(kind)},
+               FROM read_json($path, format = '{json_format}', columns = {columns},
                               compression = 'auto'))"""
 
 
@@ -136,8 +144,8 @@ def _string(column: str) -> str:
 
 
 def _number(column: str) -> str:
-    text = f"{column}::VARCHAR"
-    return f"CASE WHEN NOT starts_with({text}, '\"') THEN TRY_CAST({text} AS DOUBLE) END"
+    # a JSON string's text keeps its quotes, which no number cast accepts
+    return f"TRY_CAST({column}::VARCHAR AS DOUBLE)"
 
 
 def _identifier(column: str) -> str:
@@ -148,30 +156,43 @@ def _identifier(column: str) -> str:
 
 
 def _id_checks(name: str) -> list[str]:
-    # a regular expression, not trim(): trim copies every id, this stops at its first letter
+    # a regular expression, not trim(): trim copies every id. Only ids that start with a
+    # control character or a space (codepoint ≤ 32, every one that \s matches) pay for it.
+    value = f"{name}_value"
+    blank = f"ascii({value}) <= 32 AND regexp_full_match({value}, '\\s*')"
     return [
-        f"WHEN {name}_text IS NULL OR regexp_full_match({name}_value, '\\s*') "
-        f"THEN 'missing or empty {name}'",
+        f"WHEN {name}_text IS NULL OR ({blank}) THEN 'missing or empty {name}'",
         f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
     ]
 
 
-def _checked(kind: str, source: str, record_no: str = "") -> str:
+def _checked(kind: str, source: str, record_no: str = "", clean_pass: bool = False) -> str:
     """A query of ``source``'s records (``problem``, the fields as JSON, ``raw``): each
     field's typed value (``<field>_value``) and the first reason the record fails, if any.
 
     ``record_no``: a select-list item that numbers the records, when ``source`` has none.
+    ``clean_pass``: the form :func:`_insert_clean` uses: ``source`` has its ids as VARCHAR
+    (see :func:`_read_json`), taken as they are, and only checked for presence here.
     """
-    texts = ", ".join(f'{_text(f"p.{n}")} AS "{n}_text"' for n in FIELDS[kind])
+
+    def text(name: str) -> str:
+        # read_json gives JSON null as SQL NULL; only the careful path's json_extract gives 'null'
+        return f"p.{name}" if clean_pass else _text(f"p.{name}")
+
+    def identifier(name: str) -> str:
+        return f"p.{name}" if clean_pass else _identifier(f"p.{name}")
+
+    texts = ", ".join(f'{text(n)} AS "{n}_text"' for n in FIELDS[kind])
     if kind == "ratings":
         values = f"""
-            {_identifier("p.user_id")} AS user_id_value,
-            {_identifier("p.artist_id")} AS artist_id_value,
+            {identifier("user_id")} AS user_id_value,
+            {identifier("artist_id")} AS artist_id_value,
             {_number("p.rating")} AS rating_value,
             {_number("p.plays")} AS plays_number,
             TRY_CAST(plays_number AS BIGINT) AS plays_value,
-            CASE WHEN {_number("p.timestamp")} IS NOT NULL
-                     THEN make_timestamp(TRY_CAST({_number("p.timestamp")} * 1e6 AS BIGINT))
+            {_number("p.timestamp")} AS timestamp_number,
+            CASE WHEN timestamp_number IS NOT NULL
+                     THEN make_timestamp(TRY_CAST(timestamp_number * 1e6 AS BIGINT))
                  ELSE TRY_CAST({_string("p.timestamp")} AS TIMESTAMPTZ)::TIMESTAMP
             END AS timestamp_value"""
         checks = [
@@ -186,15 +207,18 @@ def _checked(kind: str, source: str, record_no: str = "") -> str:
             "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
             "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
             "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
-            # IN builds its hash table on the known ids, whatever the optimizer guesses of
-            # the file's size
-            f"WHEN user_id_value NOT IN (SELECT id FROM users) THEN '{UNKNOWN_USER}'",
-            f"WHEN artist_id_value NOT IN (SELECT id FROM artists) THEN '{UNKNOWN_ARTIST}'",
         ]
+        if not clean_pass:
+            checks += [
+                # IN builds its hash table on the known ids, whatever the optimizer guesses
+                # of the file's size
+                f"WHEN user_id_value NOT IN (SELECT id FROM users) THEN '{UNKNOWN_USER}'",
+                f"WHEN artist_id_value NOT IN (SELECT id FROM artists) THEN '{UNKNOWN_ARTIST}'",
+            ]
     else:
         names = [n for n in FIELDS[kind] if n != "id"]
         values = ", ".join(
-            [f"{_identifier('p.id')} AS id_value"]
+            [f"{identifier('id')} AS id_value"]
             + [f"{_string(f'p.{n}')} AS {n}_value" for n in names]
         )
         checks = _id_checks("id") + [
@@ -254,39 +278,58 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
 
 
 class _NotClean(Exception):
-    """The clean path cannot take the file: a key repeats within it, or its content was
-    ingested before."""
+    """The clean path cannot take the file: a key repeats within it, an id is not known, or
+    its content was ingested before."""
 
 
 def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetime) -> int:
     """Path 1: insert a file whose every record passes and whose keys are all new; returns
     the number of records. Raises duckdb.Error or _NotClean otherwise (the caller's
-    transaction then rolls back)."""
+    transaction then rolls back).
+
+    Ids are read as VARCHAR, which spares unquoting each one, and checked on the inserted
+    rows, where they come back dictionary-encoded and each distinct id costs once:
+
+    - an id that is not known (ratings);
+    - an id whose text is itself JSON: VARCHAR gives a string's content but any other
+      value's JSON text, so ``1.5``, ``true`` or ``[1]`` may have been the wrong type. Only
+      the general path, which reads ids as JSON, can tell; integers mean the same either way.
+
+    Keys repeated within the file are checked on the inserted rows too.
+    """
     kind = file.kind
     keys = KEYS[kind]
     stored = " AND ".join(f"t.{key} = {key}_value" for key in keys)
+    params = {"source_file": file.relative_path, "ingested_at": ingested_at}
     con.execute(
         f"""
         INSERT INTO {kind}
         SELECT {", ".join(f"{n}_value" for n in FIELDS[kind])}, $source_file,
                $ingested_at::TIMESTAMP
-        FROM ({_checked(kind, _read_json(kind, json_format))})
+        FROM ({_checked(kind, _read_json(kind, json_format, ids_as_text=True), clean_pass=True)})
         WHERE CASE WHEN reason IS NULL AND NOT EXISTS (SELECT 1 FROM {kind} t WHERE {stored})
                    THEN true
                    ELSE error('not clean') END
         """,
-        {"path": str(file.path), "source_file": file.relative_path, "ingested_at": ingested_at},
+        {"path": str(file.path), **params},
     )
     inserted = con.fetchone()[0]
-    repeated = scalar(
-        con,
-        f"""SELECT count(*) FROM (
-                SELECT hash({", ".join(keys)}) FROM {kind}
-                WHERE source_file = ? AND ingested_at = ? GROUP BY ALL HAVING count(*) > 1)""",
-        [file.relative_path, ingested_at],
-    )
-    if repeated:
-        raise _NotClean(f"{file.relative_path}: a key repeats within the file")
+    new_rows = f"(FROM {kind} WHERE source_file = $source_file AND ingested_at = $ingested_at)"
+    # keys are grouped by their hash: a collision only sends the file to the general path
+    objections = {
+        "a key repeats within the file": f"""SELECT 1 FROM {new_rows}
+                                              GROUP BY hash({", ".join(keys)})
+                                              HAVING count(*) > 1""",
+    }
+    known_in = {"user_id": "users", "artist_id": "artists"}
+    for key in keys:
+        unknown = f"OR id NOT IN (SELECT id FROM {known_in[key]})" if key in known_in else ""
+        objections[f"a {key} may not be a string, or is not known"] = f"""
+            SELECT 1 FROM (SELECT DISTINCT {key} AS id FROM {new_rows})
+            WHERE (json_valid(id) AND NOT regexp_full_match(id, '-?[0-9]+')) {unknown}"""
+    for objection, query in objections.items():
+        if scalar(con, f"SELECT EXISTS ({query})", params):
+            raise _NotClean(f"{file.relative_path}: {objection}")
     return inserted
 
 

@@ -128,7 +128,7 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, chunks: Iterable[pd
     return rows
 
 
-def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None):
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | dict | None = None):
     """The single value a query returns (fetches it all: DuckDB 2 keeps a result open until
     it is exhausted, which blocks the connection's next statement)."""
     return con.execute(query, params or []).fetchall()[0][0]

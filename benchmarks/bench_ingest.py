@@ -8,6 +8,9 @@ fresh DuckDB file, in the same run (interleaved with ours, so both see the same 
 
 Target (from the issue): ingest ≥ 0.5× read_json's rows/s on the ratings file.
 
+Then the same ratings again but the last (``resent/ratings.jsonl``: new content, every pair
+already stored), ingested after the first: the upsert a weekly play-count dump brings.
+
 Then ingest_file's steps (its private functions) are timed one by one on the ratings file: the
 clean pass it takes (every record valid, every key new), and the general path that the same
 file would take with one rejected record or one stored key.
@@ -42,6 +45,19 @@ def write_landing(landing_dir: Path, rows: int) -> list[landing.LandingFile]:
     return landing.scan(landing_dir)
 
 
+def write_resent(ratings: landing.LandingFile, landing_dir: Path) -> landing.LandingFile:
+    """``ratings`` but its last line, in a landing folder of its own."""
+    resent = landing_dir / "ratings" / "ratings.jsonl"
+    resent.parent.mkdir(parents=True)
+    with ratings.path.open("rb") as source, resent.open("wb") as target:
+        previous = source.readline()
+        for line in source:
+            target.write(previous)
+            previous = line
+    (file,) = landing.scan(landing_dir)
+    return file
+
+
 def fresh_database(path: Path, connect=warehouse.connect) -> duckdb.DuckDBPyConnection:
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
@@ -51,14 +67,14 @@ def fresh_database(path: Path, connect=warehouse.connect) -> duckdb.DuckDBPyConn
     return con
 
 
-def ingest_all(path: Path, files: list[landing.LandingFile]) -> dict[str, tuple[float, int]]:
-    """(seconds, rows) of ``ingest_file`` per file, in scan order (users, artists, ratings)."""
+def ingest_all(path: Path, files: list[landing.LandingFile]) -> dict[Path, tuple[float, int]]:
+    """(seconds, rows) of ``ingest_file`` per file (by path), ingested in order."""
     timings = {}
     with fresh_database(path) as con:
         for file in files:
             started = time.perf_counter()
             report = ingest.ingest_file(con, file)
-            timings[file.kind] = (time.perf_counter() - started, report.rows_read)
+            timings[file.path] = (time.perf_counter() - started, report.rows_read)
             if report.rows_rejected or report.skipped:
                 raise RuntimeError(f"{file.relative_path}: expected every row accepted, {report}")
     return timings
@@ -120,39 +136,44 @@ def main() -> None:
         scratch = Path(scratch)
         started = time.perf_counter()
         files = write_landing(scratch / "landing", args.rows)
+        resent = write_resent(files[-1], scratch / "resent")
         print(
             f"landing folder written in {time.perf_counter() - started:.1f} s: "
             + ", ".join(
                 f"{file.relative_path} {file.size_bytes / 2**20:,.1f} MiB" for file in files
             )
         )
+        names = {file.path: file.relative_path for file in files}
+        names[resent.path] = "ratings again, every pair stored"
+        ratings = files[-1].path
 
-        rows: dict[str, int] = {}
-        ours: dict[str, float] = defaultdict(lambda: float("inf"))
-        reference: dict[str, float] = defaultdict(lambda: float("inf"))
+        rows: dict[Path, int] = {}
+        ours: dict[Path, float] = defaultdict(lambda: float("inf"))
+        reference: dict[Path, float] = defaultdict(lambda: float("inf"))
         phases: dict[str, float] = defaultdict(lambda: float("inf"))
         # interleaved, so that a burst of load on the shared machine hits both sides alike
         for _ in range(args.repeat):
-            for file in files:
+            for file in [*files, resent]:
                 seconds = read_json(scratch / "reference.duckdb", file)
-                reference[file.kind] = min(reference[file.kind], seconds)
-            for kind, (seconds, n) in ingest_all(scratch / "ours.duckdb", files).items():
-                ours[kind], rows[kind] = min(ours[kind], seconds), n
+                reference[file.path] = min(reference[file.path], seconds)
+            timings = ingest_all(scratch / "ours.duckdb", [*files, resent])
+            for path, (seconds, n) in timings.items():
+                ours[path], rows[path] = min(ours[path], seconds), n
             for name, seconds in ingest_phases(scratch / "phases.duckdb", files).items():
                 phases[name] = min(phases[name], seconds)
 
     table = []
-    for file in files:
-        kind, n = file.kind, rows[file.kind]
+    for path, name in names.items():
+        n = rows[path]
         table.append(
             [
-                file.relative_path,
+                name,
                 f"{n:,}",
-                f"{ours[kind]:.2f}",
-                f"{n / ours[kind]:,.0f}",
-                f"{reference[kind]:.2f}",
-                f"{n / reference[kind]:,.0f}",
-                ratio(reference[kind], ours[kind]),
+                f"{ours[path]:.2f}",
+                f"{n / ours[path]:,.0f}",
+                f"{reference[path]:.2f}",
+                f"{n / reference[path]:,.0f}",
+                ratio(reference[path], ours[path]),
             ]
         )
     print_table(
@@ -168,17 +189,17 @@ def main() -> None:
         ],
         table,
     )
-    verdict = "meets" if reference["ratings"] / ours["ratings"] >= TARGET_RATIO else "misses"
+    verdict = "meets" if reference[ratings] / ours[ratings] >= TARGET_RATIO else "misses"
     print(f"ratings: {verdict} the target")
 
     print_table(
         "ingest_file's steps on the ratings file (each step's best run; read_json for scale)",
         ["step", "seconds", "× read_json"],
         [
-            [name, f"{seconds:.2f}", f"{seconds / reference['ratings']:.2f}"]
+            [name, f"{seconds:.2f}", f"{seconds / reference[ratings]:.2f}"]
             for name, seconds in phases.items()
         ]
-        + [["(reference: plain read_json → table)", f"{reference['ratings']:.2f}", "1.00"]],
+        + [["(reference: plain read_json → table)", f"{reference[ratings]:.2f}", "1.00"]],
     )
     print(f"\npeak resident memory of this process: {peak_rss_mib():,.0f} MiB")
 

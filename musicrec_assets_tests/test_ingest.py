@@ -310,17 +310,43 @@ def test_a_clean_file_is_inserted_in_one_pass(con, landing_dir, monkeypatch):
     ]
 
 
+def test_the_clean_pass_keeps_the_newest_rating_of_a_stored_pair(con, landing_dir, monkeypatch):
+    seed_catalogue(con, landing_dir)
+    stored = [
+        {"user_id": "ann", "artist_id": "a1", "rating": 1, "timestamp": 100},
+        {"user_id": "ann", "artist_id": "a2", "rating": 1, "timestamp": 300},
+        {"user_id": "bob", "artist_id": "a1", "rating": 1},
+    ]
+    write(landing_dir, "ratings/1.jsonl", jsonl(*stored))
+    ingest_all(con, landing_dir)
+    newer = [
+        {"user_id": "ann", "artist_id": "a1", "rating": 5, "timestamp": 200},  # newer: wins
+        {"user_id": "ann", "artist_id": "a2", "rating": 5, "timestamp": 200},  # older: loses
+        {"user_id": "bob", "artist_id": "a1", "rating": 5},  # no timestamps: the later file
+        {"user_id": "bob", "artist_id": "a2", "rating": 5, "timestamp": 100},  # a new pair
+    ]
+    write(landing_dir, "ratings/2.jsonl", jsonl(*newer))
+    monkeypatch.setattr(ingest, "_parse_fast", lambda *args: pytest.fail("took the general path"))
+    report = ingest_all(con, landing_dir)[-1]
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (4, 4, 0)
+    assert table(con, "SELECT user_id, artist_id, rating FROM ratings ORDER BY 1, 2") == [
+        ("ann", "a1", 5.0),
+        ("ann", "a2", 1.0),
+        ("bob", "a1", 5.0),
+        ("bob", "a2", 5.0),
+    ]
+
+
 @pytest.mark.parametrize(
     "second_file",
     [
-        # a record that fails, a key repeated within the file, a key already stored
+        # a record that fails, a key repeated within the file, and ids that may not pass
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 0}],
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "artist_id": "a2"}],
-        [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "rating": 5}],
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "user_id": "zed"}],
         [{**CLEAN_RATING, "artist_id": "a2", "rating": 4}, {**CLEAN_RATING, "user_id": 1.5}],
     ],
-    ids=["rejected record", "repeated key", "stored key", "unknown id", "id not a string"],
+    ids=["rejected record", "repeated key", "unknown id", "id not a string"],
 )
 def test_the_clean_pass_rolls_back_what_it_cannot_take(con, landing_dir, second_file):
     seed_catalogue(con, landing_dir)
@@ -363,8 +389,17 @@ VALID = {
     "last_name": st.just("Lee"),
     "rating": st.sampled_from([0.5, 3, 4.5, 5.0]),
     "plays": st.sampled_from([0, 7, 2.0]),
-    "timestamp": st.sampled_from([1_700_000_000, 1.7e9, "2024-05-01T10:00:00Z"]),
+    "timestamp": st.sampled_from([1_600_000_000, 1_700_000_000, 1.7e9, "2024-05-01T10:00:00Z"]),
 }
+# stored ratings for some pairs the records may bring again, older, newer or undated
+STORED_RATINGS = [
+    [user, artist, 1.0, timestamp]
+    for (user, artist), timestamp in zip(
+        [(u, a) for u in KNOWN_IDS[:3] for a in KNOWN_IDS[:3]],
+        ["2023-11-14 22:13:20", None, "2022-04-20 00:00:00"] * 3,
+        strict=True,
+    )
+]
 ODD_ID = st.one_of(st.sampled_from(LOOKALIKES), st.sampled_from(["", "  ", "zed"]), ANY_JSON)
 ODD = {
     "id": ODD_ID,
@@ -396,7 +431,7 @@ def files_of(draw, kind: str) -> list[dict]:
 
 
 def outcome(records: list[dict], kind: str, clean_pass: bool):
-    """What ingesting ``records`` leaves: the new rows of the kind's table, and the rejected."""
+    """What ingesting ``records`` leaves: the kind's table, and the rejected rows."""
     with tempfile.TemporaryDirectory() as scratch, duckdb.connect() as con:
         ensure_schema(con)
         for catalogue in ("users", "artists"):
@@ -404,13 +439,18 @@ def outcome(records: list[dict], kind: str, clean_pass: bool):
                 f"INSERT INTO {catalogue} (id, source_file, ingested_at) VALUES (?, 'seed', now())",
                 [[i] for i in KNOWN_IDS],
             )
+        con.executemany(
+            "INSERT INTO ratings (user_id, artist_id, rating, timestamp, source_file, ingested_at)"
+            " VALUES (?, ?, ?, ?, 'seed', now())",
+            STORED_RATINGS,
+        )
         write(Path(scratch), f"{kind}/new.jsonl", jsonl(*records))
         with pytest.MonkeyPatch.context() as patch:
             if not clean_pass:
                 patch.setattr(ingest, "_ingest_clean", lambda *args: False)
             ingest_all(con, Path(scratch))
         columns = ", ".join(ingest.FIELDS[kind])
-        rows = table(con, f"SELECT {columns} FROM {kind} WHERE source_file <> 'seed'")
+        rows = table(con, f"SELECT {columns}, source_file FROM {kind}")
         rejected = table(con, "SELECT record_no, reason FROM rejected_rows ORDER BY record_no")
         return sorted(rows, key=repr), rejected
 

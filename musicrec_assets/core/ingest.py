@@ -7,12 +7,12 @@ same content is never ingested twice.
 
 Files take one of three paths, each slower and more general than the one before:
 
-1. *Clean*: most large files are well-formed, valid and bring new keys only. One statement
-   reads the file with DuckDB's ``read_json`` (fields typed as ``JSON``, so a string
-   ``"4.5"`` is still told apart from the number ``4.5``), checks every record and inserts
-   it; a record that fails any check aborts the statement. What is cheaper to check on the
-   inserted rows (ids, keys repeated within the file) is checked there, and any doubt rolls
-   the transaction back: the file then takes path 2.
+1. *Clean*: most large files are well-formed and valid. One statement reads the file with
+   DuckDB's ``read_json`` (fields typed as ``JSON``, so a string ``"4.5"`` is still told
+   apart from the number ``4.5``), checks every record and inserts it; a record that fails
+   any check aborts the statement. What is cheaper to check on the inserted rows (ids, keys
+   repeated within the file) is checked there, and any doubt rolls the transaction back: the
+   file then takes path 2. Ratings for stored pairs are resolved there too.
 2. *Fast*: ``read_json`` into a temporary table, then every record is checked
    (``validated``), and the accepted ones are upserted.
 3. *Careful*: when even ``read_json`` fails (a malformed line, a record that is not an
@@ -283,9 +283,11 @@ class _NotClean(Exception):
 
 
 def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetime) -> int:
-    """Path 1: insert a file whose every record passes and whose keys are all new; returns
-    the number of records. Raises duckdb.Error or _NotClean otherwise (the caller's
-    transaction then rolls back).
+    """Path 1: insert a file whose every record passes; returns the number of records.
+    Raises duckdb.Error or _NotClean otherwise (the caller's transaction then rolls back).
+
+    A rating for a stored pair is resolved after the insert (:func:`_keep_newest_ratings`);
+    a stored user or artist, whose names merge, is left to the general path.
 
     Ids are read as VARCHAR, which spares unquoting each one, and checked on the inserted
     rows, where they come back dictionary-encoded and each distinct id costs once:
@@ -299,7 +301,7 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
     """
     kind = file.kind
     keys = KEYS[kind]
-    stored = " AND ".join(f"t.{key} = {key}_value" for key in keys)
+    new_id = "" if kind == "ratings" else f"AND id_value NOT IN (SELECT id FROM {kind})"
     params = {"source_file": file.relative_path, "ingested_at": ingested_at}
     con.execute(
         f"""
@@ -307,9 +309,7 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
         SELECT {", ".join(f"{n}_value" for n in FIELDS[kind])}, $source_file,
                $ingested_at::TIMESTAMP
         FROM ({_checked(kind, _read_json(kind, json_format, ids_as_text=True), clean_pass=True)})
-        WHERE CASE WHEN reason IS NULL AND NOT EXISTS (SELECT 1 FROM {kind} t WHERE {stored})
-                   THEN true
-                   ELSE error('not clean') END
+        WHERE CASE WHEN reason IS NULL {new_id} THEN true ELSE error('not clean') END
         """,
         {"path": str(file.path), **params},
     )
@@ -330,7 +330,33 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
     for objection, query in objections.items():
         if scalar(con, f"SELECT EXISTS ({query})", params):
             raise _NotClean(f"{file.relative_path}: {objection}")
+    if kind == "ratings":
+        _keep_newest_ratings(con, params)
     return inserted
+
+
+def _keep_newest_ratings(con, new_rows: dict) -> None:
+    """Of each pair that the clean pass's insert stored twice, delete the rating that loses
+    by :func:`_apply_accepted`'s rule: the newer timestamp wins, and a tie, or no timestamps,
+    goes to the new file. ``new_rows``: their ``source_file`` and ``ingested_at``."""
+
+    def is_new(table: str) -> str:
+        return f"{table}.source_file = $source_file AND {table}.ingested_at = $ingested_at"
+
+    same_pair = "ratings.user_id = other.user_id AND ratings.artist_id = other.artist_id"
+    con.execute(
+        f"""DELETE FROM ratings USING (FROM ratings WHERE {is_new("ratings")}) other
+            WHERE NOT ({is_new("ratings")}) AND {same_pair}
+              AND coalesce(other."timestamp", '-infinity'::TIMESTAMP)
+                  >= coalesce(ratings."timestamp", '-infinity'::TIMESTAMP)""",
+        new_rows,
+    )
+    # what is left of a stored pair beat the new rating
+    con.execute(
+        f"""DELETE FROM ratings USING (FROM ratings WHERE NOT ({is_new("ratings")})) other
+            WHERE {is_new("ratings")} AND {same_pair}""",
+        new_rows,
+    )
 
 
 def _raw_record(kind: str) -> str:

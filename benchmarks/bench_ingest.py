@@ -109,10 +109,11 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
         with phase("sha256 of the file (in ingest_file: a thread beside the insert)"):
             file.sha256()
 
-        con.begin()
-        with phase("clean pass: read_json, check, insert; then ids and repeated keys"):
-            ingest._insert_clean(con, file, json_format, now)
-        con.rollback()
+        with ingest.any_insertion_order(con):
+            con.begin()
+            with phase("clean pass: read_json, check, insert; then ids and repeated keys"):
+                ingest._insert_clean(con, file, json_format, now)
+            con.rollback()
 
         con.begin()
         with phase("general path: _parse_fast (read_json → temp table)"):

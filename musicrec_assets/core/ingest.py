@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -277,6 +278,17 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
     )
 
 
+@contextmanager
+def any_insertion_order(con):
+    """Lets DuckDB insert rows in any order, which it then does from every thread (a third
+    faster). Only the clean pass may: the general path numbers records by their order."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("SET preserve_insertion_order = true")
+
+
 class _NotClean(Exception):
     """The clean path cannot take the file: a key repeats within it, an id is not known, or
     its content was ingested before."""
@@ -303,17 +315,14 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
     keys = KEYS[kind]
     new_id = "" if kind == "ratings" else f"AND id_value NOT IN (SELECT id FROM {kind})"
     params = {"source_file": file.relative_path, "ingested_at": ingested_at}
-    con.execute(
-        f"""
+    insert = f"""
         INSERT INTO {kind}
         SELECT {", ".join(f"{n}_value" for n in FIELDS[kind])}, $source_file,
                $ingested_at::TIMESTAMP
         FROM ({_checked(kind, _read_json(kind, json_format, ids_as_text=True), clean_pass=True)})
         WHERE CASE WHEN reason IS NULL {new_id} THEN true ELSE error('not clean') END
-        """,
-        {"path": str(file.path), **params},
-    )
-    inserted = con.fetchone()[0]
+        """
+    inserted = con.execute(insert, {"path": str(file.path), **params}).fetchone()[0]
     new_rows = f"(FROM {kind} WHERE source_file = $source_file AND ingested_at = $ingested_at)"
     # keys are grouped by their hash: a collision only sends the file to the general path
     objections = {
@@ -343,6 +352,10 @@ def _keep_newest_ratings(con, new_rows: dict) -> None:
     def is_new(table: str) -> str:
         return f"{table}.source_file = $source_file AND {table}.ingested_at = $ingested_at"
 
+    # DuckDB cannot tell that nothing was stored before (the first load) and would hash
+    # every new rating to find out
+    if not scalar(con, f"SELECT EXISTS (FROM ratings WHERE NOT ({is_new('ratings')}))", new_rows):
+        return
     same_pair = "ratings.user_id = other.user_id AND ratings.artist_id = other.artist_id"
     con.execute(
         f"""DELETE FROM ratings USING (FROM ratings WHERE {is_new("ratings")}) other
@@ -481,7 +494,7 @@ def _ingest_clean(
     """Path 1; False (nothing written) when the file needs the general path or its content
     was ingested before under another name."""
     try:
-        with transaction(con):
+        with any_insertion_order(con), transaction(con):
             inserted = _insert_clean(con, file, json_format, now)
             report.sha256 = digest.result()
             if _content_seen(con, file.kind, report.sha256):
@@ -490,7 +503,7 @@ def _ingest_clean(
             _record_in_ledger(con, file, report, now)
         return True
     except (duckdb.InvalidInputException, _NotClean):
-        return False  # a record to reject, a key to upsert, or JSON read_json cannot read
+        return False  # a record to reject, a stored user or artist, or JSON read_json cannot read
 
 
 def _ingest_general(

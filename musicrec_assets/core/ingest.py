@@ -290,8 +290,8 @@ def any_insertion_order(con):
 
 
 class _NotClean(Exception):
-    """The clean path cannot take the file: a key repeats within it, an id is not known, or
-    its content was ingested before."""
+    """The clean path cannot take the file: a key repeats within it, an id may be of the
+    wrong type or is not known, or its content was ingested before."""
 
 
 def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetime) -> int:

@@ -226,3 +226,20 @@ def test_play_counts_train_implicit_als_scored_by_ranking_metrics(tmp_path):
     } <= set(meta)
     assert "test_rmse" not in meta
     assert metadata(result, "als_tuning")["trials"] == 2
+
+
+def test_new_data_with_the_same_settings_takes_champion(tmp_path, monkeypatch):
+    """The champion's model was trained on part of the new split's test pairs: scored on them
+    as it is, it would look better than it is and keep the alias from the newer model."""
+    monkeypatch.setenv("MUSICREC_HOME", str(tmp_path))
+    write_landing(small_world(seed=11), tmp_path / "landing")
+    ratings = tmp_path / "landing" / "ratings" / "ratings.jsonl"
+    lines = ratings.read_text().splitlines(keepends=True)
+    ratings.write_text("".join(line for i, line in enumerate(lines) if i % 4))
+    settings = ModelSettings(ranks=[8], regularizations=[0.1], iterations=8, n_folds=2, top_n=5)
+    first = run_pipeline(tmp_path, settings)
+    assert metadata(first, "als_model")["alias"] == "champion"
+
+    (ratings.parent / "later.jsonl").write_text("".join(lines[::4]))
+    meta = metadata(run_pipeline(tmp_path, settings), "als_model")
+    assert meta["alias"] == "champion", meta["promotion"]

@@ -28,7 +28,7 @@ from musicrec_assets.core.matrix import (
 )
 from musicrec_assets.core.metrics import evaluate, ranked_users
 from musicrec_assets.core.spark_als import fit_spark_als
-from musicrec_assets.core.split import train_test_split
+from musicrec_assets.core.split import fingerprint, train_test_split
 from musicrec_assets.core.warehouse import publish_table, table_exists, transaction
 from musicrec_assets.resources import MlflowTracking, ModelSettings, MusicrecHome, SparkResource
 
@@ -293,7 +293,8 @@ def _baselines(feedback: Feedback, train, ids) -> dict[str, FactorModel]:
     description="ALS with the chosen params: fitted on the training part and scored on the "
     "held-out part beside the baselines, then refitted on all data, logged to MLflow and "
     "registered as `musicrec-als`. Alias `champion` moves only when it beats the current "
-    "champion on the current split; otherwise the version becomes `challenger`.",
+    "champion on the current split (the champion's settings refit on it, when new data drew "
+    "a new split); otherwise the version becomes `challenger`.",
 )
 def als_model(
     context: dg.AssetExecutionContext,
@@ -326,10 +327,12 @@ def als_model(
             if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
                 baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
             scores[name] = baseline_scores
-        champion = tracking.champion_evaluation_model(client)
+        split_id = fingerprint(train, test, *ids)
+        champion_model, refit = tracking.comparable_champion(
+            tracking.champion(client), split_id, evaluation_model, fit, train, ids
+        )
         champion_score = None
-        if champion is not None:
-            _, champion_model = champion
+        if champion_model is not None:
             champion_score = evaluate(
                 champion_model.reindexed(*ids), train, test, feedback, ranked=ranked
             )[metric]
@@ -346,7 +349,12 @@ def als_model(
 
     with mlflow.start_run(experiment_id=mlflow_tracking.experiment_id, run_name="als_model") as run:
         mlflow.set_tags(
-            {"musicrec.step": "training", "feedback": feedback, "backend": settings.backend}
+            {
+                "musicrec.step": "training",
+                "feedback": feedback,
+                "backend": settings.backend,
+                tracking.SPLIT_TAG: split_id,
+            }
         )
         mlflow.log_params(dataclasses.asdict(params))
         mlflow.log_params({**sizes, "all_rows": matrix.values.nnz})
@@ -370,8 +378,10 @@ def als_model(
             tracking.log_png(png, file_name)
         logged = tracking.log_model(serving_model, evaluation_model, matrix.values, artist_names)
         promoted, reason = tracking.should_promote(
-            scores["als"][metric], champion_score, higher_is_better
+            scores["als"][metric], champion_score, higher_is_better, tie_promotes=refit
         )
+        if refit:
+            reason += " (its settings refit on this split, which its model had partly seen)"
         alias = tracking.CHAMPION if promoted else tracking.CHALLENGER
         tracking.set_alias(client, alias, logged.version)
         mlflow.set_tags({"musicrec.alias": alias, "musicrec.promotion": reason})

@@ -8,7 +8,8 @@ a factor model cannot score an item it never saw (Spark's ``coldStartStrategy="d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,25 @@ class Split:
     train: csr_matrix
     test: csr_matrix
     dropped: int
+
+
+def fingerprint(
+    train: csr_matrix, test: csr_matrix, user_ids: Sequence[str], artist_ids: Sequence[str]
+) -> str:
+    """A digest of which (user, artist) pairs a split trains on and which it holds out.
+
+    Two models scored on splits with the same fingerprint were scored on the same held-out
+    pairs, which neither trained on. New data moves pairs between the parts (the shuffle
+    is drawn anew), so a model trained on an earlier split has seen some of today's
+    held-out pairs.
+    """
+    digest = hashlib.sha256()
+    for ids in (user_ids, artist_ids):
+        digest.update("\x1f".join(map(str, ids)).encode())
+    for part in (train, test):
+        digest.update(np.asarray(part.indptr, dtype=np.int64).tobytes())
+        digest.update(np.asarray(part.indices, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def to_triples(matrix: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -25,6 +27,8 @@ from musicrec_assets.core.factors import FactorModel
 EXPERIMENT = "musicrec"
 REGISTERED_MODEL = "musicrec-als"
 CHAMPION, CHALLENGER = "champion", "challenger"
+# the run tag with the fingerprint of the split its evaluation model was trained on
+SPLIT_TAG = "musicrec.split"
 # logged as code, not pickled: MLflow runs this file to build the model when loading it
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -115,25 +119,65 @@ def download_model(folder: Path, alias: str = CHAMPION) -> tuple[str, Path]:
     return str(version.version), Path(local) / "artifacts"
 
 
-def champion_evaluation_model(client: MlflowClient) -> tuple[str, FactorModel] | None:
-    """The current champion's version and its train-part model, or None without a champion."""
+@dataclass(frozen=True)
+class Champion:
+    """The current champion: its version, its train-part model, and the fingerprint of the
+    split that model was trained on (None for versions logged before it was recorded)."""
+
+    version: str
+    evaluation_model: FactorModel
+    split: str | None
+
+
+def champion(client: MlflowClient) -> Champion | None:
+    """The current champion, or None without one."""
     try:
         version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None
+    split = client.get_run(version.run_id).data.tags.get(SPLIT_TAG)
     with tempfile.TemporaryDirectory() as tmp:
         folder = mlflow.artifacts.download_artifacts(
             run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
         )
-        return str(version.version), FactorModel.load(Path(folder) / "evaluation_factors")
+        model = FactorModel.load(Path(folder) / "evaluation_factors")
+    return Champion(str(version.version), model, split)
+
+
+def comparable_champion(
+    champion: Champion | None,
+    split_id: str,
+    candidate: FactorModel,
+    fit: Callable[..., FactorModel],
+    train: csr_matrix,
+    ids: tuple[np.ndarray, np.ndarray],
+) -> tuple[FactorModel | None, bool]:
+    """The model that stands for the champion on this split, and whether it is a refit.
+
+    The champion's own train-part model is fair only on the split it was trained on. On
+    another split it has seen some of the held-out pairs and would score too well, so its
+    settings are refit on this split instead (the candidate's own model, when the settings
+    are the same: then a tie is the newer data's, and promotes). None when there is no
+    champion, or one for other feedback, which no score here compares with.
+    """
+    if champion is None or champion.evaluation_model.params.feedback != candidate.params.feedback:
+        return None, False
+    if champion.split == split_id:
+        return champion.evaluation_model, False
+    if champion.evaluation_model.params == candidate.params:
+        return candidate, True
+    return fit(train, champion.evaluation_model.params, *ids), True
 
 
 def should_promote(
-    candidate: float, champion: float | None, higher_is_better: bool
+    candidate: float, champion: float | None, higher_is_better: bool, tie_promotes: bool = False
 ) -> tuple[bool, str]:
-    """Promote when there is no champion, or when the candidate scores strictly better."""
+    """Promote when there is no champion, or when the candidate scores better (or, with
+    ``tie_promotes``, as well)."""
     if champion is None:
         return True, "no champion yet"
+    if candidate == champion and tie_promotes:
+        return True, f"candidate {candidate:.4f} ties with champion {champion:.4f}"
     better = candidate > champion if higher_is_better else candidate < champion
     comparison = "better" if better else "not better"
     return better, f"candidate {candidate:.4f} is {comparison} than champion {champion:.4f}"

@@ -118,11 +118,12 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
         con.begin()
         with phase("general path: _parse_fast (read_json → temp table)"):
             ingest._parse_fast(con, file, json_format)
-        with phase("general path: _validate (types, reasons, duplicates)"):
-            ingest._validate(con, file.kind, numbered_by_rowid=True)
-        with phase("general path: _apply_accepted (upsert)"):
-            ingest._apply_accepted(con, file.kind, file.relative_path, now)
-        con.rollback()
+        with ingest.any_insertion_order(con):
+            with phase("general path: _validate (types, reasons, duplicates)"):
+                ingest._validate(con, file.kind, numbered_by_rowid=True)
+            with phase("general path: _apply_accepted (upsert)"):
+                ingest._apply_accepted(con, file.kind, file.relative_path, now)
+            con.rollback()
     return dict(phases)
 
 

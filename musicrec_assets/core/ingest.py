@@ -281,7 +281,7 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
 @contextmanager
 def any_insertion_order(con):
     """Lets DuckDB insert rows in any order, which it then does from every thread (a third
-    faster). Only the clean pass may: the general path numbers records by their order."""
+    faster). Not while records are read and numbered by their order (the general path)."""
     con.execute("SET preserve_insertion_order = false")
     try:
         yield
@@ -526,14 +526,15 @@ def _ingest_general(
                 [file.read_text()],
             )
         _parse_records(con, file.kind)
-    _validate(con, file.kind, numbered_by_rowid)
-
+    # records are numbered now: what follows may write rows in any order
+    with any_insertion_order(con):
+        _validate(con, file.kind, numbered_by_rowid)
     reasons = _reason_counts(con)
     report.rows_read = scalar(con, "SELECT count(*) FROM validated")
     report.rows_rejected = sum(reasons.values())
     report.rows_accepted = report.rows_read - report.rows_rejected
     report.rejected_by_reason = dict(reasons)
-    with transaction(con):
+    with any_insertion_order(con), transaction(con):
         _apply_accepted(con, file.kind, file.relative_path, now)
         con.execute(
             f"""INSERT INTO rejected_rows

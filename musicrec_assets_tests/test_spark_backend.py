@@ -17,14 +17,21 @@ pytestmark = pytest.mark.skipif(
 
 def test_graph_trains_on_spark_and_serves_as_usual(tmp_path):
     write_landing(small_world(seed=13), tmp_path / "landing")
-    settings = ModelSettings(
-        backend="spark", ranks=[4], regularizations=[0.1], iterations=5, n_folds=2, top_n=5
-    )
+    ratings = tmp_path / "landing" / "ratings" / "ratings.jsonl"
+    lines = ratings.read_text().splitlines(keepends=True)
+    ratings.write_text("".join(lines[1:]))
+    grid = {"ranks": [4], "regularizations": [0.1], "iterations": 5, "n_folds": 2, "top_n": 5}
+    assert run_pipeline(tmp_path, ModelSettings(**grid), selection=TRAINING_ASSETS).success
+
+    # new data draws a new split; the local champion's biases cannot be refit on Spark
+    (ratings.parent / "later.jsonl").write_text(lines[0])
+    settings = ModelSettings(backend="spark", **grid)
     trained = run_pipeline(tmp_path, settings, selection=TRAINING_ASSETS)
     [model] = trained.asset_materializations_for_node("als_model")
     run = mlflow.get_run(model.metadata["mlflow_run_id"].value)
     assert run.data.tags["backend"] == "spark"
     assert run.data.params["use_biases"] == "False"  # Spark's explicit ALS has no biases
+    assert "cannot be refit here" in run.data.tags["musicrec.promotion"]
     # (on ratings, that model loses to the bias baseline and the blocking check says so;
     # serving the registered model does not depend on which backend trained it)
     assert run_pipeline(tmp_path, settings, selection=SERVING_ASSETS).success

@@ -37,13 +37,18 @@ def test_split_fingerprint_tells_splits_apart():
     other = train_test_split(matrix, seed=2)
     assert fingerprint(other.train, other.test, users, items) != same
     assert fingerprint(split.train, split.test, users[::-1], items) != same
+    # a separator inside an id cannot make two id lists read the same
+    two, one = np.array(["a", "b"]), np.array(["a\x1fb", ""])
+    assert fingerprint(split.train, split.test, two, items) != fingerprint(
+        split.train, split.test, one, items
+    )
 
 
 def test_the_champion_scores_its_own_model_on_its_own_split():
-    stand_in, refit = tracking.comparable_champion(
+    stand_in = tracking.comparable_champion(
         champion("s1", rank=4), "s1", model(), never_fit, TRAIN, IDS
     )
-    assert stand_in.params.rank == 4 and not refit
+    assert stand_in.model.params.rank == 4 and not stand_in.refit
 
 
 def test_on_another_split_the_champion_settings_are_refit():
@@ -53,26 +58,45 @@ def test_on_another_split_the_champion_settings_are_refit():
         fitted.append(params)
         return model(rank=params.rank)
 
-    stand_in, refit = tracking.comparable_champion(
+    stand_in = tracking.comparable_champion(
         champion("old split", rank=4), "s1", model(), fit, TRAIN, IDS
     )
-    assert refit and [p.rank for p in fitted] == [4] and stand_in.params.rank == 4
+    assert stand_in.refit and [p.rank for p in fitted] == [4]
+    assert stand_in.model.params.rank == 4
 
 
 def test_on_another_split_the_same_settings_are_the_candidate_itself():
     candidate = model()
     for split in ("old split", None):  # None: logged before splits were fingerprinted
-        stand_in, refit = tracking.comparable_champion(
+        stand_in = tracking.comparable_champion(
             champion(split), "s1", candidate, never_fit, TRAIN, IDS
         )
-        assert stand_in is candidate and refit
+        assert stand_in.model is candidate and stand_in.refit
 
 
 def test_a_champion_for_other_feedback_is_not_compared():
-    stand_in, _ = tracking.comparable_champion(
+    stand_in = tracking.comparable_champion(
         champion("s1", feedback="implicit"), "s1", model(), never_fit, TRAIN, IDS
     )
-    assert stand_in is None
+    assert stand_in.model is None
+    assert stand_in.reason == "the champion was trained on implicit feedback"
+    decision, reason = tracking.should_promote(0.9, None, False, no_champion=stand_in.reason)
+    assert decision and reason == stand_in.reason
+
+
+def test_settings_this_backend_cannot_fit_leave_nothing_to_compare():
+    def spark_fit(matrix, params, *ids):
+        raise ValueError("Spark's explicit ALS has no biases: set use_biases=False")
+
+    stand_in = tracking.comparable_champion(
+        champion("old split", use_biases=True), "s1", model(use_biases=False), spark_fit, TRAIN, IDS
+    )
+    assert stand_in.model is None and "has no biases" in stand_in.reason
+
+
+def test_no_champion_is_said_so():
+    stand_in = tracking.comparable_champion(None, "s1", model(), never_fit, TRAIN, IDS)
+    assert stand_in.model is None and stand_in.reason == "no champion yet"
 
 
 @pytest.mark.parametrize(

@@ -328,13 +328,16 @@ def als_model(
                 baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
             scores[name] = baseline_scores
         split_id = fingerprint(train, test, *ids)
-        champion_model, refit = tracking.comparable_champion(
+        stand_in = tracking.comparable_champion(
             tracking.champion(client), split_id, evaluation_model, fit, train, ids
         )
-        champion_score = None
-        if champion_model is not None:
+        if stand_in.model is None:
+            champion_score = None
+        elif stand_in.model is evaluation_model:
+            champion_score = scores["als"][metric]
+        else:
             champion_score = evaluate(
-                champion_model.reindexed(*ids), train, test, feedback, ranked=ranked
+                stand_in.model.reindexed(*ids), train, test, feedback, ranked=ranked
             )[metric]
         sizes = {
             "train_rows": train.nnz,
@@ -378,9 +381,13 @@ def als_model(
             tracking.log_png(png, file_name)
         logged = tracking.log_model(serving_model, evaluation_model, matrix.values, artist_names)
         promoted, reason = tracking.should_promote(
-            scores["als"][metric], champion_score, higher_is_better, tie_promotes=refit
+            scores["als"][metric],
+            champion_score,
+            higher_is_better,
+            tie_promotes=stand_in.refit,
+            no_champion=stand_in.reason,
         )
-        if refit:
+        if stand_in.refit:
             reason += " (its settings refit on this split, which its model had partly seen)"
         alias = tracking.CHAMPION if promoted else tracking.CHALLENGER
         tracking.set_alias(client, alias, logged.version)

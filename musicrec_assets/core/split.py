@@ -9,6 +9,7 @@ a factor model cannot score an item it never saw (Spark's ``coldStartStrategy="d
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,10 @@ def fingerprint(
     is drawn anew), so a model trained on an earlier split has seen some of today's
     held-out pairs.
     """
-    digest = hashlib.sha256()
-    for ids in (user_ids, artist_ids):
-        digest.update("\x1f".join(map(str, ids)).encode())
+    # JSON, so that no id can contain a separator that makes two id lists read the same
+    digest = hashlib.sha256(
+        json.dumps([list(map(str, user_ids)), list(map(str, artist_ids))]).encode()
+    )
     for part in (train, test):
         digest.update(np.asarray(part.indptr, dtype=np.int64).tobytes())
         digest.update(np.asarray(part.indices, dtype=np.int64).tobytes())

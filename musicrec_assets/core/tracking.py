@@ -144,6 +144,17 @@ def champion(client: MlflowClient) -> Champion | None:
     return Champion(str(version.version), model, split)
 
 
+@dataclass(frozen=True)
+class StandIn:
+    """What the candidate is compared with: ``model`` stands for the champion on this split
+    (``refit`` when it is the champion's settings fit anew), or is None, and ``reason`` says
+    why nothing is compared."""
+
+    model: FactorModel | None
+    refit: bool = False
+    reason: str = ""
+
+
 def comparable_champion(
     champion: Champion | None,
     split_id: str,
@@ -151,31 +162,42 @@ def comparable_champion(
     fit: Callable[..., FactorModel],
     train: csr_matrix,
     ids: tuple[np.ndarray, np.ndarray],
-) -> tuple[FactorModel | None, bool]:
-    """The model that stands for the champion on this split, and whether it is a refit.
+) -> StandIn:
+    """The model that stands for the champion on this split.
 
     The champion's own train-part model is fair only on the split it was trained on. On
     another split it has seen some of the held-out pairs and would score too well, so its
-    settings are refit on this split instead (the candidate's own model, when the settings
-    are the same: then a tie is the newer data's, and promotes). None when there is no
-    champion, or one for other feedback, which no score here compares with.
+    settings are refit on this split instead: the candidate's own model when the settings
+    are the same, and then a tie promotes, since the candidate has the newer data. Nothing
+    stands in when there is no champion, when it was trained on other feedback (no score
+    here compares with it), or when this backend cannot fit its settings.
     """
-    if champion is None or champion.evaluation_model.params.feedback != candidate.params.feedback:
-        return None, False
+    if champion is None:
+        return StandIn(None, reason="no champion yet")
+    settings = champion.evaluation_model.params
+    if settings.feedback != candidate.params.feedback:
+        return StandIn(None, reason=f"the champion was trained on {settings.feedback} feedback")
     if champion.split == split_id:
-        return champion.evaluation_model, False
-    if champion.evaluation_model.params == candidate.params:
-        return candidate, True
-    return fit(train, champion.evaluation_model.params, *ids), True
+        return StandIn(champion.evaluation_model)
+    if settings == candidate.params:
+        return StandIn(candidate, refit=True)
+    try:
+        return StandIn(fit(train, settings, *ids), refit=True)
+    except ValueError as error:  # e.g. a local champion with biases under the Spark backend
+        return StandIn(None, reason=f"the champion's settings cannot be refit here: {error}")
 
 
 def should_promote(
-    candidate: float, champion: float | None, higher_is_better: bool, tie_promotes: bool = False
+    candidate: float,
+    champion: float | None,
+    higher_is_better: bool,
+    tie_promotes: bool = False,
+    no_champion: str = "no champion yet",
 ) -> tuple[bool, str]:
-    """Promote when there is no champion, or when the candidate scores better (or, with
-    ``tie_promotes``, as well)."""
+    """Promote when there is no champion score (``no_champion`` says why), or when the
+    candidate scores better (or, with ``tie_promotes``, as well)."""
     if champion is None:
-        return True, "no champion yet"
+        return True, no_champion
     if candidate == champion and tie_promotes:
         return True, f"candidate {candidate:.4f} ties with champion {champion:.4f}"
     better = candidate > champion if higher_is_better else candidate < champion

@@ -83,7 +83,7 @@ def ingest_all(path: Path, files: list[landing.LandingFile]) -> dict[Path, tuple
 def read_json(path: Path, file: landing.LandingFile) -> float:
     with fresh_database(path, duckdb.connect) as con:
         started = time.perf_counter()
-        con.execute("CREATE TABLE t AS SELECT * FROM read_json(?)", [str(file.path)])
+        con.execute("CREATE TABLE t AS SELECT * FROM read_json(?)", [file.reader_path])
         return time.perf_counter() - started
 
 
@@ -109,16 +109,19 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
         with phase("sha256 of the file (in ingest_file: a thread beside the insert)"):
             file.sha256()
 
-        with ingest.any_insertion_order(con):
+        with ingest.insertion_order(con, preserve=False):
             con.begin()
             with phase("clean pass: read_json, check, insert; then ids and repeated keys"):
                 ingest._insert_clean(con, file, json_format, now)
             con.rollback()
 
         con.begin()
-        with phase("general path: _parse_fast (read_json → temp table)"):
+        with (
+            ingest.insertion_order(con, preserve=True),
+            phase("general path: _parse_fast (read_json → temp table)"),
+        ):
             ingest._parse_fast(con, file, json_format)
-        with ingest.any_insertion_order(con):
+        with ingest.insertion_order(con, preserve=False):
             with phase("general path: _validate (types, reasons, duplicates)"):
                 ingest._validate(con, file.kind, numbered_by_rowid=True)
             with phase("general path: _apply_accepted (upsert)"):

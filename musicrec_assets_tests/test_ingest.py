@@ -64,6 +64,7 @@ REJECTED_RATINGS = {
     "rating outside 0.5-5.0": {"user_id": "ann", "artist_id": "a1", "rating": 5.5},
     "wrong type: plays must be an integer": {"user_id": "ann", "artist_id": "a1", "plays": 2.5},
     "negative plays": {"user_id": "ann", "artist_id": "a1", "plays": -1},
+    "plays too large": {"user_id": "ann", "artist_id": "a1", "rating": 3, "plays": 2**63},
     "missing rating and plays": {"user_id": "ann", "artist_id": "a1"},
     "wrong type: timestamp must be epoch seconds or ISO 8601": {
         "user_id": "ann",
@@ -85,6 +86,24 @@ def test_each_bad_rating_is_rejected_with_its_reason(con, landing_dir, reason):
     assert report.rejected_by_reason == {reason: 1}
     assert table(con, "SELECT record_no, reason FROM rejected_rows") == [(2, reason)]
     assert table(con, "SELECT user_id, artist_id, rating FROM ratings") == [("bob", "a2", 4.5)]
+
+
+@pytest.mark.parametrize("name", ["x[1].jsonl", "x*.jsonl", "x?.jsonl"])
+@pytest.mark.parametrize("bad_record", [False, True], ids=["clean pass", "general path"])
+def test_a_file_name_with_glob_characters_is_read_as_itself(con, landing_dir, name, bad_record):
+    seed_catalogue(con, landing_dir)
+    write(
+        landing_dir, "ratings/x1.jsonl", jsonl({"user_id": "ann", "artist_id": "a1", "rating": 1})
+    )
+    ingest_all(con, landing_dir)
+    own = [{"user_id": "bob", "artist_id": "a2", "rating": 5}] + [{"rating": 9}] * bad_record
+    write(landing_dir, f"ratings/{name}", jsonl(*own))
+    [report] = [r for r in ingest_all(con, landing_dir) if not r.skipped]
+    assert (report.path, report.rows_read, report.rows_accepted) == (f"ratings/{name}", len(own), 1)
+    assert table(con, "SELECT source_file, user_id FROM ratings ORDER BY 2") == [
+        ("ratings/x1.jsonl", "ann"),
+        (f"ratings/{name}", "bob"),
+    ]
 
 
 def test_users_and_artists_reasons(con, landing_dir):
@@ -349,6 +368,8 @@ def test_the_clean_pass_keeps_the_newest_rating_of_a_stored_pair(con, landing_di
     ids=["rejected record", "repeated key", "unknown id", "id not a string"],
 )
 def test_the_clean_pass_rolls_back_what_it_cannot_take(con, landing_dir, second_file):
+    other = con.cursor()  # another connection to the same database
+    con.execute("SET SESSION preserve_insertion_order = false")
     seed_catalogue(con, landing_dir)
     write(landing_dir, "ratings/1.jsonl", jsonl(CLEAN_RATING))
     ingest_all(con, landing_dir)
@@ -358,8 +379,10 @@ def test_the_clean_pass_rolls_back_what_it_cannot_take(con, landing_dir, second_
     # each pair once, nothing from the rolled-back attempt
     assert ratings == [("a1", 1), ("a2", 1)]
     assert report.rows_read == 2 == report.rows_accepted + report.rows_rejected
-    # the general path numbered records by insertion order, which the clean pass let go of
-    assert table(con, "SELECT current_setting('preserve_insertion_order')") == [(True,)]
+    # the general path kept order while it numbered records, the clean pass let go of it:
+    # both only for the ingest, and only on the ingest's connection
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    assert table(con, setting) == [(False,)] and table(other, setting) == [(True,)]
 
 
 def test_values_from_data_are_never_sql(con, landing_dir):

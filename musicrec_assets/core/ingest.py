@@ -90,7 +90,7 @@ def _parse_fast(con, file: LandingFile, json_format: str) -> None:
     """
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE parsed AS FROM {_read_json(file.kind, json_format)}",
-        {"path": str(file.path)},
+        {"path": file.reader_path},
     )
 
 
@@ -111,7 +111,7 @@ def _records_as_text(con, file: LandingFile, json_format: str) -> None:
                                       strict_mode = false, null_padding = true,
                                       compression = 'auto'))
                      WHERE trim(coalesce(raw, '')) <> ''"""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS {source}", [str(file.path)])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS {source}", [file.reader_path])
 
 
 def _parse_records(con, kind: str) -> None:
@@ -205,6 +205,7 @@ def _checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fal
             "WHEN plays_text IS NOT NULL AND (plays_number IS NULL "
             "OR plays_number <> floor(plays_number)) THEN 'wrong type: plays must be an integer'",
             "WHEN plays_number < 0 THEN 'negative plays'",
+            "WHEN plays_text IS NOT NULL AND plays_value IS NULL THEN 'plays too large'",
             "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
             "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
             "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
@@ -279,14 +280,16 @@ def _validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
 
 
 @contextmanager
-def any_insertion_order(con):
-    """Lets DuckDB insert rows in any order, which it then does from every thread (a third
-    faster). Not while records are read and numbered by their order (the general path)."""
-    con.execute("SET preserve_insertion_order = false")
+def insertion_order(con, preserve: bool):
+    """Whether DuckDB keeps rows in the order it reads them, for this connection only, and
+    back to what it was after. Without order it inserts from every thread (a third faster);
+    the general path keeps order while it reads and numbers records."""
+    previous = scalar(con, "SELECT current_setting('preserve_insertion_order')")
+    con.execute(f"SET SESSION preserve_insertion_order = {bool(preserve)}")
     try:
         yield
     finally:
-        con.execute("SET preserve_insertion_order = true")
+        con.execute(f"SET SESSION preserve_insertion_order = {bool(previous)}")
 
 
 class _NotClean(Exception):
@@ -322,7 +325,7 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
         FROM ({_checked(kind, _read_json(kind, json_format, ids_as_text=True), clean_pass=True)})
         WHERE CASE WHEN reason IS NULL {new_id} THEN true ELSE error('not clean') END
         """
-    inserted = con.execute(insert, {"path": str(file.path), **params}).fetchone()[0]
+    inserted = con.execute(insert, {"path": file.reader_path, **params}).fetchone()[0]
     new_rows = f"(FROM {kind} WHERE source_file = $source_file AND ingested_at = $ingested_at)"
     # keys are grouped by their hash: a collision only sends the file to the general path
     objections = {
@@ -466,8 +469,6 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
     """Validate and load one landing file in one transaction; a no-op if already ingested."""
     ensure_schema(con)
     con.execute("SET TimeZone = 'UTC'")
-    # the fast path numbers records by the order DuckDB keeps them in (its default)
-    con.execute("SET preserve_insertion_order = true")
     report = IngestReport(path=file.relative_path, kind=file.kind, sha256="")
     if already_ingested(con, file):
         report.skipped = True
@@ -494,7 +495,7 @@ def _ingest_clean(
     """Path 1; False (nothing written) when the file needs the general path or its content
     was ingested before under another name."""
     try:
-        with any_insertion_order(con), transaction(con):
+        with insertion_order(con, preserve=False), transaction(con):
             inserted = _insert_clean(con, file, json_format, now)
             report.sha256 = digest.result()
             if _content_seen(con, file.kind, report.sha256):
@@ -511,30 +512,31 @@ def _ingest_general(
 ) -> None:
     """Paths 2 and 3: every record checked into ``validated``, then one transaction."""
     numbered_by_rowid = True
-    try:
-        _parse_fast(con, file, json_format)
-    except duckdb.Error:
-        numbered_by_rowid = False
+    with insertion_order(con, preserve=True):  # records are numbered by the order they come in
         try:
-            _records_as_text(con, file, json_format)
+            _parse_fast(con, file, json_format)
         except duckdb.Error:
-            # an array that is not valid JSON cannot be split into records: keep the whole
-            # text as one record, which validation rejects as malformed
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
-                "?::VARCHAR AS raw",
-                [file.read_text()],
-            )
-        _parse_records(con, file.kind)
+            numbered_by_rowid = False
+            try:
+                _records_as_text(con, file, json_format)
+            except duckdb.Error:
+                # an array that is not valid JSON cannot be split into records: keep the
+                # whole text as one record, which validation rejects as malformed
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
+                    "?::VARCHAR AS raw",
+                    [file.read_text()],
+                )
+            _parse_records(con, file.kind)
     # records are numbered now: what follows may write rows in any order
-    with any_insertion_order(con):
+    with insertion_order(con, preserve=False):
         _validate(con, file.kind, numbered_by_rowid)
     reasons = _reason_counts(con)
     report.rows_read = scalar(con, "SELECT count(*) FROM validated")
     report.rows_rejected = sum(reasons.values())
     report.rows_accepted = report.rows_read - report.rows_rejected
     report.rejected_by_reason = dict(reasons)
-    with any_insertion_order(con), transaction(con):
+    with insertion_order(con, preserve=False), transaction(con):
         _apply_accepted(con, file.kind, file.relative_path, now)
         con.execute(
             f"""INSERT INTO rejected_rows

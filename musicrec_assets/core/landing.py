@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import mmap
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,13 @@ class LandingFile:
     relative_path: str  # e.g. "ratings/2024-05.jsonl", the name used in the warehouse
     size_bytes: int
     mtime_ns: int
+
+    @property
+    def reader_path(self) -> str:
+        """The path as DuckDB's ``read_json``/``read_csv`` take it: they read a path as a
+        glob pattern, so its ``*``, ``?`` and ``[`` are escaped (``x[1].jsonl`` would
+        otherwise read ``x1.jsonl``)."""
+        return re.sub(r"([*?\[])", r"[\1]", str(self.path))
 
     @property
     def is_gzip(self) -> bool:

@@ -347,17 +347,17 @@ def _insert_clean(con, file: LandingFile, json_format: str, ingested_at: datetim
     return inserted
 
 
-def _keep_newest_ratings(con, new_rows: dict) -> None:
+def _keep_newest_ratings(con, params: dict) -> None:
     """Of each pair that the clean pass's insert stored twice, delete the rating that loses
     by :func:`_apply_accepted`'s rule: the newer timestamp wins, and a tie, or no timestamps,
-    goes to the new file. ``new_rows``: their ``source_file`` and ``ingested_at``."""
+    goes to the new file. ``params``: the new rows' ``source_file`` and ``ingested_at``."""
 
     def is_new(table: str) -> str:
         return f"{table}.source_file = $source_file AND {table}.ingested_at = $ingested_at"
 
     # DuckDB cannot tell that nothing was stored before (the first load) and would hash
     # every new rating to find out
-    if not scalar(con, f"SELECT EXISTS (FROM ratings WHERE NOT ({is_new('ratings')}))", new_rows):
+    if not scalar(con, f"SELECT EXISTS (FROM ratings WHERE NOT ({is_new('ratings')}))", params):
         return
     same_pair = "ratings.user_id = other.user_id AND ratings.artist_id = other.artist_id"
     con.execute(
@@ -365,13 +365,13 @@ def _keep_newest_ratings(con, new_rows: dict) -> None:
             WHERE NOT ({is_new("ratings")}) AND {same_pair}
               AND coalesce(other."timestamp", '-infinity'::TIMESTAMP)
                   >= coalesce(ratings."timestamp", '-infinity'::TIMESTAMP)""",
-        new_rows,
+        params,
     )
     # what is left of a stored pair beat the new rating
     con.execute(
         f"""DELETE FROM ratings USING (FROM ratings WHERE NOT ({is_new("ratings")})) other
             WHERE {is_new("ratings")} AND {same_pair}""",
-        new_rows,
+        params,
     )
 
 

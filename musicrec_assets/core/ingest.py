@@ -114,6 +114,28 @@ def _records_as_text(con, file: LandingFile, json_format: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE records AS {source}", [file.reader_path])
 
 
+def _parse(con, file: LandingFile, json_format: str) -> bool:
+    """Every record of the file into ``parsed``: typed at once when all are well-formed
+    (then numbered by ``rowid``: returns True), else one by one from their text."""
+    try:
+        _parse_fast(con, file, json_format)
+        return True
+    except duckdb.Error:
+        pass
+    try:
+        _records_as_text(con, file, json_format)
+    except duckdb.Error:
+        # an array that is not valid JSON cannot be split into records: keep the whole text
+        # as one record, which validation rejects as malformed
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
+            "?::VARCHAR AS raw",
+            [file.read_text()],
+        )
+    _parse_records(con, file.kind)
+    return False
+
+
 def _parse_records(con, kind: str) -> None:
     """``records(record_no, raw)`` → ``parsed``, flagging text that is not a JSON object."""
     extracted = ", ".join(
@@ -511,23 +533,8 @@ def _ingest_general(
     con, file: LandingFile, json_format: str, now: datetime, report: IngestReport
 ) -> None:
     """Paths 2 and 3: every record checked into ``validated``, then one transaction."""
-    numbered_by_rowid = True
     with insertion_order(con, preserve=True):  # records are numbered by the order they come in
-        try:
-            _parse_fast(con, file, json_format)
-        except duckdb.Error:
-            numbered_by_rowid = False
-            try:
-                _records_as_text(con, file, json_format)
-            except duckdb.Error:
-                # an array that is not valid JSON cannot be split into records: keep the
-                # whole text as one record, which validation rejects as malformed
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
-                    "?::VARCHAR AS raw",
-                    [file.read_text()],
-                )
-            _parse_records(con, file.kind)
+        numbered_by_rowid = _parse(con, file, json_format)
     # records are numbered now: what follows may write rows in any order
     with insertion_order(con, preserve=False):
         _validate(con, file.kind, numbered_by_rowid)

@@ -31,8 +31,9 @@ from pathlib import Path
 import duckdb
 from common import peak_rss_mib, print_environment, print_table, ratio, repeat_argument
 
-from musicrec_assets.core import ingest, landing, warehouse
-from musicrec_assets.core.sample import write_bulk_ratings, write_catalogue
+from musicrec_assets.datasets.synthetic import write_bulk_ratings, write_catalogue
+from musicrec_assets.warehouse import ingest, landing
+from musicrec_assets.warehouse import tables as warehouse
 
 TARGET_RATIO = 0.5
 

@@ -74,7 +74,7 @@ FIXED = {
 
 
 def _settings():
-    from musicrec_assets.resources import ModelSettings
+    from musicrec_assets.defs.resources import ModelSettings
 
     return ModelSettings(feedback="implicit", iterations=FIXED["iterations"], backend="local")
 
@@ -85,7 +85,7 @@ def _plain(value):
 
 
 def _stage_generate(home: Path, scale: float) -> dict:
-    from musicrec_assets.core.sample import generate_lastfm360k_shape
+    from musicrec_assets.datasets.synthetic import generate_lastfm360k_shape
 
     counts = generate_lastfm360k_shape(home / "landing", scale=scale, seed=0)
     size = sum(f.stat().st_size for f in (home / "landing").rglob("*") if f.is_file())
@@ -141,9 +141,9 @@ def _stage_tuning_trials(home: Path) -> dict:
     import duckdb
     import pandas as pd
 
-    from musicrec_assets.core.factors import TrainingParams
-    from musicrec_assets.core.tuning import primary_metric
-    from musicrec_assets.core.warehouse import publish_table
+    from musicrec_assets.evaluation.metrics import primary_metric
+    from musicrec_assets.model.factors import TrainingParams
+    from musicrec_assets.warehouse.tables import publish_table
 
     params = TrainingParams(**FIXED)
     metric, _ = primary_metric(params.feedback)
@@ -184,11 +184,11 @@ def _stage_fit(
     import duckdb
     import numpy as np
 
-    from musicrec_assets.core.factors import TrainingParams
-    from musicrec_assets.core.implicit_als import fit_implicit_als
-    from musicrec_assets.core.matrix import load_matrix
-    from musicrec_assets.core.sample import lastfm360k_play_matrix
-    from musicrec_assets.core.spark_als import fit_spark_als, spark_session
+    from musicrec_assets.datasets.synthetic import lastfm360k_play_matrix
+    from musicrec_assets.model.factors import TrainingParams
+    from musicrec_assets.model.implicit_als import fit_implicit_als
+    from musicrec_assets.model.spark_als import fit_spark_als, spark_session
+    from musicrec_assets.warehouse.interactions import load_matrix
 
     progress: dict = {"success": False}
 

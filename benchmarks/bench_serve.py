@@ -42,11 +42,11 @@ from common import (
 from implicit.cpu.als import AlternatingLeastSquares
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.core import recommend
-from musicrec_assets.core.als import fit_explicit_als
-from musicrec_assets.core.confidence import ConfidenceScaler
-from musicrec_assets.core.factors import FactorModel, TrainingParams
-from musicrec_assets.core.implicit_als import fit_implicit_als
+from musicrec_assets.model.confidence import ConfidenceScaler
+from musicrec_assets.model.explicit_als import fit_explicit_als
+from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
+from musicrec_assets.serving import recommend
 
 N = 10
 FOLD_IN_USERS = 200  # histories replayed per latency measurement

@@ -46,13 +46,13 @@ from implicit.cpu.als import AlternatingLeastSquares
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from musicrec_assets.core import als
-from musicrec_assets.core.baselines import fit_bias_model, fit_global_mean, fit_most_popular
-from musicrec_assets.core.factors import TrainingParams
-from musicrec_assets.core.implicit_als import fit_implicit_als
-from musicrec_assets.core.metrics import evaluate
-from musicrec_assets.core.split import train_test_split
-from musicrec_assets.core.tuning import FITTERS
+from musicrec_assets.evaluation.metrics import evaluate
+from musicrec_assets.evaluation.split import train_test_split
+from musicrec_assets.evaluation.tuning import FITTERS
+from musicrec_assets.model import explicit_als as als
+from musicrec_assets.model.baselines import fit_bias_model, fit_global_mean, fit_most_popular
+from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
 
 SPARK_LOCAL2_SECONDS = 7.0  # quoted from the issue: Spark MLlib ALS, local[2], same fit
 EXPLICIT = TrainingParams("explicit", rank=10, regularization=0.1, iterations=15)
@@ -223,7 +223,7 @@ def spark_vs_local(cases: dict[str, tuple[csr_matrix, TrainingParams, TrainingPa
     import tempfile
     from pathlib import Path
 
-    from musicrec_assets.core.spark_als import fit_spark_als, spark_session
+    from musicrec_assets.model.spark_als import fit_spark_als, spark_session
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, spark_session() as spark:

@@ -6,15 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from musicrec_assets.assets.ingest import artists, ratings, users
-from musicrec_assets.assets.serving import (
-    artist_top_users,
-    factor_tables,
-    similar_artists,
-    user_recommendations,
-)
-from musicrec_assets.assets.training import als_model, als_tuning, evaluation_split, rating_matrix
-from musicrec_assets.automation import (
+from musicrec_assets.defs.automation import (
     full_job,
     ingest_job,
     landing_sensor,
@@ -22,14 +14,27 @@ from musicrec_assets.automation import (
     retrain_schedule,
     retrain_sensor,
 )
-from musicrec_assets.checks import ingest_checks, model_checks
-from musicrec_assets.resources import (
+from musicrec_assets.defs.checks import ingest_checks, model_checks
+from musicrec_assets.defs.ingest.assets import artists, ratings, users
+from musicrec_assets.defs.resources import (
     MlflowTracking,
     ModelSettings,
     MusicrecHome,
     SparkResource,
     default_home,
     warehouse_resource,
+)
+from musicrec_assets.defs.serving.assets import (
+    artist_top_users,
+    factor_tables,
+    similar_artists,
+    user_recommendations,
+)
+from musicrec_assets.defs.training.assets import (
+    als_model,
+    als_tuning,
+    evaluation_split,
+    rating_matrix,
 )
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from musicrec_assets.core.sample import generate_world, write_landing
+from musicrec_assets.datasets.synthetic import generate_world, write_landing
 from musicrec_assets.definitions import build_definitions
-from musicrec_assets.resources import ModelSettings
+from musicrec_assets.defs.resources import ModelSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LASTFM_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lastfm-hetrec2011-2k"

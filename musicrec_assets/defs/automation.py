@@ -1,0 +1,115 @@
+"""Jobs, sensors and the schedule: ingest what lands, retrain when ratings arrive, retune daily.
+
+* ``landing_sensor`` requests one ``ingest_job`` run for the files that became ready together.
+* ``retrain_sensor`` requests one ``retrain_job`` run (training and serving, reusing the last
+  tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings.
+* ``retrain_schedule`` runs the whole graph, tuning included (default daily 03:00 UTC).
+"""
+
+import hashlib
+import json
+import os
+
+import dagster as dg
+
+from musicrec_assets.defs.ingest.assets import ratings
+from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
+from musicrec_assets.warehouse import ingest, landing
+from musicrec_assets.warehouse.tables import WarehouseBusy, connect, table_exists
+
+# Sensor-triggered runs execute in one process by default: their writing steps queue on the
+# `duckdb` pool anyway, and a process per step costs seconds of imports each on a small machine.
+# `execution: {config: {multiprocess: {}}}` in run config switches back.
+IN_ONE_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("ingest"),
+    config=IN_ONE_PROCESS,
+    description="Ingest the files that are new in the landing folder.",
+)
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    config=IN_ONE_PROCESS,
+    selection=dg.AssetSelection.groups("training", "serving")
+    - dg.AssetSelection.assets("als_tuning"),
+    description="Rebuild matrix, split, model and recommendation tables with the last tuned "
+    "params.",
+)
+full_job = dg.define_asset_job(
+    "full_job",
+    selection=dg.AssetSelection.all(),
+    description="Everything: ingest, tune, train, publish (what `musicrec run` does).",
+)
+
+
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=int(os.environ.get("MUSICREC_SENSOR_INTERVAL", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ingests files that appeared or changed in the landing folder, once their "
+    "size and mtime hold still between two ticks (or once renamed from .tmp/.part).",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    readiness = landing.ready_files(
+        landing.scan(home.landing_dir), cursor.get("requested", {}), cursor.get("pending", {})
+    )
+    context.update_cursor(
+        json.dumps({"requested": readiness.requested, "pending": readiness.pending})
+    )
+    ready = _not_in_ledger(home, readiness.ready)
+    if not ready:
+        return dg.SkipReason(
+            f"nothing new ready ({len(readiness.pending)} file(s) waiting to hold still)"
+        )
+    batch = sorted(f"{f.relative_path}@{readiness.requested[f.relative_path]}" for f in ready)
+    return dg.RunRequest(
+        run_key=hashlib.sha256("\n".join(batch).encode()).hexdigest(),
+        tags={"musicrec/files": ", ".join(f.relative_path for f in ready)[:1000]},
+    )
+
+
+def _not_in_ledger(home: MusicrecHome, files: list[landing.LandingFile]):
+    """Drop files the ledger already has (e.g. ingested by `musicrec run` before the UI
+    started); when a run holds the warehouse's write lock, keep them all: ingestion skips
+    known files anyway."""
+    if not files or not home.warehouse_path.exists():
+        return files
+    try:
+        with connect(home.warehouse_path, read_only=True) as con:
+            if not table_exists(con, "ingested_files"):
+                return files
+            return [f for f in files if not ingest.already_ingested(con, f)]
+    except WarehouseBusy:
+        return files
+
+
+@dg.asset_sensor(
+    asset_key=ratings.key,
+    job=retrain_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retrains (without retuning) after an ingest run that brought new ratings.",
+)
+def retrain_sensor(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, settings: ModelSettings
+):
+    run = context.instance.get_run_by_id(asset_event.run_id)
+    if run is None or run.job_name != ingest_job.name:
+        return dg.SkipReason("ratings were materialized by a run that trains anyway")
+    metadata = asset_event.asset_materialization.metadata
+    new = sum(
+        metadata[key].value for key in ("rows_accepted", "retried_and_accepted") if key in metadata
+    )
+    if new < settings.min_new_ratings:
+        return dg.SkipReason(f"{new} new rating(s), fewer than {settings.min_new_ratings}")
+    return dg.RunRequest(run_key=asset_event.run_id, tags={"musicrec/new_ratings": str(new)})
+
+
+retrain_schedule = dg.ScheduleDefinition(
+    job=full_job,
+    cron_schedule=os.environ.get("MUSICREC_RETRAIN_CRON", "0 3 * * *"),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Full retraining with tuning (cron from MUSICREC_RETRAIN_CRON).",
+)

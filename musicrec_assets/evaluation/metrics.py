@@ -1,0 +1,255 @@
+"""Rating-error and top-K ranking metrics of a factor model on held-out data.
+
+Ranking, for every user with at least one held-out item (users without are skipped, as
+``implicit.evaluation`` does), or for a seeded sample of them (:func:`ranked_users`) when
+ranking everyone would cost more than it tells: score all items with ``u · v``, drop the
+user's training items, take the top K. An item is *relevant* if it is held out for the user,
+whatever its value: for play counts that is "the user listened to it"; for ratings it is "the
+user rated it", the usual top-N protocol for explicit data (no rating threshold). With
+``hits@K`` the number of relevant items in the top K and ``n`` the number of relevant items,
+averaged over users:
+
+    precision@K = hits@K / K
+    recall@K    = hits@K / n
+    NDCG@K      = Σ_{rank j < K, item relevant} 1/log2(j + 2)  /  Σ_{j < min(K, n)} 1/log2(j + 2)
+    MAP@K       = Σ_{rank j < K, item relevant} (hits@(j+1) / (j + 1))  /  min(K, n)
+
+NDCG@K and MAP@K are exactly ``implicit.evaluation.ranking_metrics_at_k``'s "ndcg" and "map".
+Its "precision" is neither of ours: ``Σ_u hits@K / Σ_u min(K, n)`` pooled over users;
+``RankingStats`` holds what it takes to compute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from musicrec_assets.model.factors import FactorModel, Feedback
+from musicrec_assets.model.sparse import row_of_entry
+
+# bounds the (users × items) float32 score block of one batch to about 32 MB
+_SCORE_BLOCK_ENTRIES = 8_000_000
+# columns per block of the top-K pre-selection in _top_items
+_BLOCK = 64
+
+
+def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean squared error."""
+    return float(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2))
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Root mean squared error."""
+    return float(np.sqrt(mse(actual, predicted)))
+
+
+def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean absolute error."""
+    return float(np.mean(np.abs(np.asarray(actual) - np.asarray(predicted))))
+
+
+def primary_metric(feedback: Feedback, k: int = 10) -> tuple[str, bool]:
+    """The metric that picks the best candidate and whether higher is better."""
+    if feedback == "explicit":
+        return "rmse", False
+    return f"ndcg_at_{k}", True
+
+
+@dataclass(frozen=True)
+class RankingStats:
+    """Per-user top-K results for the users with held-out items.
+
+    Attributes
+    ----------
+    users : ndarray
+        (m,) row indices of the evaluated users.
+    hits : ndarray
+        (m,) relevant items among the top K.
+    n_relevant : ndarray
+        (m,) held-out items of the user.
+    ndcg, average_precision : ndarray
+        (m,) NDCG@K and AP@K of each user.
+    k : int
+    """
+
+    users: np.ndarray
+    hits: np.ndarray
+    n_relevant: np.ndarray
+    ndcg: np.ndarray
+    average_precision: np.ndarray
+    k: int
+
+    def means(self) -> dict[str, float]:
+        """Metrics averaged over users: precision, recall, ndcg and map, suffixed ``_at_{k}``."""
+        if len(self.users) == 0:
+            return {
+                f"{name}_at_{self.k}": float("nan")
+                for name in ("precision", "recall", "ndcg", "map")
+            }
+        return {
+            f"precision_at_{self.k}": float(np.mean(self.hits / self.k)),
+            f"recall_at_{self.k}": float(np.mean(self.hits / self.n_relevant)),
+            f"ndcg_at_{self.k}": float(np.mean(self.ndcg)),
+            f"map_at_{self.k}": float(np.mean(self.average_precision)),
+        }
+
+
+def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray:
+    """The users to rank, sorted: all with held-out items when there are at most ``max_users``
+    of them (or ``max_users`` is 0), else a seeded uniform sample of ``max_users`` of them.
+
+    Pass the same users to every model compared. Per-user NDCG@10 spreads with a standard
+    deviation of about 0.3, so the mean over 10,000 users is within about ±0.006 (two
+    standard errors) of the mean over all: little precision lost, for not ranking every item
+    for every user, which at Last.fm-360K size takes longer than training.
+    """
+    users = np.flatnonzero(np.diff(csr_matrix(test).indptr) > 0)
+    if max_users <= 0 or len(users) <= max_users:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+
+
+def ranking_stats(
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    train: csr_matrix,
+    test: csr_matrix,
+    k: int = 10,
+    users: np.ndarray | None = None,
+) -> RankingStats:
+    """Top-K ranking of users with held-out items, in batches of users.
+
+    Parameters
+    ----------
+    user_vectors, item_vectors : ndarray
+        (n_users, d) and (n_items, d); the score of (u, i) is their dot product.
+    train : csr_matrix
+        users × items training interactions, excluded from each user's ranking.
+    test : csr_matrix
+        users × items held-out interactions, the relevant items.
+    k : int
+        Length of the ranked list.
+    users : ndarray, optional
+        Row indices to rank (those without held-out items are skipped); default all.
+    """
+    train, test = csr_matrix(train), csr_matrix(test)
+    n_items = item_vectors.shape[0]
+    if train.shape != test.shape or test.shape != (user_vectors.shape[0], n_items):
+        raise ValueError("train, test and vectors disagree on the number of users or items")
+    candidates = np.arange(test.shape[0]) if users is None else np.asarray(users)
+    users = candidates[np.diff(test.indptr)[candidates] > 0]
+    n_relevant = np.diff(test.indptr)[users]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal_dcg = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    # ranks beyond the number of items can never hold a hit
+    top = min(k, n_items)
+    hits = np.empty(len(users), dtype=np.int64)
+    dcg = np.empty(len(users))
+    precision_sum = np.empty(len(users))
+
+    batch_size = max(1, _SCORE_BLOCK_ENTRIES // max(n_items, 1))
+    item_vectors_t = np.ascontiguousarray(item_vectors.T)
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = user_vectors[batch] @ item_vectors_t
+        _fill_rows(scores, train[batch], -np.inf)
+        top_items = _top_items(scores, top)
+
+        relevant = np.zeros(scores.shape, dtype=bool)
+        _fill_rows(relevant, test[batch], True)
+        is_hit = np.take_along_axis(relevant, top_items, axis=1)
+        hits_so_far = np.cumsum(is_hit, axis=1)
+        stop = start + len(batch)
+        hits[start:stop] = hits_so_far[:, -1]
+        dcg[start:stop] = is_hit @ discounts[:top]
+        precision_sum[start:stop] = np.sum(is_hit * hits_so_far / np.arange(1, top + 1), axis=1)
+
+    return RankingStats(
+        users=users,
+        hits=hits,
+        n_relevant=n_relevant,
+        ndcg=dcg / ideal_dcg,
+        average_precision=precision_sum / np.minimum(n_relevant, k),
+        k=k,
+    )
+
+
+def evaluate(
+    model_or_vectors: FactorModel | tuple[np.ndarray, np.ndarray],
+    train: csr_matrix,
+    test: csr_matrix,
+    feedback: Feedback,
+    k: int = 10,
+    ranked: np.ndarray | None = None,
+) -> dict[str, float]:
+    """All metrics of a model on held-out data, under stable names.
+
+    Parameters
+    ----------
+    model_or_vectors : FactorModel or (user_vectors, item_vectors)
+        A model (scored through ``user_vectors()``/``item_vectors()``, biases included) or the
+        two vector arrays whose dot products are the predictions.
+    train, test : csr_matrix
+        users × items training and held-out data (ratings or plays).
+    feedback : "explicit" or "implicit"
+        Explicit adds the rating errors of the held-out ratings.
+    k : int
+        Length of the ranked list.
+    ranked : ndarray, optional
+        The users the ranking metrics average over (see :func:`ranked_users`); default all
+        with held-out items. Rating errors always cover every held-out rating.
+
+    Returns
+    -------
+    dict
+        "rmse", "mse", "mae" (explicit only), "precision_at_{k}", "recall_at_{k}",
+        "ndcg_at_{k}", "map_at_{k}".
+    """
+    if isinstance(model_or_vectors, FactorModel):
+        user_vectors = model_or_vectors.user_vectors()
+        item_vectors = model_or_vectors.item_vectors()
+    else:
+        user_vectors, item_vectors = model_or_vectors
+    test = csr_matrix(test)
+    metrics: dict[str, float] = {}
+    if feedback == "explicit":
+        rows = row_of_entry(test.indptr)
+        predicted = np.einsum(
+            "ij,ij->i",
+            user_vectors[rows].astype(np.float64),
+            item_vectors[test.indices].astype(np.float64),
+        )
+        metrics.update(
+            rmse=rmse(test.data, predicted),
+            mse=mse(test.data, predicted),
+            mae=mae(test.data, predicted),
+        )
+    metrics.update(ranking_stats(user_vectors, item_vectors, train, test, k, ranked).means())
+    return metrics
+
+
+def _top_items(scores: np.ndarray, top: int) -> np.ndarray:
+    """Column indices of each row's ``top`` highest scores, best first; ties go to the lower
+    column index."""
+    n_rows = scores.shape[0]
+    # The top-th largest of the maxima of column blocks is a lower bound of the top-th largest
+    # score (each of the top blocks holds a score at least that high), and typically admits
+    # only a few more than ``top`` entries: a fraction of the cost of an argpartition.
+    block_maxima = np.maximum.reduceat(scores, np.arange(0, scores.shape[1], _BLOCK), axis=1)
+    if block_maxima.shape[1] >= top:
+        n_blocks = block_maxima.shape[1]
+        threshold = np.partition(block_maxima, n_blocks - top, axis=1)[:, n_blocks - top]
+    else:
+        threshold = np.full(n_rows, -np.inf, dtype=scores.dtype)
+    rows, cols = np.nonzero(scores >= threshold[:, None])
+    order = np.lexsort((cols, -scores[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    position = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
+    return cols[position < top].reshape(n_rows, top)
+
+
+def _fill_rows(block: np.ndarray, rows: csr_matrix, value: float | bool) -> None:
+    """Set ``block[r, c] = value`` at the stored entries of the CSR ``rows``."""
+    block[row_of_entry(rows.indptr), rows.indices] = value

@@ -1,0 +1,139 @@
+"""Answering recommendation requests from a trained model: what the MLflow model serves and
+what ``musicrec recommend --ratings`` prints.
+
+A request names a known ``user_id``, or gives a new listener's ``ratings`` (a list of
+``{"artist_id": ..., "rating": ...}`` or ``{"artist_id": ..., "plays": ...}``), which are
+folded into the model without retraining. Artist ids the model does not know are reported,
+never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix, load_npz
+
+from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.serving import recommend
+
+RESULT_COLUMNS = ["request", "user_id", "rank", "artist_id", "artist_name", "score"]
+
+
+class UnknownIdError(ValueError):
+    """A request names a user or artist the model does not know."""
+
+
+@dataclass
+class Answer:
+    recommendations: pd.DataFrame  # rank, artist_id, artist_name, score
+    unknown_artist_ids: list[str] = field(default_factory=list)
+
+
+class Recommender:
+    def __init__(self, model: FactorModel, seen: csr_matrix, artist_names: pd.DataFrame):
+        self.model = model
+        self.seen = seen.tocsr()
+        # computed once: each call folds the biases in with a copy of the whole matrix
+        self._user_vectors = model.user_vectors()
+        self._item_vectors = model.item_vectors()
+        self._user_row = pd.Index(model.user_ids)
+        self._item_row = pd.Index(model.item_ids)
+        names = artist_names.set_index("artist_id")["name"]
+        self._names = names.reindex(model.item_ids).to_numpy()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> Recommender:
+        """Load from the files :func:`musicrec_assets.tracking.registry.log_model` writes."""
+        folder = Path(folder)
+        return cls(
+            FactorModel.load(folder / "factors"),
+            load_npz(folder / "seen.npz"),
+            pd.read_parquet(folder / "artist_names.parquet"),
+        )
+
+    def _frame(self, item_index: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        valid = item_index >= 0
+        item_index, scores = item_index[valid], scores[valid]
+        return pd.DataFrame(
+            {
+                "rank": np.arange(1, len(item_index) + 1, dtype=np.int32),
+                "artist_id": self.model.item_ids[item_index],
+                "artist_name": self._names[item_index],
+                "score": scores.astype(float),
+            }
+        )
+
+    def for_user(self, user_id: str, n: int = 10) -> Answer:
+        row = self._user_row.get_indexer([user_id])[0]
+        if row < 0:
+            raise UnknownIdError(f"unknown user {user_id!r}")
+        item_index, scores = recommend.top_n_items(
+            self._user_vectors[row : row + 1],
+            self._item_vectors,
+            self.seen[row],
+            n,
+        )
+        return Answer(self._frame(item_index[0], scores[0]))
+
+    def for_new_listener(self, ratings: list[dict], n: int = 10) -> Answer:
+        value_key = "rating" if self.model.params.feedback == "explicit" else "plays"
+        history = pd.DataFrame(ratings)
+        if history.empty or "artist_id" not in history or value_key not in history:
+            raise ValueError(f"ratings must be a non-empty list of {{artist_id, {value_key}}}")
+        history = history.dropna(subset=[value_key]).drop_duplicates("artist_id", keep="last")
+        rows = self._item_row.get_indexer(history["artist_id"].astype(str))
+        unknown = history["artist_id"][rows < 0].astype(str).tolist()
+        if (rows >= 0).sum() == 0:
+            raise UnknownIdError(f"none of the rated artists is known to the model: {unknown}")
+        item_index, scores = recommend.recommend_new_user(
+            self.model, rows[rows >= 0], history[value_key][rows >= 0].to_numpy(float), n
+        )
+        return Answer(self._frame(item_index, scores), unknown)
+
+    def explain(self, user_id: str, artist_id: str, top: int = 3) -> pd.DataFrame:
+        """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score."""
+        user_row = self._user_row.get_indexer([user_id])[0]
+        item_row = self._item_row.get_indexer([artist_id])[0]
+        if user_row < 0 or item_row < 0:
+            raise UnknownIdError(f"unknown user {user_id!r} or artist {artist_id!r}")
+        history = self.seen[user_row]
+        explanation = recommend.explain(self.model, history.indices, history.data, item_row)
+        value_of = dict(zip(history.indices, history.data, strict=True))
+        rows = explanation.items[:top]
+        return pd.DataFrame(
+            {
+                "artist_id": self.model.item_ids[rows],
+                "artist_name": self._names[rows],
+                "value": [float(value_of[r]) for r in rows],
+                "contribution": explanation.contributions[:top].astype(float),
+            }
+        )
+
+    def predict(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """One block of rows per request: columns ``user_id`` and/or ``ratings``, optional ``n``."""
+        frames = []
+        for position, request in enumerate(requests.to_dict("records")):
+            n = int(request.get("n") or 10)
+            ratings = request.get("ratings")
+            if isinstance(ratings, str):
+                ratings = json.loads(ratings)
+            user_id = request.get("user_id")
+            # a missing cell arrives as None or NaN, depending on the DataFrame's dtype
+            has_ratings = isinstance(ratings, list | tuple | np.ndarray) and len(ratings) > 0
+            if isinstance(user_id, str) and user_id and not has_ratings:
+                answer = self.for_user(user_id, n)
+            elif has_ratings:
+                answer = self.for_new_listener(list(ratings), n)
+            else:
+                raise ValueError(f"request {position} has neither a user_id nor ratings")
+            frame = answer.recommendations
+            frame.insert(0, "user_id", user_id if isinstance(user_id, str) else None)
+            frame.insert(0, "request", position)
+            frames.append(frame)
+        return (
+            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+        )

@@ -1,0 +1,137 @@
+"""MLflow: the embedded tracking store, model logging and the champion/challenger registry.
+
+The store is a sqlite file under MUSICREC_HOME (MLflow ≥ 3.13 refuses the plain file store)
+with artifacts beside it. Models are logged as MLflow "models from code"
+(:mod:`musicrec_assets.serving.pyfunc_model`) with their factors as ``.npz``/JSON/Parquet
+artifacts, so nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from scipy.sparse import csr_matrix, save_npz
+
+from musicrec_assets.evaluation.promotion import Champion
+from musicrec_assets.model.factors import FactorModel
+
+EXPERIMENT = "musicrec"
+REGISTERED_MODEL = "musicrec-als"
+CHAMPION, CHALLENGER = "champion", "challenger"
+# the run tag with the fingerprint of the split its evaluation model was trained on
+SPLIT_TAG = "musicrec.split"
+# logged as code, not pickled: MLflow runs this file to build the model when loading it
+PYFUNC_CODE = Path(__file__).parents[1] / "serving" / "pyfunc_model.py"
+
+
+def tracking_uri(home: Path) -> str:
+    return f"sqlite:///{Path(home) / 'mlflow.db'}"
+
+
+def configure(home: Path) -> str:
+    """Point MLflow at ``home``'s store, creating database and experiment now; returns the id.
+
+    Call this once before parallel steps touch the store: concurrent first creation of the
+    sqlite schema races.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking_uri(home)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        with contextlib.suppress(MlflowException):  # created meanwhile by another process
+            mlflow.create_experiment(
+                EXPERIMENT, artifact_location=(Path(home) / "mlartifacts").as_uri()
+            )
+    # the active experiment: nested runs (which take no experiment id) land here too
+    return mlflow.set_experiment(EXPERIMENT).experiment_id
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """Where the run shows in ``mlflow ui --backend-store-uri <tracking uri>`` (port 5000)."""
+    return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def log_png(png: bytes, file_name: str) -> None:
+    """Log PNG bytes as an artifact of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / file_name
+        path.write_bytes(png)
+        mlflow.log_artifact(str(path), "plots")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    version: str
+
+
+def log_model(
+    serving_model: FactorModel,
+    evaluation_model: FactorModel,
+    seen: csr_matrix,
+    artist_names: pd.DataFrame,
+) -> LoggedModel:
+    """Log the serving model (and the train-part model for later re-scoring) in the active run,
+    and register it as a new version of ``musicrec-als``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        serving_model.save(folder / "factors")
+        evaluation_model.save(folder / "evaluation_factors")
+        save_npz(folder / "seen.npz", seen.tocsr())
+        artist_names.to_parquet(folder / "artist_names.parquet", index=False)
+        artifacts = {
+            "factors": str(folder / "factors.npz"),
+            "factors_meta": str(folder / "factors.json"),
+            "seen": str(folder / "seen.npz"),
+            "artist_names": str(folder / "artist_names.parquet"),
+        }
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts=artifacts,
+            registered_model_name=REGISTERED_MODEL,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", "numpy", "pandas", "scipy"],
+        )
+        mlflow.log_artifact(str(folder / "evaluation_factors.npz"), "evaluation_model")
+        mlflow.log_artifact(str(folder / "evaluation_factors.json"), "evaluation_model")
+    return LoggedModel(model_uri=info.model_uri, version=str(info.registered_model_version))
+
+
+def download_model(folder: Path, alias: str = CHAMPION) -> tuple[str, Path]:
+    """Fetch the registered model behind ``alias`` into ``folder``: (version, artifacts folder).
+
+    The artifacts folder holds the files :class:`~musicrec_assets.serving.recommender.Recommender`
+    loads."""
+    version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, alias)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=str(folder)
+    )
+    return str(version.version), Path(local) / "artifacts"
+
+
+def champion(client: MlflowClient) -> Champion | None:
+    """The current champion, or None without one."""
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException:
+        return None
+    split = client.get_run(version.run_id).data.tags.get(SPLIT_TAG)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
+        )
+        model = FactorModel.load(Path(folder) / "evaluation_factors")
+    return Champion(str(version.version), model, split)
+
+
+def set_alias(client: MlflowClient, alias: str, version: str) -> None:
+    client.set_registered_model_alias(REGISTERED_MODEL, alias, version)

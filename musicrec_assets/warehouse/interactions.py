@@ -1,0 +1,144 @@
+"""The users × artists matrix, read from the warehouse with stable id ↔ index maps.
+
+``user_index`` and ``artist_index`` assign each id a row/column once and forever: new ids are
+appended, existing ones keep their index, so a matrix built tomorrow lines up with today's.
+The evaluation split is stored by id (``evaluation_split``) so anyone can score on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from scipy.sparse import csr_matrix
+
+from musicrec_assets.model.factors import Feedback
+from musicrec_assets.warehouse.tables import publish_table, scalar
+
+VALUE_COLUMN = {"explicit": "rating", "implicit": "plays"}
+
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS user_index (user_id VARCHAR NOT NULL, user_idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS artist_index (artist_id VARCHAR NOT NULL, artist_idx INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class RatingMatrix:
+    values: csr_matrix  # users × artists: ratings (explicit) or play counts (implicit)
+    user_ids: np.ndarray  # row -> user id
+    item_ids: np.ndarray  # column -> artist id
+    feedback: Feedback
+
+
+def resolve_feedback(con: duckdb.DuckDBPyConnection, requested: str) -> Feedback:
+    """``auto`` means explicit when any rating carries a ``rating``, else implicit."""
+    if requested in ("explicit", "implicit"):
+        return requested
+    if requested != "auto":
+        raise ValueError(f"feedback must be auto, explicit or implicit, not {requested!r}")
+    has_ratings = scalar(con, "SELECT count(rating) > 0 FROM ratings")
+    return "explicit" if has_ratings else "implicit"
+
+
+def update_indexes(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> None:
+    """Append every id with a value of this feedback kind that has no index yet."""
+    con.execute(INDEX_SCHEMA)
+    value = VALUE_COLUMN[feedback]
+    for table, id_column, source_column in (
+        ("user_index", "user_id", "user_id"),
+        ("artist_index", "artist_id", "artist_id"),
+    ):
+        idx = id_column.replace("_id", "_idx")
+        con.execute(
+            f"""
+            INSERT INTO {table}
+            SELECT id, (SELECT coalesce(max({idx}) + 1, 0) FROM {table})
+                       + row_number() OVER (ORDER BY id) - 1
+            FROM (SELECT DISTINCT {source_column} AS id FROM ratings WHERE {value} IS NOT NULL
+                  EXCEPT SELECT {id_column} FROM {table})
+            """
+        )
+
+
+def _ids(con: duckdb.DuckDBPyConnection, table: str, id_column: str) -> np.ndarray:
+    idx = id_column.replace("_id", "_idx")
+    ids = con.execute(f"SELECT {id_column} FROM {table} ORDER BY {idx}").fetchnumpy()
+    return np.asarray(ids[id_column], dtype=str)
+
+
+def _matrix(con, feedback: Feedback, where: str = "", params: list | None = None) -> csr_matrix:
+    value = VALUE_COLUMN[feedback]
+    arrays = con.execute(
+        f"""
+        SELECT u.user_idx, a.artist_idx, r.{value}::FLOAT AS value
+        FROM ratings r
+        JOIN user_index u USING (user_id)
+        JOIN artist_index a USING (artist_id)
+        {where}
+        {"AND" if where else "WHERE"} r.{value} IS NOT NULL
+        """,
+        params or [],
+    ).fetchnumpy()
+    shape = (
+        scalar(con, "SELECT count(*) FROM user_index"),
+        scalar(con, "SELECT count(*) FROM artist_index"),
+    )
+    return csr_matrix(
+        (arrays["value"], (arrays["user_idx"], arrays["artist_idx"])), shape=shape, dtype=np.float32
+    )
+
+
+def load_matrix(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> RatingMatrix:
+    """All interactions of one feedback kind, indexed by the stored maps."""
+    return RatingMatrix(_matrix(con, feedback), *load_ids(con), feedback=feedback)
+
+
+def load_ids(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, artist ids) in row and column order of the stored maps."""
+    return _ids(con, "user_index", "user_id"), _ids(con, "artist_index", "artist_id")
+
+
+SPLIT_CHUNK_ROWS = 2_000_000
+
+
+def save_split(con, train: csr_matrix, test: csr_matrix) -> int:
+    """Publish ``evaluation_split(user_id, artist_id, part)``; returns its row count.
+
+    Rows leave Python as integer indexes, in chunks, and get their ids from the index tables
+    in SQL: millions of string ids as numpy or Python strings would cost gigabytes.
+    """
+
+    def chunks() -> Iterator[pa.Table]:
+        for part, values in (("train", train), ("test", test)):
+            coo = values.tocoo()
+            for start in range(0, coo.nnz, SPLIT_CHUNK_ROWS):
+                stop = start + SPLIT_CHUNK_ROWS
+                con.register(
+                    "split_indexes",
+                    pa.table(
+                        {
+                            "user_idx": coo.row[start:stop].astype(np.int32),
+                            "artist_idx": coo.col[start:stop].astype(np.int32),
+                        }
+                    ),
+                )
+                yield con.sql(
+                    """SELECT u.user_id, a.artist_id, ?::VARCHAR AS part
+                       FROM split_indexes s
+                       JOIN user_index u USING (user_idx)
+                       JOIN artist_index a USING (artist_idx)""",
+                    params=[part],
+                ).to_arrow_table()
+                con.unregister("split_indexes")
+
+    return publish_table(con, "evaluation_split", chunks())
+
+
+def load_split(con, feedback: Feedback) -> tuple[csr_matrix, csr_matrix]:
+    """(train, test) matrices of the stored evaluation split, aligned with the indexes."""
+    where = "JOIN evaluation_split s USING (user_id, artist_id) WHERE s.part = ?"
+    return _matrix(con, feedback, where, ["train"]), _matrix(con, feedback, where, ["test"])

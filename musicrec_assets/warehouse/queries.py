@@ -1,0 +1,66 @@
+"""Read-side SQL over the published tables: what the CLI (and any analyst) asks."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from musicrec_assets.warehouse.tables import table_exists
+
+
+class NotFound(LookupError):
+    """An id or name that the warehouse does not have."""
+
+
+class NotBuilt(LookupError):
+    """A table that no run has published yet."""
+
+
+def _require(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    if not table_exists(con, table):
+        raise NotBuilt(f"the warehouse has no {table} yet: run `make demo` (or `musicrec run`)")
+
+
+def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str, str | None]:
+    """(id, name) of an artist given its id or its exact name (case-insensitive)."""
+    _require(con, "artists")
+    rows = con.execute(
+        "SELECT id, name FROM artists WHERE id = ? OR lower(name) = lower(?) "
+        "ORDER BY id = ? DESC LIMIT 2",
+        [id_or_name, id_or_name, id_or_name],
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"unknown artist {id_or_name!r} (give an artist id or exact name)")
+    if len(rows) > 1 and rows[0][0] != id_or_name:
+        raise NotFound(f"several artists are named {id_or_name!r}: give the artist id")
+    return rows[0]
+
+
+def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -> pd.DataFrame:
+    _require(con, "user_recommendations")
+    frame = con.execute(
+        "SELECT rank, artist_id, artist_name, score, model_version "
+        "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
+        [user_id, n],
+    ).df()
+    if frame.empty and not con.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchall():
+        raise NotFound(f"unknown user {user_id!r}")
+    return frame
+
+
+def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> pd.DataFrame:
+    _require(con, "similar_artists")
+    return con.execute(
+        "SELECT rank, similar_artist_id, similar_artist_name, similarity "
+        "FROM similar_artists_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
+        [artist_id, n],
+    ).df()
+
+
+def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> pd.DataFrame:
+    _require(con, "artist_top_users")
+    return con.execute(
+        "SELECT rank, user_id, user_name, score "
+        "FROM artist_top_users_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
+        [artist_id, n],
+    ).df()

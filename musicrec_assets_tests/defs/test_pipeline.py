@@ -1,0 +1,245 @@
+"""The graph end to end, in-process: ingest → training (MLflow) → serving tables."""
+
+import json
+
+import dagster as dg
+import duckdb
+import mlflow
+import numpy as np
+import pytest
+from conftest import FAST_SETTINGS, SERVING_ASSETS, TRAINING_ASSETS, run_pipeline, small_world
+from mlflow.tracking import MlflowClient
+
+from musicrec_assets.datasets.synthetic import write_landing
+from musicrec_assets.definitions import build_definitions
+from musicrec_assets.defs.resources import ModelSettings
+from musicrec_assets.tracking import registry as tracking
+
+
+def query(home, sql, params=None):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def metadata(result, asset: str) -> dict:
+    [event] = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_definitions_load(tmp_path):
+    defs = build_definitions(tmp_path)
+    dg.Definitions.validate_loadable(defs)
+    assert set(defs.resolve_all_asset_keys()) == {*TRAINING_ASSETS, *SERVING_ASSETS}
+    from musicrec_assets.definitions import defs as module_defs
+
+    assert module_defs.resolve_all_asset_keys()
+
+
+def test_ingest_counts_and_ledger(pipeline_home):
+    home, result = pipeline_home
+    ledger = query(home, "SELECT kind, rows_read, rows_accepted, rows_rejected FROM ingested_files")
+    assert sorted(row[0] for row in ledger) == ["artists", "ratings", "users"]
+    assert all(read == accepted + rejected for _, read, accepted, rejected in ledger)
+    counts = {kind: accepted for kind, _, accepted, _ in ledger}
+    assert query(home, "SELECT count(*) FROM users")[0][0] == counts["users"] == 120
+    assert query(home, "SELECT count(*) FROM ratings")[0][0] == counts["ratings"]
+    assert metadata(result, "ratings")["new_files"] == 1
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(check.passed for check in checks)
+
+
+def test_split_is_stored_and_consistent(pipeline_home):
+    home, result = pipeline_home
+    parts = dict(query(home, "SELECT part, count(*) FROM evaluation_split GROUP BY part"))
+    meta = metadata(result, "evaluation_split")
+    assert parts == {"train": meta["train_rows"], "test": meta["test_rows"]}
+    assert 0.15 < parts["test"] / (parts["train"] + parts["test"]) < 0.25
+    unseen = query(
+        home,
+        """SELECT count(*) FROM evaluation_split t WHERE part = 'test'
+        AND artist_id NOT IN (SELECT artist_id FROM evaluation_split WHERE part = 'train')""",
+    )
+    assert unseen == [(0,)]
+
+
+def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
+    home, result = pipeline_home
+    tracking.configure(home)  # other tests may have pointed MLflow elsewhere
+    meta = metadata(result, "als_tuning")
+    trials = query(home, "SELECT count(*), count(*) FILTER (WHERE chosen) FROM tuning_trials")
+    assert trials == [(4, 1)]
+    parent = mlflow.get_run(meta["mlflow_run_id"])
+    nested = MlflowClient().search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert len(nested) == 4
+    assert all("cv_rmse" in run.data.metrics for run in nested)
+    best = min(run.data.metrics["cv_rmse"] for run in nested)
+    assert meta["best_cv_rmse"] == pytest.approx(best)
+
+
+def test_model_is_registered_champion_with_metrics_beside_baselines(pipeline_home):
+    home, result = pipeline_home
+    tracking.configure(home)  # other tests may have pointed MLflow elsewhere
+    meta = metadata(result, "als_model")
+    assert meta["alias"] == "champion" and meta["promotion"] == "no champion yet"
+    version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
+    assert str(version.version) == meta["model_version"]
+    run = mlflow.get_run(meta["mlflow_run_id"])
+    for name in (
+        "test_rmse",
+        "test_mse",
+        "test_mae",
+        "test_ndcg_at_10",
+        "baseline_bias_test_rmse",
+        "baseline_global_mean_test_rmse",
+        "baseline_most_popular_test_ndcg_at_10",
+    ):
+        assert name in run.data.metrics
+    assert run.data.metrics["test_rmse"] < run.data.metrics["baseline_global_mean_test_rmse"]
+    stored = query(
+        home, "SELECT count(*) FROM model_metrics WHERE model_version = ?", [meta["model_version"]]
+    )
+    assert stored[0][0] >= 10
+
+
+def test_recommendation_tables(pipeline_home):
+    home, _ = pipeline_home
+    n = FAST_SETTINGS.top_n
+    per_user = query(
+        home,
+        "SELECT max(c), min(c), count(*) FROM (SELECT user_id, count(*) c "
+        "FROM user_recommendations GROUP BY user_id)",
+    )
+    assert per_user == [(n, n, 120)]
+    seen = query(
+        home,
+        """SELECT count(*) FROM user_recommendations r JOIN ratings USING
+                          (user_id, artist_id) WHERE ratings.rating IS NOT NULL""",
+    )
+    assert seen == [(0,)]
+    listeners = query(
+        home,
+        """SELECT count(*) FROM artist_top_users t JOIN ratings USING
+                               (user_id, artist_id)""",
+    )
+    assert listeners == [(0,)]
+    mismatch = query(
+        home,
+        """
+        SELECT max(abs(r.score - array_inner_product(u.factors, a.factors)))
+        FROM user_recommendations r JOIN user_factors u USING (user_id)
+        JOIN artist_factors a USING (artist_id)""",
+    )
+    assert mismatch[0][0] < 1e-4
+    ranks_ordered = query(
+        home,
+        """SELECT count(*) FROM (SELECT score, lag(score) OVER
+        (PARTITION BY user_id ORDER BY rank) AS previous FROM user_recommendations)
+        WHERE score > previous""",
+    )
+    assert ranks_ordered == [(0,)]
+    versions = {
+        v
+        for (v,) in query(
+            home,
+            """SELECT DISTINCT model_version FROM (
+        SELECT model_version FROM user_recommendations UNION ALL
+        SELECT model_version FROM artist_top_users UNION ALL
+        SELECT model_version FROM similar_artists UNION ALL
+        SELECT model_version FROM user_factors)""",
+        )
+    }
+    assert len(versions) == 1
+    named = query(home, "SELECT count(*), count(artist_name) FROM user_recommendations_named")
+    assert named[0][0] == named[0][1] == 120 * n
+
+
+def test_similar_artists_match_cosine_of_factors(pipeline_home):
+    home, _ = pipeline_home
+    rows = query(
+        home,
+        """SELECT s.similarity, list_cosine_similarity(
+                              a.factors[1:-3]::FLOAT[], b.factors[1:-3]::FLOAT[])
+                          FROM similar_artists s
+                          JOIN artist_factors a ON a.artist_id = s.artist_id
+                          JOIN artist_factors b ON b.artist_id = s.similar_artist_id
+                          LIMIT 200""",
+    )
+    similarity, recomputed = np.array(rows).T
+    np.testing.assert_allclose(similarity, recomputed, atol=1e-4)
+
+
+def test_worse_model_does_not_take_champion(pipeline_home):
+    home, first = pipeline_home
+    champion = metadata(first, "als_model")["model_version"]
+    worse = ModelSettings(ranks=[1], regularizations=[50.0], iterations=2, n_folds=2, top_n=5)
+    result = run_pipeline(home, worse)
+    meta = metadata(result, "als_model")
+    assert meta["alias"] == "challenger"
+    assert "not better than champion" in meta["promotion"]
+    version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
+    assert str(version.version) == champion
+    # it loses to the baselines too: the blocking check stops the tables from being rebuilt
+    [check] = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "als_model_beats_baselines"
+    ]
+    assert not check.passed
+    assert not result.asset_materializations_for_node("user_recommendations")
+    served = query(home, "SELECT DISTINCT model_version FROM user_recommendations")
+    assert served == [(champion,)]
+    # and nothing was ingested twice
+    assert metadata(result, "ratings")["new_files"] == 0
+
+
+def test_play_counts_train_implicit_als_scored_by_ranking_metrics(tmp_path):
+    write_landing(small_world(seed=21), tmp_path / "landing")
+    ratings_file = tmp_path / "landing" / "ratings" / "ratings.jsonl"
+    plays_only = [json.loads(line) for line in ratings_file.read_text().splitlines()]
+    ratings_file.write_text(
+        "".join(
+            json.dumps({k: v for k, v in r.items() if k != "rating"}) + "\n" for r in plays_only
+        )
+    )
+    settings = ModelSettings(
+        ranks=[8],
+        regularizations=[1.0, 10.0],
+        alphas=[1.0],
+        confidences=["log1p"],
+        iterations=8,
+        n_folds=2,
+        top_n=5,
+    )
+    result = run_pipeline(tmp_path, settings, selection=TRAINING_ASSETS)
+    assert metadata(result, "rating_matrix")["feedback"] == "implicit"  # auto: no ratings
+    meta = metadata(result, "als_model")
+    assert meta["feedback"] == "implicit"
+    assert {
+        "test_ndcg_at_10",
+        "test_precision_at_10",
+        "test_recall_at_10",
+        "test_map_at_10",
+        "baseline_most_popular_test_ndcg_at_10",
+    } <= set(meta)
+    assert "test_rmse" not in meta
+    assert metadata(result, "als_tuning")["trials"] == 2
+
+
+def test_new_data_with_the_same_settings_takes_champion(tmp_path, monkeypatch):
+    """The champion's model was trained on part of the new split's test pairs: scored on them
+    as it is, it would look better than it is and keep the alias from the newer model."""
+    monkeypatch.setenv("MUSICREC_HOME", str(tmp_path))
+    write_landing(small_world(seed=11), tmp_path / "landing")
+    ratings = tmp_path / "landing" / "ratings" / "ratings.jsonl"
+    lines = ratings.read_text().splitlines(keepends=True)
+    ratings.write_text("".join(line for i, line in enumerate(lines) if i % 4))
+    settings = ModelSettings(ranks=[8], regularizations=[0.1], iterations=8, n_folds=2, top_n=5)
+    first = run_pipeline(tmp_path, settings)
+    assert metadata(first, "als_model")["alias"] == "champion"
+
+    (ratings.parent / "later.jsonl").write_text("".join(lines[::4]))
+    meta = metadata(run_pipeline(tmp_path, settings), "als_model")
+    assert meta["alias"] == "champion", meta["promotion"]

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from implicit.nearest_neighbours import bm25_weight
+
+from musicrec_assets.model.confidence import ConfidenceScaler, fit_confidence
+
+
+def random_plays(n_users=50, n_items=80, seed=0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    plays = sp.random(n_users, n_items, density=0.1, format="csr", random_state=rng)
+    plays.data = np.ceil(plays.data * 1000)
+    return plays
+
+
+@pytest.mark.parametrize(("k1", "b"), [(100.0, 0.8), (1.2, 0.75)])
+def test_bm25_matches_implicit(k1, b):
+    plays = random_plays()
+    scaler = fit_confidence(plays, "bm25", alpha=1.0, k1=k1, b=b)
+    expected = bm25_weight(plays, K1=k1, B=b).tocsr()
+    assert np.allclose(scaler.scale(plays).toarray(), expected.toarray())
+
+
+def test_bm25_scales_a_new_user_with_training_statistics():
+    plays = random_plays()
+    scaler = fit_confidence(plays, "bm25", alpha=1.0)
+    # a user's row scales the same alone as inside the training matrix
+    for user in (0, 7, 49):
+        alone = scaler.scale(plays[user])
+        assert np.allclose(alone.toarray(), scaler.scale(plays).toarray()[user])
+
+
+@pytest.mark.parametrize(("scheme", "scale"), [("raw", lambda x: x), ("log1p", np.log1p)])
+def test_confidence_is_one_plus_alpha_times_scale(scheme, scale):
+    plays = random_plays()
+    confidence = fit_confidence(plays, scheme, alpha=3.0).transform(plays)
+    assert confidence.dtype == np.float32
+    assert np.array_equal(confidence.indices, plays.indices)
+    assert np.allclose(confidence.data, 1.0 + 3.0 * scale(plays.data), rtol=1e-6)
+
+
+def test_transform_does_not_modify_input():
+    plays = random_plays()
+    before = plays.data.copy()
+    fit_confidence(plays, "bm25", alpha=2.0).transform(plays)
+    assert np.array_equal(plays.data, before)
+
+
+@pytest.mark.parametrize("scheme", ["raw", "log1p", "bm25"])
+def test_scaler_round_trips_through_extras(scheme):
+    plays = random_plays()
+    scaler = fit_confidence(plays, scheme, alpha=0.5)
+    extras = scaler.extras()
+    assert all(isinstance(values, np.ndarray) for values in extras.values())
+    rebuilt = ConfidenceScaler.from_extras(scheme, 0.5, extras)
+    assert np.array_equal(rebuilt.transform(plays).toarray(), scaler.transform(plays).toarray())
+
+
+def test_bm25_extras_hold_idf_per_item_and_scalars_as_one_element_arrays():
+    plays = random_plays()
+    extras = fit_confidence(plays, "bm25", alpha=1.0).extras()
+    assert extras["bm25_idf"].shape == (plays.shape[1],)
+    for name in ("bm25_average_length", "bm25_k1", "bm25_b"):
+        assert extras[name].shape == (1,)
+
+
+def test_unknown_scheme_is_rejected():
+    with pytest.raises(ValueError, match="unknown confidence scheme"):
+        fit_confidence(random_plays(), "sqrt", alpha=1.0)

@@ -1,0 +1,412 @@
+"""Serving core: batched top-N, similar artists, fold-in and explanations."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from implicit.cpu.als import AlternatingLeastSquares
+from scipy.sparse import csr_matrix
+from scipy.sparse import random as sparse_random
+from threadpoolctl import threadpool_limits
+
+from musicrec_assets.model.confidence import ConfidenceScaler
+from musicrec_assets.model.explicit_als import fit_explicit_als
+from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
+from musicrec_assets.serving import recommend
+from musicrec_assets.serving.recommend import (
+    explain,
+    flatten_top_n,
+    fold_in_item,
+    fold_in_user,
+    fold_in_users,
+    recommend_new_user,
+    recommend_new_users,
+    similar_items,
+    top_n_items,
+    top_n_users,
+)
+
+N_USERS, N_ITEMS = 200, 90
+
+
+def _brute_force_top_n(queries, candidates, n, exclude=None):
+    """Sorted top-n scores per row, -inf padded, the slow obvious way."""
+    scores = queries.astype(np.float64) @ candidates.astype(np.float64).T
+    if exclude is not None:
+        scores[exclude.toarray() != 0] = -np.inf
+    padded = np.hstack([scores, np.full((len(scores), n), -np.inf)])
+    return -np.sort(-padded, axis=1)[:, :n]
+
+
+def _assert_valid_top_n(index, scores, queries, candidates, n, exclude=None):
+    assert index.shape == scores.shape == (len(queries), n)
+    assert index.dtype == np.int32 and scores.dtype == np.float32
+    expected = _brute_force_top_n(queries, candidates, n, exclude)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    padding = index == -1
+    assert np.array_equal(padding, np.isneginf(scores))
+    rows, slots = np.nonzero(~padding)
+    chosen = index[rows, slots]
+    np.testing.assert_allclose(
+        scores[rows, slots],
+        np.einsum("ij,ij->i", queries[rows], candidates[chosen]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    if exclude is not None:
+        assert not exclude.toarray()[rows, chosen].any(), "an excluded entry was returned"
+    for row in range(len(index)):
+        valid = index[row][index[row] >= 0]
+        assert len(np.unique(valid)) == len(valid)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_queries=st.integers(1, 40),
+    n_candidates=st.integers(1, 400),
+    n=st.integers(1, 30),
+    density=st.sampled_from([0.0, 0.1, 0.9]),
+    batch_size=st.sampled_from([None, 1, 7]),
+    seed=st.integers(0, 2**16),
+)
+def test_top_n_items_matches_brute_force(n_queries, n_candidates, n, density, batch_size, seed):
+    rng = np.random.default_rng(seed)
+    users = rng.standard_normal((n_queries, 5)).astype(np.float32)
+    items = rng.standard_normal((n_candidates, 5)).astype(np.float32)
+    seen = sparse_random(n_queries, n_candidates, density=density, format="csr", random_state=seed)
+    index, scores = top_n_items(users, items, seen, n=n, batch_size=batch_size)
+    _assert_valid_top_n(index, scores, users, items, n, seen)
+
+
+def test_top_n_items_with_grouped_selection_at_scale():
+    # enough items that the grouped (strided-max) selection path is taken
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((64, 16)).astype(np.float32)
+    items = rng.standard_normal((20_011, 16)).astype(np.float32)
+    seen = sparse_random(64, 20_011, density=0.05, format="csr", random_state=0)
+    for n_threads in (1, 2):
+        index, scores = top_n_items(users, items, seen, n=10, batch_size=24, n_threads=n_threads)
+        _assert_valid_top_n(index, scores, users, items, 10, seen)
+    unfiltered_index, unfiltered_scores = top_n_items(users, items, None, n=10)
+    _assert_valid_top_n(unfiltered_index, unfiltered_scores, users, items, 10)
+
+
+def test_top_n_items_pads_users_who_have_seen_almost_everything():
+    users = np.ones((2, 2), dtype=np.float32)
+    items = np.arange(8, dtype=np.float32).reshape(4, 2)
+    seen = csr_matrix(np.array([[1, 1, 0, 1], [0, 0, 0, 0]]))
+    index, scores = top_n_items(users, items, seen, n=3)
+    assert index.tolist() == [[2, -1, -1], [3, 2, 1]]
+    assert np.isneginf(scores[0, 1:]).all()
+
+
+def test_top_n_items_rejects_mismatched_inputs():
+    users, items = np.ones((3, 4)), np.ones((5, 4))
+    with pytest.raises(ValueError, match="width"):
+        top_n_items(users, np.ones((5, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        top_n_items(users, items, csr_matrix((3, 6)))
+    with pytest.raises(ValueError, match="n must"):
+        top_n_items(users, items, n=0)
+
+
+def test_top_n_users_excludes_existing_listeners():
+    rng = np.random.default_rng(1)
+    users = rng.standard_normal((300, 6)).astype(np.float32)
+    items = rng.standard_normal((40, 6)).astype(np.float32)
+    listeners = sparse_random(40, 300, density=0.2, format="csr", random_state=1)
+    index, scores = top_n_users(items, users, n=15, exclude=listeners)
+    _assert_valid_top_n(index, scores, items, users, 15, listeners)
+
+
+def test_similar_items_is_cosine_without_the_item_itself():
+    rng = np.random.default_rng(2)
+    factors = rng.standard_normal((500, 8)).astype(np.float32)
+    factors[7] = 0.0
+    index, similarity = similar_items(factors, n=12)
+
+    norms = np.linalg.norm(factors.astype(np.float64), axis=1)
+    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    expected = -np.sort(-cosine, axis=1)[:, :12]
+    np.testing.assert_allclose(similarity, expected, atol=1e-5)
+    assert not (index == np.arange(500)[:, None]).any()
+    np.testing.assert_array_equal(similarity[7], 0.0)
+    assert np.isfinite(similarity).all()
+
+
+def test_flatten_top_n_drops_padding_and_ranks_from_one():
+    index = np.array([[2, -1], [0, 1]], dtype=np.int32)
+    scores = np.array([[0.5, -np.inf], [0.9, 0.1]], dtype=np.float32)
+    query, rank, candidate, score = flatten_top_n(
+        np.array(["u1", "u2"]), np.array(["a", "b", "c"]), index, scores
+    )
+    assert query.tolist() == ["u1", "u2", "u2"]
+    assert rank.tolist() == [1, 1, 2]
+    assert candidate.tolist() == ["c", "a", "b"]
+    np.testing.assert_allclose(score, [0.5, 0.9, 0.1])
+
+
+# --------------------------------------------------------------------------------- fold-in
+
+
+def _low_rank_interactions(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    user_taste = rng.standard_normal((N_USERS, 3))
+    item_taste = rng.standard_normal((N_ITEMS, 3))
+    rows, cols = np.nonzero(rng.random((N_USERS, N_ITEMS)) < 0.2)
+    affinity = np.einsum("ij,ij->i", user_taste[rows], item_taste[cols])
+    ratings = np.clip(np.round(3.0 + affinity + 0.3 * rng.standard_normal(len(rows))), 1, 5)
+    plays = np.maximum(1, np.round(np.exp(1.0 + 0.5 * affinity))).astype(np.float64)
+    shape = (N_USERS, N_ITEMS)
+    return csr_matrix((ratings, (rows, cols)), shape), csr_matrix((plays, (rows, cols)), shape)
+
+
+RATINGS, PLAYS = _low_rank_interactions()
+USER_IDS = np.array([f"u{i}" for i in range(N_USERS)])
+ITEM_IDS = np.array([f"a{i}" for i in range(N_ITEMS)])
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(True, True), (True, False), (False, True), (False, False)],
+    ids=["wr-biases", "wr", "biases", "plain"],
+)
+def explicit_model(request) -> FactorModel:
+    weighted, biases = request.param
+    params = TrainingParams(
+        feedback="explicit",
+        rank=6,
+        regularization=0.05 if weighted else 1.0,
+        iterations=80,
+        weighted_regularization=weighted,
+        use_biases=biases,
+    )
+    return fit_explicit_als(RATINGS, params, USER_IDS, ITEM_IDS)
+
+
+@pytest.fixture(scope="module", params=["log1p", "bm25"])
+def implicit_model(request) -> FactorModel:
+    params = TrainingParams(
+        feedback="implicit",
+        rank=6,
+        regularization=0.1,
+        iterations=40,
+        alpha=2.0,
+        confidence=request.param,
+    )
+    return fit_implicit_als(PLAYS, params, USER_IDS, ITEM_IDS)
+
+
+def _implicit_twin(model: FactorModel) -> AlternatingLeastSquares:
+    """implicit's own model object holding our factors; fed confidences, hence alpha=1."""
+    with threadpool_limits(1, "blas"):
+        twin = AlternatingLeastSquares(
+            factors=model.params.rank, regularization=model.params.regularization, alpha=1.0
+        )
+    twin.user_factors = model.user_factors.copy()
+    twin.item_factors = model.item_factors.copy()
+    return twin
+
+
+def _confidence(model: FactorModel, plays: csr_matrix) -> csr_matrix:
+    params = model.params
+    return ConfidenceScaler.from_extras(params.confidence, params.alpha, model.extras).transform(
+        plays
+    )
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_explicit_fold_in_reproduces_trained_users(explicit_model):
+    for user in range(0, N_USERS, 20):
+        history = RATINGS[user]
+        folded = fold_in_user(explicit_model, history.indices, history.data)
+        trained = explicit_model.user_factors[user]
+        assert _cosine(folded.factors, trained) > 0.99
+        assert np.linalg.norm(folded.factors - trained) < 0.05 * np.linalg.norm(trained)
+        if explicit_model.has_biases:
+            assert folded.bias == pytest.approx(explicit_model.user_bias[user], abs=0.02)
+        else:
+            assert folded.bias is None
+
+
+def test_explicit_item_fold_in_reproduces_trained_items(explicit_model):
+    # training ends with the item half-step, so this one is exact
+    by_item = RATINGS.T.tocsr()
+    for item in range(0, N_ITEMS, 15):
+        folded = fold_in_item(explicit_model, by_item[item].indices, by_item[item].data)
+        np.testing.assert_allclose(folded.factors, explicit_model.item_factors[item], atol=1e-4)
+        if explicit_model.has_biases:
+            assert folded.bias == pytest.approx(explicit_model.item_bias[item], abs=1e-4)
+
+
+def test_implicit_fold_in_is_implicits_recalculate_user(implicit_model):
+    twin = _implicit_twin(implicit_model)
+    confidence = _confidence(implicit_model, PLAYS)
+    for user in range(0, N_USERS, 20):
+        history = PLAYS[user]
+        folded = fold_in_user(implicit_model, history.indices, history.data)
+        assert folded.bias is None
+        np.testing.assert_allclose(
+            folded.factors, twin.recalculate_user(user, confidence[user]), rtol=1e-4, atol=1e-5
+        )
+        assert _cosine(folded.factors, implicit_model.user_factors[user]) > 0.99
+
+
+def test_implicit_fold_in_of_a_spark_model_scales_lambda_by_the_users_count(implicit_model):
+    assert not implicit_model.params.weighted_regularization  # implicit's plain λ
+    spark_like = dataclasses.replace(
+        implicit_model,
+        params=dataclasses.replace(implicit_model.params, weighted_regularization=True),
+    )
+    items = implicit_model.item_factors.astype(np.float64)
+    for user in range(0, N_USERS, 25):
+        history = PLAYS[user]
+        confidence = _confidence(implicit_model, history).toarray().ravel()
+        weights = np.where(confidence > 0, confidence, 1.0)  # unobserved: c = 1, p = 0
+        preference = (confidence > 0).astype(np.float64)
+        penalty = implicit_model.params.regularization * history.nnz
+        expected = np.linalg.solve(
+            items.T @ (items * weights[:, None]) + penalty * np.eye(items.shape[1]),
+            items.T @ (weights * preference),
+        )
+        folded = fold_in_user(spark_like, history.indices, history.data)
+        np.testing.assert_allclose(folded.factors, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_implicit_item_fold_in(implicit_model):
+    by_item = PLAYS.T.tocsr()
+    if implicit_model.params.confidence == "bm25":
+        with pytest.raises(ValueError, match="bm25"):
+            fold_in_item(implicit_model, by_item[0].indices, by_item[0].data)
+        return
+    twin = _implicit_twin(implicit_model)
+    confidence_by_item = _confidence(implicit_model, by_item)
+    for item in range(0, N_ITEMS, 15):
+        folded = fold_in_item(implicit_model, by_item[item].indices, by_item[item].data)
+        expected = twin.recalculate_item(item, confidence_by_item[item])
+        np.testing.assert_allclose(folded.factors, expected, rtol=1e-4, atol=1e-5)
+        assert _cosine(folded.factors, implicit_model.item_factors[item]) > 0.99
+
+
+def test_batch_fold_in_matches_single_users(implicit_model):
+    batch = fold_in_users(implicit_model, PLAYS[:30])
+    for user in (0, 11, 29):
+        single = fold_in_user(implicit_model, PLAYS[user].indices, PLAYS[user].data)
+        np.testing.assert_allclose(batch.factors[user], single.factors, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("items", "values", "message"),
+    [
+        ([], [], "empty"),
+        ([1, 2], [3.0], "one value per index"),
+        ([1, 2], [[3.0, 4.0]], "one value per index"),
+        ([1, N_ITEMS], [3.0, 4.0], r"\[0, 90\)"),
+        ([-1], [3.0], r"\[0, 90\)"),
+        ([1.0], [3.0], "integer"),
+        ([4, 4], [3.0, 5.0], "twice"),
+        ([4], [np.nan], "finite"),
+    ],
+)
+def test_fold_in_rejects_bad_input(explicit_model, items, values, message):
+    with pytest.raises(ValueError, match=message):
+        fold_in_user(explicit_model, np.array(items), np.array(values))
+
+
+def test_batch_fold_in_rejects_empty_rows(implicit_model):
+    with pytest.raises(ValueError, match=r"rows \[1\] have no interactions"):
+        fold_in_users(implicit_model, csr_matrix(np.array([[1.0] + [0.0] * 89, [0.0] * 90])))
+
+
+def test_recommend_new_user_excludes_history_and_scores_by_dot_product(explicit_model):
+    history = RATINGS[3]
+    index, scores = recommend_new_user(explicit_model, history.indices, history.data, n=20)
+    assert not np.isin(index, history.indices).any()
+    folded = fold_in_user(explicit_model, history.indices, history.data)
+    expected = explicit_model.item_factors[index] @ folded.factors
+    if explicit_model.has_biases:
+        expected += explicit_model.global_mean + folded.bias + explicit_model.item_bias[index]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(scores) <= 0)
+
+    batch_index, batch_scores = recommend_new_users(explicit_model, RATINGS[:5], n=20)
+    np.testing.assert_array_equal(batch_index[3], index)
+    np.testing.assert_allclose(batch_scores[3], scores, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ explain
+
+
+def _folded_score(model: FactorModel, history: csr_matrix, item: int) -> float:
+    folded = fold_in_user(model, history.indices, history.data)
+    score = float(model.item_factors[item].astype(np.float64) @ folded.factors)
+    if model.has_biases:
+        score += model.global_mean + float(folded.bias) + float(model.item_bias[item])
+    return score
+
+
+def test_explicit_explanation_decomposes_the_score(explicit_model):
+    for user, item in [(0, 5), (42, 17), (150, 60)]:
+        history = RATINGS[user]
+        explanation = explain(explicit_model, history.indices, history.data, item)
+        assert explanation.score == pytest.approx(
+            explanation.baseline + explanation.contributions.sum(), abs=1e-9
+        )
+        assert explanation.score == pytest.approx(
+            _folded_score(explicit_model, history, item), abs=1e-4
+        )
+        expected_baseline = (
+            explicit_model.global_mean + explicit_model.item_bias[item]
+            if explicit_model.has_biases
+            else 0.0
+        )
+        assert explanation.baseline == pytest.approx(expected_baseline, abs=1e-6)
+        assert sorted(explanation.items.tolist()) == sorted(history.indices.tolist())
+        assert np.all(np.diff(explanation.contributions) <= 0)
+        # converged model: the folded-in score is the trained prediction
+        assert explanation.score == pytest.approx(
+            explicit_model.predict([user], [item])[0], abs=0.05
+        )
+
+
+def test_implicit_explanation_matches_implicits_explain(implicit_model):
+    twin = _implicit_twin(implicit_model)
+    for user, item in [(0, 5), (42, 17), (150, 60)]:
+        history = PLAYS[user]
+        explanation = explain(implicit_model, history.indices, history.data, item)
+        assert explanation.baseline == 0.0
+        assert explanation.score == pytest.approx(explanation.contributions.sum(), abs=1e-9)
+        assert explanation.score == pytest.approx(
+            _folded_score(implicit_model, history, item), abs=1e-4
+        )
+
+        confidence = _confidence(implicit_model, history)
+        total, top, _ = twin.explain(0, confidence, item, N=history.nnz)
+        assert explanation.score == pytest.approx(total, rel=1e-4, abs=1e-6)
+        top_items, top_contributions = zip(*top, strict=True)
+        np.testing.assert_allclose(explanation.contributions, top_contributions, atol=1e-5)
+        np.testing.assert_array_equal(explanation.items, top_items)
+
+
+def test_prepared_fold_in_follows_the_model_object(implicit_model):
+    history = PLAYS[0]
+    before = fold_in_user(implicit_model, history.indices, history.data).factors
+    shifted = dataclasses.replace(implicit_model, item_factors=implicit_model.item_factors * 2)
+    after = fold_in_user(shifted, history.indices, history.data).factors
+    assert not np.allclose(before, after), "a different model reused the cached half-step"
+    entries_before = len(recommend._half_steps)
+    del shifted
+    gc.collect()
+    assert len(recommend._half_steps) == entries_before - 1
+    assert all(model_ref() is not None for model_ref, _ in recommend._half_steps.values())

@@ -1,0 +1,45 @@
+import os
+
+from musicrec_assets.warehouse import landing
+
+
+def test_scan_orders_kinds_and_skips_files_in_progress(tmp_path):
+    for name in (
+        "ratings/a.jsonl",
+        "users/u.json",
+        "artists/x.ndjson.gz",
+        "users/sub/v.jsonl",
+        "ratings/b.jsonl.part",
+        "ratings/c.tmp",
+        "ratings/.hidden.jsonl",
+        "ratings/notes.txt",
+        "elsewhere/z.jsonl",
+    ):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    found = [(f.kind, f.relative_path) for f in landing.scan(tmp_path)]
+    assert found == [
+        ("users", "users/sub/v.jsonl"),
+        ("users", "users/u.json"),
+        ("artists", "artists/x.ndjson.gz"),
+        ("ratings", "ratings/a.jsonl"),
+    ]
+
+
+def test_links_out_of_the_landing_folder_are_ignored(tmp_path):
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text('{"id": "x"}')
+    users = tmp_path / "landing" / "users"
+    users.mkdir(parents=True)
+    os.symlink(outside, users / "link.jsonl")
+    assert landing.scan(tmp_path / "landing") == []
+    assert landing.resolve_inside(tmp_path / "landing", "../secret.jsonl") is None
+
+
+def test_array_sniffing(tmp_path):
+    array, lines = tmp_path / "a.json", tmp_path / "b.json"
+    array.write_text('\n  [{"id": 1}]')
+    lines.write_text('{"id": 1}\n')
+    files = {p.name: landing.LandingFile("users", p, p.name, 0, 0) for p in (array, lines)}
+    assert files["a.json"].is_json_array() and not files["b.json"].is_json_array()

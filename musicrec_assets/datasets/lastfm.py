@@ -25,7 +25,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from musicrec_assets.datasets.synthetic import write_json_records
+from musicrec_assets.warehouse.landing import landing_path, write_json_records
 
 ARTISTS_FILE = "artists.dat"
 USER_ARTISTS_FILE = "user_artists.dat"
@@ -60,14 +60,13 @@ def import_lastfm(src_dir: str | Path, landing_dir: str | Path) -> dict[str, int
         non-integer id or weight (the message names file and line).
     """
     src_dir = Path(src_dir)
-    landing_dir = Path(landing_dir)
     artists = (
         {"id": str(_integer(artist_id, path, line)), "name": name}
         for path, line, (artist_id, name, _url, _picture) in _rows(
             src_dir / ARTISTS_FILE, ARTISTS_HEADER
         )
     )
-    n_artists = write_json_records(landing_dir / "artists" / LANDING_NAME, artists)
+    n_artists = write_json_records(landing_path(landing_dir, "artists", LANDING_NAME), artists)
 
     # user_artists.dat is sorted by user, but a dict keeps first-seen order whatever
     # the order, without a second pass over the file.
@@ -85,9 +84,9 @@ def import_lastfm(src_dir: str | Path, landing_dir: str | Path) -> dict[str, int
                 "plays": _integer(weight, path, line),
             }
 
-    n_ratings = write_json_records(landing_dir / "ratings" / LANDING_NAME, ratings())
+    n_ratings = write_json_records(landing_path(landing_dir, "ratings", LANDING_NAME), ratings())
     n_users = write_json_records(
-        landing_dir / "users" / LANDING_NAME, ({"id": user} for user in user_ids)
+        landing_path(landing_dir, "users", LANDING_NAME), ({"id": user} for user in user_ids)
     )
     return {"users": n_users, "artists": n_artists, "ratings": n_ratings}
 

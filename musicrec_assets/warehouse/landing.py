@@ -1,4 +1,5 @@
-"""The landing folder: where users drop JSON files, and how we find the ones that are ready.
+"""The landing folder: where users drop JSON files, how we find the ones that are ready, and
+how our own generators and importers write them.
 
 Layout: ``<landing>/{users,artists,ratings}/**/<name>.{json,jsonl,ndjson}[.gz]``.
 
@@ -6,21 +7,36 @@ A file is *in progress* (and skipped) while its name ends in ``.tmp`` or ``.part
 with a dot: writers should write under such a name and rename when done, which is atomic.
 Paths are resolved and must stay inside the landing folder, so a symlink or a crafted name
 can never make us read a file elsewhere.
+
+Writing: `open_for_writing` gives a binary stream that is written under ``<name>.part`` and
+renamed to ``<name>`` only once closed without error (gzip'd when the name ends in ``.gz``,
+with a header that depends on the data only); `write_json_records` writes dicts through it as
+JSON Lines or one JSON array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import json
 import mmap
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 KINDS = ("users", "artists", "ratings")
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson")
 IN_PROGRESS_SUFFIXES = (".tmp", ".part")
+# the in-progress suffix our own writers use while a file is being written
+WRITING_SUFFIX = IN_PROGRESS_SUFFIXES[-1]
+
+# Level 3 compresses about twice as fast as the default 6 for ~8% bigger files, which
+# matters for the multi-gigabyte bulk outputs.
+GZIP_LEVEL = 3
 
 
 @dataclass(frozen=True)
@@ -137,3 +153,87 @@ def ready_files(
         else:
             still_pending[file.relative_path] = stamp
     return Readiness(ready, requested, still_pending)
+
+
+def landing_path(landing_dir: str | Path, kind: str, name: str, compressed: bool = False) -> Path:
+    """Where a file ``name`` of ``kind`` (``users``, ``artists``, ``ratings``) goes in a landing
+    folder: ``<landing_dir>/<kind>/<name>``, with ``.gz`` appended if ``compressed``."""
+    return Path(landing_dir) / kind / (name + ".gz" if compressed else name)
+
+
+@contextlib.contextmanager
+def open_for_writing(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary stream for a landing file that appears at ``path`` only once closed without
+    error: written under ``<name>.part`` (which `scan` skips) and renamed when complete, a
+    partial file removed on an error. A name ending in ``.gz`` is gzip-compressed, with no
+    name and no time in the header, so the bytes depend on what is written only. Parent
+    folders are created."""
+    path = Path(path)
+    with _atomic_output(path) as raw, _maybe_gzip(raw, path.suffix == ".gz") as sink:
+        yield sink
+
+
+def write_json_records(path: str | Path, records: Iterable[dict]) -> int:
+    """Write dicts to a landing file, under a ``.part`` name renamed when complete.
+
+    The landing scan skips ``.part`` files, so it never reads a half-written one.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``*.jsonl`` for JSON Lines or ``*.json`` for one JSON array, either with an
+        optional ``.gz`` (gzip, with no name or time in the header so that the bytes
+        depend on the records only). Parent folders are created.
+    records : iterable of dict
+        Streamed; JSON-serializable values, non-ASCII text written as UTF-8.
+
+    Returns
+    -------
+    int
+        Records written.
+    """
+    path = Path(path)
+    compress = path.suffix == ".gz"
+    fmt = Path(path.stem).suffix if compress else path.suffix
+    if fmt not in (".jsonl", ".json"):
+        raise ValueError(f"{path.name}: expected a .jsonl or .json name, optionally .gz")
+    with open_for_writing(path) as sink:
+        return _dump_records(sink, records, array=fmt == ".json")
+
+
+def _dump_records(out: IO[bytes], records: Iterable[dict], *, array: bool) -> int:
+    if array:
+        out.write(b"[")
+    count = 0
+    for record in records:
+        if count:
+            out.write(b",\n" if array else b"\n")
+        elif array:
+            out.write(b"\n")
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+        count += 1
+    if array:
+        out.write(b"\n]\n")
+    elif count:
+        out.write(b"\n")
+    return count
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``path`` only once closed without error."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + WRITING_SUFFIX)
+    try:
+        with open(partial, "wb") as raw:
+            yield raw
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _maybe_gzip(raw: IO[bytes], compress: bool) -> contextlib.AbstractContextManager[IO[bytes]]:
+    if not compress:
+        return contextlib.nullcontext(raw)
+    # No file name and mtime 0 in the header: the bytes depend on the data only.
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)

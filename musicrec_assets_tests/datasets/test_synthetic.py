@@ -18,7 +18,6 @@ from musicrec_assets.datasets.synthetic import (
     write_bulk_ratings,
     write_catalogue,
     write_demo_sample,
-    write_json_records,
     write_landing,
 )
 from musicrec_assets.evaluation.split import train_test_split
@@ -125,7 +124,7 @@ def test_explicit_als_beats_the_bias_baseline_clearly(world):
             weighted_regularization=False,
             use_biases=True,
         )
-        model = fit_explicit_als(split.train, params, user_ids, artist_ids)
+        model = fit_explicit_als(split.train, params)
         errors = model.predict(test_users, test_artists) - test_ratings
         return float(np.sqrt(np.mean(errors**2)))
 
@@ -164,24 +163,6 @@ def test_json_array_format_holds_the_same_records(world, tmp_path):
     for entity in ("users", "artists", "ratings"):
         with gzip.open(arrays[entity], "rt", encoding="utf-8") as stream:
             assert json.load(stream) == read_json_lines(lines[entity])
-
-
-def test_write_json_records_edge_cases(tmp_path):
-    assert write_json_records(tmp_path / "empty.jsonl", []) == 0
-    assert (tmp_path / "empty.jsonl").read_bytes() == b""
-    assert write_json_records(tmp_path / "empty.json", []) == 0
-    assert json.loads((tmp_path / "empty.json").read_text()) == []
-    with pytest.raises(ValueError, match="jsonl or .json"):
-        write_json_records(tmp_path / "records.csv", [{"id": "a"}])
-
-    def failing():
-        yield {"id": "a"}
-        raise RuntimeError("generator broke")
-
-    with pytest.raises(RuntimeError):
-        write_json_records(tmp_path / "broken.jsonl", failing())
-    assert not (tmp_path / "broken.jsonl").exists()
-    assert not (tmp_path / "broken.jsonl.part").exists()
 
 
 def test_committed_demo_sample_is_what_the_code_generates(tmp_path):

@@ -1,6 +1,6 @@
 """Ingest throughput: ``ingest.ingest_file`` against DuckDB's plain ``read_json``.
 
-Writes a synthetic landing folder (``sample.write_bulk_ratings``: 5,000,000 ratings by default,
+Writes a synthetic landing folder (``synthetic.write_bulk_ratings``: 5,000,000 ratings by default,
 users = rows / 50, artists = rows / 100, with ``write_catalogue``'s users and artists), finds the
 files with ``landing.scan`` and ingests users, artists, then ratings into a fresh DuckDB file.
 The reference is ``CREATE TABLE t AS SELECT * FROM read_json(?)`` of the same file into another
@@ -34,6 +34,7 @@ from common import peak_rss_mib, print_environment, print_table, ratio, repeat_a
 from musicrec_assets.datasets.synthetic import write_bulk_ratings, write_catalogue
 from musicrec_assets.warehouse import ingest, landing
 from musicrec_assets.warehouse import tables as warehouse
+from musicrec_assets.warehouse.ingest import clean_pass, general_path
 
 TARGET_RATIO = 0.5
 
@@ -72,6 +73,7 @@ def ingest_all(path: Path, files: list[landing.LandingFile]) -> dict[Path, tuple
     """(seconds, rows) of ``ingest_file`` per file (by path), ingested in order."""
     timings = {}
     with fresh_database(path) as con:
+        warehouse.ensure_schema(con)
         for file in files:
             started = time.perf_counter()
             report = ingest.ingest_file(con, file)
@@ -102,31 +104,31 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
         phases[name] += time.perf_counter() - started
 
     with fresh_database(path) as con:
+        warehouse.ensure_schema(con)
         for earlier in catalogue:
             ingest.ingest_file(con, earlier)
-        warehouse.ensure_schema(con)
         json_format = "array" if file.is_json_array() else "newline_delimited"
         now = datetime.now(UTC).replace(tzinfo=None)
         with phase("sha256 of the file (in ingest_file: a thread beside the insert)"):
             file.sha256()
 
-        with ingest.insertion_order(con, preserve=False):
+        with warehouse.insertion_order(con, preserve=False):
             con.begin()
             with phase("clean pass: read_json, check, insert; then ids and repeated keys"):
-                ingest._insert_clean(con, file, json_format, now)
+                clean_pass.insert(con, file, json_format, now)
             con.rollback()
 
         con.begin()
         with (
-            ingest.insertion_order(con, preserve=True),
-            phase("general path: _parse_fast (read_json → temp table)"),
+            warehouse.insertion_order(con, preserve=True),
+            phase("general path: parse_typed (read_json → temp table)"),
         ):
-            ingest._parse_fast(con, file, json_format)
-        with ingest.insertion_order(con, preserve=False):
-            with phase("general path: _validate (types, reasons, duplicates)"):
-                ingest._validate(con, file.kind, numbered_by_rowid=True)
-            with phase("general path: _apply_accepted (upsert)"):
-                ingest._apply_accepted(con, file.kind, file.relative_path, now)
+            general_path.parse_typed(con, file, json_format)
+        with warehouse.insertion_order(con, preserve=False):
+            with phase("general path: validate (types, reasons, duplicates)"):
+                general_path.validate(con, file.kind, numbered_by_rowid=True)
+            with phase("general path: apply_accepted (upsert)"):
+                general_path.apply_accepted(con, file.kind, file.relative_path, now)
             con.rollback()
     return dict(phases)
 

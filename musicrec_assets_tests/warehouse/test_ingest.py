@@ -302,7 +302,7 @@ def test_a_failing_file_leaves_nothing_half_written(con, landing_dir, monkeypatc
         raise RuntimeError("disk full")
 
     # the last write of both paths, after the rows are in
-    monkeypatch.setattr(ingest, "_record_in_ledger", fail)
+    monkeypatch.setattr(ingest.ledger, "record", fail)
     with pytest.raises(RuntimeError):
         ingest_all(con, landing_dir)
     assert table(con, "SELECT count(*) FROM ingested_files WHERE kind = 'ratings'") == [(0,)]
@@ -320,7 +320,7 @@ def test_a_clean_file_is_inserted_in_one_pass(con, landing_dir, monkeypatch):
     def no_second_pass(*args, **kwargs):
         raise AssertionError("a clean file must not need the general path")
 
-    monkeypatch.setattr(ingest, "_parse_fast", no_second_pass)
+    monkeypatch.setattr(ingest.general_path, "parse_typed", no_second_pass)
     (report,) = ingest_all(con, landing_dir)[-1:]
     assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (2, 2, 0)
     assert table(con, "SELECT artist_id, rating FROM ratings ORDER BY 1") == [
@@ -345,7 +345,9 @@ def test_the_clean_pass_keeps_the_newest_rating_of_a_stored_pair(con, landing_di
         {"user_id": "bob", "artist_id": "a2", "rating": 5, "timestamp": 100},  # a new pair
     ]
     write(landing_dir, "ratings/2.jsonl", jsonl(*newer))
-    monkeypatch.setattr(ingest, "_parse_fast", lambda *args: pytest.fail("took the general path"))
+    monkeypatch.setattr(
+        ingest.general_path, "parse_typed", lambda *args: pytest.fail("took the general path")
+    )
     report = ingest_all(con, landing_dir)[-1]
     assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (4, 4, 0)
     assert table(con, "SELECT user_id, artist_id, rating FROM ratings ORDER BY 1, 2") == [
@@ -472,7 +474,7 @@ def outcome(records: list[dict], kind: str, clean_pass: bool):
         write(Path(scratch), f"{kind}/new.jsonl", jsonl(*records))
         with pytest.MonkeyPatch.context() as patch:
             if not clean_pass:
-                patch.setattr(ingest, "_ingest_clean", lambda *args: False)
+                patch.setattr(ingest.clean_pass, "try_ingest", lambda *args: False)
             ingest_all(con, Path(scratch))
         columns = ", ".join(ingest.FIELDS[kind])
         rows = table(con, f"SELECT {columns}, source_file FROM {kind}")

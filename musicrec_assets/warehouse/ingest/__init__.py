@@ -1,0 +1,83 @@
+"""Ingest landing files into the warehouse, validating every row in DuckDB SQL.
+
+Every record of a file ends up in exactly one place: its table (accepted) or
+``rejected_rows`` (with a reason), so ``rows_read = rows_accepted + rows_rejected``.
+One file is one transaction, recorded in the ``ingested_files`` ledger by its sha256, so the
+same content is never ingested twice (:mod:`.ledger`).
+
+:func:`ingest_file` sends a file down one of two paths, the second slower and more general:
+
+1. *The clean pass* (:mod:`.clean_pass`): most large files are well-formed and valid. One
+   statement reads the file with DuckDB's ``read_json`` (fields typed as ``JSON``, so a
+   string ``"4.5"`` is still told apart from the number ``4.5``), checks every record and
+   inserts it; a record that fails any check aborts the statement. What is cheaper to check
+   on the inserted rows (ids, keys repeated within the file) is checked there, and any doubt
+   rolls the transaction back: the file then takes the general path. Ratings for stored pairs
+   are resolved there too.
+2. *The general path* (:mod:`.general_path`): every record is checked into ``validated``,
+   and the accepted ones are upserted. The file is read typed, by ``read_json`` into a
+   temporary table; when even ``read_json`` fails (a malformed line, a record that is not an
+   object), it is read as text, record by record, to find and quarantine the bad ones.
+
+Both check records with the same SQL (:mod:`.fields`). Ratings rejected only because their
+user or artist is not known yet are retried by :func:`retry_pending_ratings` once those ids
+arrive, and then move from rejected to accepted. Neither creates the schema: the caller runs
+:func:`musicrec_assets.warehouse.tables.ensure_schema` once before its ingest step.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import duckdb
+
+from musicrec_assets.warehouse.ingest import clean_pass, general_path, ledger
+from musicrec_assets.warehouse.ingest.fields import (
+    DUPLICATE,
+    FIELDS,
+    KEYS,
+    UNKNOWN_ARTIST,
+    UNKNOWN_USER,
+)
+from musicrec_assets.warehouse.ingest.ledger import IngestReport, already_ingested
+from musicrec_assets.warehouse.ingest.retry import retry_pending_ratings
+from musicrec_assets.warehouse.landing import LandingFile
+
+__all__ = [
+    "DUPLICATE",
+    "FIELDS",
+    "KEYS",
+    "UNKNOWN_ARTIST",
+    "UNKNOWN_USER",
+    "IngestReport",
+    "already_ingested",
+    "ingest_file",
+    "retry_pending_ratings",
+]
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestReport:
+    """Validate and load one landing file in one transaction; a no-op if already ingested.
+
+    The clean pass first; the general path when it declines the file.
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    report = IngestReport(path=file.relative_path, kind=file.kind, sha256="")
+    if already_ingested(con, file):
+        report.skipped = True
+        return report
+
+    json_format = "array" if file.is_json_array() else "newline_delimited"
+    now = datetime.now(UTC).replace(tzinfo=None)
+    # hashing releases the GIL, so it overlaps DuckDB's read of the same file
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file.sha256)
+        if clean_pass.try_ingest(con, file, json_format, now, report, digest):
+            return report
+        report.sha256 = digest.result()
+    if ledger.content_seen(con, file.kind, report.sha256):
+        report.skipped = True
+        return report
+    general_path.ingest(con, file, json_format, now, report)
+    return report

@@ -1,0 +1,155 @@
+"""What a record of each kind holds, as SQL: its fields typed, the first reason it fails, and
+which of two ratings for one pair is kept.
+
+Both paths (see the package docstring) check records with :func:`checked`, so a record is
+accepted or rejected for the same reason whichever path it takes.
+"""
+
+from __future__ import annotations
+
+FIELDS = {
+    "users": ("id", "first_name", "last_name"),
+    "artists": ("id", "name"),
+    "ratings": ("user_id", "artist_id", "rating", "plays", "timestamp"),
+}
+KEYS = {"users": ("id",), "artists": ("id",), "ratings": ("user_id", "artist_id")}
+
+UNKNOWN_USER = "unknown user_id"
+UNKNOWN_ARTIST = "unknown artist_id"
+DUPLICATE = "duplicate key within file"
+
+
+def _json_columns(kind: str, ids_as_text: bool) -> str:
+    def column_type(name: str) -> str:
+        return "VARCHAR" if ids_as_text and name in KEYS[kind] else "JSON"
+
+    return "{" + ", ".join(f"'{name}': '{column_type(name)}'" for name in FIELDS[kind]) + "}"
+
+
+def read_json_records(kind: str, json_format: str, ids_as_text: bool = False) -> str:
+    """The records of a landing file (its path the query's ``$path`` parameter) as
+    :func:`checked` takes them, read by ``read_json`` with every field as JSON.
+
+    ``ids_as_text``: the key fields (ids) typed VARCHAR instead; see :func:`clean_pass.insert`.
+    """
+    fields = ", ".join(f'"{n}"' for n in FIELDS[kind])
+    columns = _json_columns(kind, ids_as_text)
+    return f"""(SELECT NULL::VARCHAR AS problem, {fields}, NULL::VARCHAR AS raw
+               FROM read_json($path, format = '{json_format}', columns = {columns},
+                              compression = 'auto'))"""
+
+
+# Typed values are read off each field's JSON text (cheap string tests) rather than by
+# re-parsing it: a JSON string starts with a quote, a number casts to DOUBLE, absent is NULL.
+def _text(column: str) -> str:
+    return f"nullif({column}::VARCHAR, 'null')"
+
+
+def _string(column: str) -> str:
+    return f"""CASE WHEN starts_with({column}::VARCHAR, '"') THEN {column} ->> '$' END"""
+
+
+def _number(column: str) -> str:
+    # a JSON string's text keeps its quotes, which no number cast accepts
+    return f"TRY_CAST({column}::VARCHAR AS DOUBLE)"
+
+
+def _identifier(column: str) -> str:
+    """Ids are JSON strings, or integers taken as their decimal text."""
+    text = f"{column}::VARCHAR"
+    return f"""CASE WHEN starts_with({text}, '"') THEN {column} ->> '$'
+                    WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END"""
+
+
+def _id_checks(name: str) -> list[str]:
+    # a regular expression, not trim(): trim copies every id. Only ids that start with a
+    # control character or a space (codepoint ≤ 32, every one that \s matches) pay for it.
+    value = f"{name}_value"
+    blank = f"ascii({value}) <= 32 AND regexp_full_match({value}, '\\s*')"
+    return [
+        f"WHEN {name}_text IS NULL OR ({blank}) THEN 'missing or empty {name}'",
+        f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
+    ]
+
+
+def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = False) -> str:
+    """A query of ``source``'s records (``problem``, the fields as JSON, ``raw``): each
+    field's typed value (``<field>_value``) and the first reason the record fails, if any.
+
+    ``record_no``: a select-list item that numbers the records, when ``source`` has none.
+    ``clean_pass``: the form :func:`clean_pass.insert` uses: ``source`` has its ids as VARCHAR
+    (see :func:`read_json_records`), taken as they are, and only checked for presence here.
+    """
+
+    def text(name: str) -> str:
+        # read_json gives JSON null as SQL NULL; only the text read's json_extract gives 'null'
+        return f"p.{name}" if clean_pass else _text(f"p.{name}")
+
+    def identifier(name: str) -> str:
+        return f"p.{name}" if clean_pass else _identifier(f"p.{name}")
+
+    texts = ", ".join(f'{text(n)} AS "{n}_text"' for n in FIELDS[kind])
+    if kind == "ratings":
+        values = f"""
+            {identifier("user_id")} AS user_id_value,
+            {identifier("artist_id")} AS artist_id_value,
+            {_number("p.rating")} AS rating_value,
+            {_number("p.plays")} AS plays_number,
+            TRY_CAST(plays_number AS BIGINT) AS plays_value,
+            {_number("p.timestamp")} AS timestamp_number,
+            CASE WHEN timestamp_number IS NOT NULL
+                     THEN make_timestamp(TRY_CAST(timestamp_number * 1e6 AS BIGINT))
+                 ELSE TRY_CAST({_string("p.timestamp")} AS TIMESTAMPTZ)::TIMESTAMP
+            END AS timestamp_value"""
+        checks = [
+            *_id_checks("user_id"),
+            *_id_checks("artist_id"),
+            "WHEN rating_text IS NOT NULL AND rating_value IS NULL "
+            "THEN 'wrong type: rating must be a number'",
+            "WHEN rating_value NOT BETWEEN 0.5 AND 5.0 THEN 'rating outside 0.5-5.0'",
+            "WHEN plays_text IS NOT NULL AND (plays_number IS NULL "
+            "OR plays_number <> floor(plays_number)) THEN 'wrong type: plays must be an integer'",
+            "WHEN plays_number < 0 THEN 'negative plays'",
+            "WHEN plays_text IS NOT NULL AND plays_value IS NULL THEN 'plays too large'",
+            "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
+            "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
+            "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
+        ]
+        if not clean_pass:
+            checks += [
+                # IN builds its hash table on the known ids, whatever the optimizer guesses
+                # of the file's size
+                f"WHEN user_id_value NOT IN (SELECT id FROM users) THEN '{UNKNOWN_USER}'",
+                f"WHEN artist_id_value NOT IN (SELECT id FROM artists) THEN '{UNKNOWN_ARTIST}'",
+            ]
+    else:
+        names = [n for n in FIELDS[kind] if n != "id"]
+        values = ", ".join(
+            [f"{identifier('id')} AS id_value"]
+            + [f"{_string(f'p.{n}')} AS {n}_value" for n in names]
+        )
+        checks = _id_checks("id") + [
+            f"WHEN {n}_text IS NOT NULL AND {n}_value IS NULL "
+            f"THEN 'wrong type: {n} must be a string'"
+            for n in names
+        ]
+
+    # only typed values go on: the JSON fields are read again for rejected rows alone
+    dropped = ", ".join(
+        ["raw", "problem"]
+        + [f'"{n}"' for n in FIELDS[kind]]
+        + [f'"{n}_text"' for n in FIELDS[kind]]
+    )
+    return f"""
+        WITH typed AS (SELECT {record_no} p.*, {texts}, {values} FROM {source} p)
+        SELECT * EXCLUDE ({dropped}),
+               CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END AS reason
+        FROM typed
+        """
+
+
+def replaces_stored(new_timestamp: str, stored_timestamp: str) -> str:
+    """SQL that is true when a new rating replaces the stored rating of the same pair: the
+    newer timestamp wins, and a tie, or no timestamps, goes to the new (later) file."""
+    return f"""coalesce({new_timestamp}, '-infinity'::TIMESTAMP)
+                  >= coalesce({stored_timestamp}, '-infinity'::TIMESTAMP)"""

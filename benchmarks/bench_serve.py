@@ -1,7 +1,7 @@
 """Serving: top-N for every user and fold-in of new users, against ``implicit`` on the same factors.
 
 1. Top-10 for all users (users/s), already-seen items filtered:
-   ``recommend.top_n_items`` against implicit's batch
+   ``topn.top_n_items`` against implicit's batch
    ``model.recommend(userids, user_items, N=10, filter_already_liked_items=True)`` on an
    ``AlternatingLeastSquares`` whose user_factors/item_factors are set to the same float32
    arrays; both at their defaults (all cores). On (a) a Last.fm-2k model trained with
@@ -46,7 +46,7 @@ from musicrec_assets.model.confidence import ConfidenceScaler
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.serving import recommend
+from musicrec_assets.serving import fold_in, topn
 
 N = 10
 FOLD_IN_USERS = 200  # histories replayed per latency measurement
@@ -81,9 +81,7 @@ def top_n_row(name: str, model: FactorModel, seen: csr_matrix, repeat: int) -> l
     timed = best_of_each(
         repeat,
         {
-            "ours": lambda: recommend.top_n_items(
-                model.user_vectors(), model.item_vectors(), seen, N
-            ),
+            "ours": lambda: topn.top_n_items(model.user_vectors(), model.item_vectors(), seen, N),
             "implicit": lambda: twin.recommend(users, seen, N=N),
         },
     )
@@ -138,8 +136,8 @@ def fold_in_rows(name: str, model: FactorModel, history: csr_matrix, repeat: int
     users, next to implicit's ``recalculate_user`` and ``recommend(recalculate_user=True)``."""
     histories = [(history[row].indices, history[row].data) for row in range(history.shape[0])]
     calls = {
-        "fold_in_user": (lambda h: recommend.fold_in_user(model, *h), histories),
-        "recommend_new_user": (lambda h: recommend.recommend_new_user(model, *h, N), histories),
+        "fold_in_user": (lambda h: fold_in.fold_in_user(model, *h), histories),
+        "recommend_new_user": (lambda h: fold_in.recommend_new_user(model, *h, N), histories),
     }
     if model.params.feedback == "explicit":
         ms = median_best_ms(repeat, calls)
@@ -159,7 +157,7 @@ def fold_in_rows(name: str, model: FactorModel, history: csr_matrix, repeat: int
     same = np.mean(
         [
             np.array_equal(
-                recommend.recommend_new_user(model, *h, N)[0],
+                fold_in.recommend_new_user(model, *h, N)[0],
                 twin.recommend(0, c, N=N, recalculate_user=True)[0],
             )
             for h, c in zip(histories, confidences, strict=True)
@@ -188,8 +186,7 @@ def main() -> None:
 
     top_n, fold_in = [], []
     ratings, _, _ = load_sample_ratings()
-    ids = np.arange(ratings.shape[0]).astype(str), np.arange(ratings.shape[1]).astype(str)
-    explicit = fit_explicit_als(ratings, SAMPLE_PARAMS, *ids)
+    explicit = fit_explicit_als(ratings, SAMPLE_PARAMS)
     fold_in += fold_in_rows(
         f"sample, explicit rank 10 ({ratings.shape[1]:,} artists)",
         explicit,
@@ -198,8 +195,8 @@ def main() -> None:
     )
     lastfm = load_lastfm_plays()
     if lastfm is not None:
-        plays, user_ids, item_ids = lastfm
-        model = fit_implicit_als(plays, LASTFM_PARAMS, user_ids, item_ids)
+        plays, _, _ = lastfm
+        model = fit_implicit_als(plays, LASTFM_PARAMS)
         name = f"Last.fm-2k, bm25 rank 64 ({plays.shape[0]:,} × {plays.shape[1]:,})"
         top_n.append(top_n_row(name, model, plays, args.repeat))
         fold_in += fold_in_rows(name, model, sample_rows(plays, FOLD_IN_USERS), args.repeat)

@@ -3,11 +3,12 @@
 Ranking, for every user with at least one held-out item (users without are skipped, as
 ``implicit.evaluation`` does), or for a seeded sample of them (:func:`ranked_users`) when
 ranking everyone would cost more than it tells: score all items with ``u · v``, drop the
-user's training items, take the top K. An item is *relevant* if it is held out for the user,
-whatever its value: for play counts that is "the user listened to it"; for ratings it is "the
-user rated it", the usual top-N protocol for explicit data (no rating threshold). With
-``hits@K`` the number of relevant items in the top K and ``n`` the number of relevant items,
-averaged over users:
+user's training items, take the top K, equal scores the lower item index first: the lists of
+:func:`musicrec_assets.serving.topn.top_n_items`, which the recommendation tables publish. An
+item is *relevant* if it is held out for the user, whatever its value: for play counts that is
+"the user listened to it"; for ratings it is "the user rated it", the usual top-N protocol for
+explicit data (no rating threshold). With ``hits@K`` the number of relevant items in the top K
+and ``n`` the number of relevant items, averaged over users:
 
     precision@K = hits@K / K
     recall@K    = hits@K / n
@@ -28,11 +29,7 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import FactorModel, Feedback
 from musicrec_assets.model.sparse import row_of_entry
-
-# bounds the (users × items) float32 score block of one batch to about 32 MB
-_SCORE_BLOCK_ENTRIES = 8_000_000
-# columns per block of the top-K pre-selection in _top_items
-_BLOCK = 64
+from musicrec_assets.serving.topn import top_n_items
 
 
 def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -119,7 +116,7 @@ def ranking_stats(
     k: int = 10,
     users: np.ndarray | None = None,
 ) -> RankingStats:
-    """Top-K ranking of users with held-out items, in batches of users.
+    """Top-K ranking of users with held-out items.
 
     Parameters
     ----------
@@ -145,30 +142,15 @@ def ranking_stats(
     ideal_dcg = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
     # ranks beyond the number of items can never hold a hit
     top = min(k, n_items)
-    hits = np.empty(len(users), dtype=np.int64)
-    dcg = np.empty(len(users))
-    precision_sum = np.empty(len(users))
-
-    batch_size = max(1, _SCORE_BLOCK_ENTRIES // max(n_items, 1))
-    item_vectors_t = np.ascontiguousarray(item_vectors.T)
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        scores = user_vectors[batch] @ item_vectors_t
-        _fill_rows(scores, train[batch], -np.inf)
-        top_items = _top_items(scores, top)
-
-        relevant = np.zeros(scores.shape, dtype=bool)
-        _fill_rows(relevant, test[batch], True)
-        is_hit = np.take_along_axis(relevant, top_items, axis=1)
-        hits_so_far = np.cumsum(is_hit, axis=1)
-        stop = start + len(batch)
-        hits[start:stop] = hits_so_far[:, -1]
-        dcg[start:stop] = is_hit @ discounts[:top]
-        precision_sum[start:stop] = np.sum(is_hit * hits_so_far / np.arange(1, top + 1), axis=1)
+    top_items, _ = top_n_items(user_vectors[users], item_vectors, seen=train[users], n=top)
+    is_hit = _is_stored(test[users], top_items)
+    hits_so_far = np.cumsum(is_hit, axis=1)
+    dcg = is_hit @ discounts[:top]
+    precision_sum = np.sum(is_hit * hits_so_far / np.arange(1, top + 1), axis=1)
 
     return RankingStats(
         users=users,
-        hits=hits,
+        hits=hits_so_far[:, -1],
         n_relevant=n_relevant,
         ndcg=dcg / ideal_dcg,
         average_precision=precision_sum / np.minimum(n_relevant, k),
@@ -230,26 +212,12 @@ def evaluate(
     return metrics
 
 
-def _top_items(scores: np.ndarray, top: int) -> np.ndarray:
-    """Column indices of each row's ``top`` highest scores, best first; ties go to the lower
-    column index."""
-    n_rows = scores.shape[0]
-    # The top-th largest of the maxima of column blocks is a lower bound of the top-th largest
-    # score (each of the top blocks holds a score at least that high), and typically admits
-    # only a few more than ``top`` entries: a fraction of the cost of an argpartition.
-    block_maxima = np.maximum.reduceat(scores, np.arange(0, scores.shape[1], _BLOCK), axis=1)
-    if block_maxima.shape[1] >= top:
-        n_blocks = block_maxima.shape[1]
-        threshold = np.partition(block_maxima, n_blocks - top, axis=1)[:, n_blocks - top]
-    else:
-        threshold = np.full(n_rows, -np.inf, dtype=scores.dtype)
-    rows, cols = np.nonzero(scores >= threshold[:, None])
-    order = np.lexsort((cols, -scores[rows, cols], rows))
-    rows, cols = rows[order], cols[order]
-    position = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
-    return cols[position < top].reshape(n_rows, top)
-
-
-def _fill_rows(block: np.ndarray, rows: csr_matrix, value: float | bool) -> None:
-    """Set ``block[r, c] = value`` at the stored entries of the CSR ``rows``."""
-    block[row_of_entry(rows.indptr), rows.indices] = value
+def _is_stored(matrix: csr_matrix, columns: np.ndarray) -> np.ndarray:
+    """Whether ``matrix[r, columns[r, j]]`` is a stored entry, whatever its value; a column of
+    -1 (top-N padding) never is."""
+    n_columns = matrix.shape[1]
+    stored = np.sort(row_of_entry(matrix.indptr) * n_columns + matrix.indices)
+    wanted = np.arange(len(columns))[:, None] * n_columns + columns
+    found = np.searchsorted(stored, wanted)
+    is_stored = stored[np.minimum(found, len(stored) - 1)] == wanted
+    return is_stored & (columns >= 0)

@@ -3,8 +3,9 @@ what ``musicrec recommend --ratings`` prints.
 
 A request names a known ``user_id``, or gives a new listener's ``ratings`` (a list of
 ``{"artist_id": ..., "rating": ...}`` or ``{"artist_id": ..., "plays": ...}``), which are
-folded into the model without retraining. Artist ids the model does not know are reported,
-never silently dropped.
+folded into the model without retraining. A new artist is folded in the same way from known
+users' ratings of it (``{"user_id": ..., "rating": ...}``) to find whom to promote it to. Ids
+the model does not know are reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix, load_npz
 
 from musicrec_assets.model.factors import FactorModel
-from musicrec_assets.serving import recommend
+from musicrec_assets.serving import fold_in, topn
 
 RESULT_COLUMNS = ["request", "user_id", "rank", "artist_id", "artist_name", "score"]
 
@@ -31,6 +32,12 @@ class UnknownIdError(ValueError):
 class Answer:
     recommendations: pd.DataFrame  # rank, artist_id, artist_name, score
     unknown_artist_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Audience:
+    users: pd.DataFrame  # rank, user_id, score
+    unknown_user_ids: list[str] = field(default_factory=list)
 
 
 class Recommender:
@@ -71,7 +78,7 @@ class Recommender:
         row = self._user_row.get_indexer([user_id])[0]
         if row < 0:
             raise UnknownIdError(f"unknown user {user_id!r}")
-        item_index, scores = recommend.top_n_items(
+        item_index, scores = topn.top_n_items(
             self._user_vectors[row : row + 1],
             self._item_vectors,
             self.seen[row],
@@ -79,20 +86,51 @@ class Recommender:
         )
         return Answer(self._frame(item_index[0], scores[0]))
 
-    def for_new_listener(self, ratings: list[dict], n: int = 10) -> Answer:
+    def _history(
+        self, ratings: list[dict], id_key: str, row_of: pd.Index, what: str
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Known rows, their values and the unknown ids of ``[{id_key: ..., rating|plays: ...}]``;
+        a repeated id keeps its last value."""
         value_key = "rating" if self.model.params.feedback == "explicit" else "plays"
         history = pd.DataFrame(ratings)
-        if history.empty or "artist_id" not in history or value_key not in history:
-            raise ValueError(f"ratings must be a non-empty list of {{artist_id, {value_key}}}")
-        history = history.dropna(subset=[value_key]).drop_duplicates("artist_id", keep="last")
-        rows = self._item_row.get_indexer(history["artist_id"].astype(str))
-        unknown = history["artist_id"][rows < 0].astype(str).tolist()
+        if history.empty or id_key not in history or value_key not in history:
+            raise ValueError(f"ratings must be a non-empty list of {{{id_key}, {value_key}}}")
+        history = history.dropna(subset=[value_key]).drop_duplicates(id_key, keep="last")
+        rows = row_of.get_indexer(history[id_key].astype(str))
+        unknown = history[id_key][rows < 0].astype(str).tolist()
         if (rows >= 0).sum() == 0:
-            raise UnknownIdError(f"none of the rated artists is known to the model: {unknown}")
-        item_index, scores = recommend.recommend_new_user(
-            self.model, rows[rows >= 0], history[value_key][rows >= 0].to_numpy(float), n
-        )
+            raise UnknownIdError(f"none of the {what} is known to the model: {unknown}")
+        return rows[rows >= 0], history[value_key][rows >= 0].to_numpy(float), unknown
+
+    def for_new_listener(self, ratings: list[dict], n: int = 10) -> Answer:
+        rows, values, unknown = self._history(ratings, "artist_id", self._item_row, "rated artists")
+        item_index, scores = fold_in.recommend_new_user(self.model, rows, values, n)
         return Answer(self._frame(item_index, scores), unknown)
+
+    def for_new_artist(self, ratings: list[dict], n: int = 10) -> Audience:
+        """The users to promote a new artist to, from known users' ``ratings`` of it (a list of
+        ``{"user_id": ..., "rating": ...}``, or ``"plays"`` for an implicit model); those users
+        are left out.
+
+        Raises
+        ------
+        UnknownIdError
+            None of the users is known.
+        ValueError
+            Malformed ``ratings``, or an implicit model with bm25 confidence, which cannot fold
+            in an artist (:func:`~musicrec_assets.serving.fold_in.fold_in_item`).
+        """
+        rows, values, unknown = self._history(ratings, "user_id", self._user_row, "users")
+        user_index, scores = fold_in.promote_new_item(self.model, rows, values, n)
+        valid = user_index >= 0
+        users = pd.DataFrame(
+            {
+                "rank": np.arange(1, valid.sum() + 1, dtype=np.int32),
+                "user_id": self.model.user_ids[user_index[valid]],
+                "score": scores[valid].astype(float),
+            }
+        )
+        return Audience(users, unknown)
 
     def explain(self, user_id: str, artist_id: str, top: int = 3) -> pd.DataFrame:
         """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score."""
@@ -101,7 +139,7 @@ class Recommender:
         if user_row < 0 or item_row < 0:
             raise UnknownIdError(f"unknown user {user_id!r} or artist {artist_id!r}")
         history = self.seen[user_row]
-        explanation = recommend.explain(self.model, history.indices, history.data, item_row)
+        explanation = fold_in.explain(self.model, history.indices, history.data, item_row)
         value_of = dict(zip(history.indices, history.data, strict=True))
         rows = explanation.items[:top]
         return pd.DataFrame(

@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 from musicrec_assets.evaluation import metrics
 from musicrec_assets.evaluation.metrics import evaluate, mae, mse, ranking_stats, rmse
 from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.serving import topn
 
 
 def test_rating_errors_by_hand():
@@ -111,7 +112,7 @@ def test_agrees_with_implicit_ranking_metrics(k, n_items):
 def test_batches_give_the_same_result(monkeypatch):
     problem = random_problem()
     whole = ranking_stats(*problem, k=10)
-    monkeypatch.setattr(metrics, "_SCORE_BLOCK_ENTRIES", 7 * problem[1].shape[0])
+    monkeypatch.setattr(topn, "_BLOCK_CELLS", 7 * problem[1].shape[0])
     batched = ranking_stats(*problem, k=10)
     assert batched.means() == whole.means()
 
@@ -155,6 +156,27 @@ def test_ties_go_to_the_lower_item_index():
     # every score is 0: the ranking is items 1, 2, 3, 4
     stats = ranking_stats(user_vectors, item_vectors, train, test, k=2)
     assert stats.ndcg == pytest.approx([1 / np.log2(3)])
+
+
+@pytest.mark.parametrize("n_items", [30, 2000])
+def test_ranks_the_lists_top_n_items_serves_ties_included(n_items):
+    # integer scores in 0..8 tie a lot, as a popularity baseline's do
+    rng = np.random.default_rng(5)
+    _, _, train, test = random_problem(n_items=n_items, seed=5)
+    user_vectors = rng.integers(0, 3, (train.shape[0], 2)).astype(np.float32)
+    item_vectors = rng.integers(0, 3, (n_items, 2)).astype(np.float32)
+    stats = ranking_stats(user_vectors, item_vectors, train, test, k=10)
+
+    served, _ = topn.top_n_items(user_vectors[stats.users], item_vectors, train[stats.users], n=10)
+    scores = user_vectors[stats.users] @ item_vectors.T
+    scores[train[stats.users].toarray() != 0] = -np.inf
+    # a stable sort of every row: equal scores, the lower item index first
+    np.testing.assert_array_equal(served, np.argsort(-scores, axis=1, kind="stable")[:, :10])
+    is_hit = np.take_along_axis(test[stats.users].toarray() != 0, served, axis=1)
+    assert np.array_equal(stats.hits, is_hit.sum(axis=1))
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    ideal = np.cumsum(discounts)[np.minimum(stats.n_relevant, 10) - 1]
+    np.testing.assert_allclose(stats.ndcg, is_hit @ discounts / ideal, rtol=1e-12)
 
 
 def test_k_larger_than_the_catalogue():

@@ -1,4 +1,4 @@
-"""Serving core: batched top-N, similar artists, fold-in and explanations."""
+"""Fold-in of new users and artists, and explanations."""
 
 from __future__ import annotations
 
@@ -7,154 +7,25 @@ import gc
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from implicit.cpu.als import AlternatingLeastSquares
 from scipy.sparse import csr_matrix
-from scipy.sparse import random as sparse_random
 from threadpoolctl import threadpool_limits
 
 from musicrec_assets.model.confidence import ConfidenceScaler
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.serving import recommend
-from musicrec_assets.serving.recommend import (
+from musicrec_assets.serving import fold_in
+from musicrec_assets.serving.fold_in import (
     explain,
-    flatten_top_n,
     fold_in_item,
     fold_in_user,
     fold_in_users,
     recommend_new_user,
     recommend_new_users,
-    similar_items,
-    top_n_items,
-    top_n_users,
 )
 
 N_USERS, N_ITEMS = 200, 90
-
-
-def _brute_force_top_n(queries, candidates, n, exclude=None):
-    """Sorted top-n scores per row, -inf padded, the slow obvious way."""
-    scores = queries.astype(np.float64) @ candidates.astype(np.float64).T
-    if exclude is not None:
-        scores[exclude.toarray() != 0] = -np.inf
-    padded = np.hstack([scores, np.full((len(scores), n), -np.inf)])
-    return -np.sort(-padded, axis=1)[:, :n]
-
-
-def _assert_valid_top_n(index, scores, queries, candidates, n, exclude=None):
-    assert index.shape == scores.shape == (len(queries), n)
-    assert index.dtype == np.int32 and scores.dtype == np.float32
-    expected = _brute_force_top_n(queries, candidates, n, exclude)
-    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
-    padding = index == -1
-    assert np.array_equal(padding, np.isneginf(scores))
-    rows, slots = np.nonzero(~padding)
-    chosen = index[rows, slots]
-    np.testing.assert_allclose(
-        scores[rows, slots],
-        np.einsum("ij,ij->i", queries[rows], candidates[chosen]),
-        rtol=1e-4,
-        atol=1e-4,
-    )
-    if exclude is not None:
-        assert not exclude.toarray()[rows, chosen].any(), "an excluded entry was returned"
-    for row in range(len(index)):
-        valid = index[row][index[row] >= 0]
-        assert len(np.unique(valid)) == len(valid)
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    n_queries=st.integers(1, 40),
-    n_candidates=st.integers(1, 400),
-    n=st.integers(1, 30),
-    density=st.sampled_from([0.0, 0.1, 0.9]),
-    batch_size=st.sampled_from([None, 1, 7]),
-    seed=st.integers(0, 2**16),
-)
-def test_top_n_items_matches_brute_force(n_queries, n_candidates, n, density, batch_size, seed):
-    rng = np.random.default_rng(seed)
-    users = rng.standard_normal((n_queries, 5)).astype(np.float32)
-    items = rng.standard_normal((n_candidates, 5)).astype(np.float32)
-    seen = sparse_random(n_queries, n_candidates, density=density, format="csr", random_state=seed)
-    index, scores = top_n_items(users, items, seen, n=n, batch_size=batch_size)
-    _assert_valid_top_n(index, scores, users, items, n, seen)
-
-
-def test_top_n_items_with_grouped_selection_at_scale():
-    # enough items that the grouped (strided-max) selection path is taken
-    rng = np.random.default_rng(0)
-    users = rng.standard_normal((64, 16)).astype(np.float32)
-    items = rng.standard_normal((20_011, 16)).astype(np.float32)
-    seen = sparse_random(64, 20_011, density=0.05, format="csr", random_state=0)
-    for n_threads in (1, 2):
-        index, scores = top_n_items(users, items, seen, n=10, batch_size=24, n_threads=n_threads)
-        _assert_valid_top_n(index, scores, users, items, 10, seen)
-    unfiltered_index, unfiltered_scores = top_n_items(users, items, None, n=10)
-    _assert_valid_top_n(unfiltered_index, unfiltered_scores, users, items, 10)
-
-
-def test_top_n_items_pads_users_who_have_seen_almost_everything():
-    users = np.ones((2, 2), dtype=np.float32)
-    items = np.arange(8, dtype=np.float32).reshape(4, 2)
-    seen = csr_matrix(np.array([[1, 1, 0, 1], [0, 0, 0, 0]]))
-    index, scores = top_n_items(users, items, seen, n=3)
-    assert index.tolist() == [[2, -1, -1], [3, 2, 1]]
-    assert np.isneginf(scores[0, 1:]).all()
-
-
-def test_top_n_items_rejects_mismatched_inputs():
-    users, items = np.ones((3, 4)), np.ones((5, 4))
-    with pytest.raises(ValueError, match="width"):
-        top_n_items(users, np.ones((5, 3)))
-    with pytest.raises(ValueError, match="shape"):
-        top_n_items(users, items, csr_matrix((3, 6)))
-    with pytest.raises(ValueError, match="n must"):
-        top_n_items(users, items, n=0)
-
-
-def test_top_n_users_excludes_existing_listeners():
-    rng = np.random.default_rng(1)
-    users = rng.standard_normal((300, 6)).astype(np.float32)
-    items = rng.standard_normal((40, 6)).astype(np.float32)
-    listeners = sparse_random(40, 300, density=0.2, format="csr", random_state=1)
-    index, scores = top_n_users(items, users, n=15, exclude=listeners)
-    _assert_valid_top_n(index, scores, items, users, 15, listeners)
-
-
-def test_similar_items_is_cosine_without_the_item_itself():
-    rng = np.random.default_rng(2)
-    factors = rng.standard_normal((500, 8)).astype(np.float32)
-    factors[7] = 0.0
-    index, similarity = similar_items(factors, n=12)
-
-    norms = np.linalg.norm(factors.astype(np.float64), axis=1)
-    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
-    cosine = unit @ unit.T
-    np.fill_diagonal(cosine, -np.inf)
-    expected = -np.sort(-cosine, axis=1)[:, :12]
-    np.testing.assert_allclose(similarity, expected, atol=1e-5)
-    assert not (index == np.arange(500)[:, None]).any()
-    np.testing.assert_array_equal(similarity[7], 0.0)
-    assert np.isfinite(similarity).all()
-
-
-def test_flatten_top_n_drops_padding_and_ranks_from_one():
-    index = np.array([[2, -1], [0, 1]], dtype=np.int32)
-    scores = np.array([[0.5, -np.inf], [0.9, 0.1]], dtype=np.float32)
-    query, rank, candidate, score = flatten_top_n(
-        np.array(["u1", "u2"]), np.array(["a", "b", "c"]), index, scores
-    )
-    assert query.tolist() == ["u1", "u2", "u2"]
-    assert rank.tolist() == [1, 1, 2]
-    assert candidate.tolist() == ["c", "a", "b"]
-    np.testing.assert_allclose(score, [0.5, 0.9, 0.1])
-
-
-# --------------------------------------------------------------------------------- fold-in
 
 
 def _low_rank_interactions(seed: int = 0):
@@ -189,7 +60,7 @@ def explicit_model(request) -> FactorModel:
         weighted_regularization=weighted,
         use_biases=biases,
     )
-    return fit_explicit_als(RATINGS, params, USER_IDS, ITEM_IDS)
+    return fit_explicit_als(RATINGS, params).with_ids(USER_IDS, ITEM_IDS)
 
 
 @pytest.fixture(scope="module", params=["log1p", "bm25"])
@@ -202,7 +73,7 @@ def implicit_model(request) -> FactorModel:
         alpha=2.0,
         confidence=request.param,
     )
-    return fit_implicit_als(PLAYS, params, USER_IDS, ITEM_IDS)
+    return fit_implicit_als(PLAYS, params).with_ids(USER_IDS, ITEM_IDS)
 
 
 def _implicit_twin(model: FactorModel) -> AlternatingLeastSquares:
@@ -405,8 +276,8 @@ def test_prepared_fold_in_follows_the_model_object(implicit_model):
     shifted = dataclasses.replace(implicit_model, item_factors=implicit_model.item_factors * 2)
     after = fold_in_user(shifted, history.indices, history.data).factors
     assert not np.allclose(before, after), "a different model reused the cached half-step"
-    entries_before = len(recommend._half_steps)
+    entries_before = len(fold_in._half_steps)
     del shifted
     gc.collect()
-    assert len(recommend._half_steps) == entries_before - 1
-    assert all(model_ref() is not None for model_ref, _ in recommend._half_steps.values())
+    assert len(fold_in._half_steps) == entries_before - 1
+    assert all(model_ref() is not None for model_ref, _ in fold_in._half_steps.values())

@@ -1,0 +1,93 @@
+"""The Recommender: requests by id, answered through fold-in and the top-N kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.sparse import csr_matrix
+
+from musicrec_assets.model.explicit_als import fit_explicit_als
+from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
+from musicrec_assets.serving.fold_in import fold_in_item
+from musicrec_assets.serving.recommender import Recommender, UnknownIdError
+from musicrec_assets.serving.topn import top_n_users
+
+
+def _ratings(n_users: int = 150, n_items: int = 60, seed: int = 3) -> csr_matrix:
+    """Ratings 1..5 of a rank-2 taste model on a fifth of the pairs."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.standard_normal((n_users, 2)), rng.standard_normal((n_items, 2))
+    rows, cols = np.nonzero(rng.random((n_users, n_items)) < 0.2)
+    taste = np.einsum("ij,ij->i", users[rows], items[cols])
+    ratings = np.clip(np.round(3.0 + taste + 0.3 * rng.standard_normal(len(rows))), 1, 5)
+    return csr_matrix((ratings, (rows, cols)), shape=(n_users, n_items))
+
+
+@pytest.fixture(scope="module")
+def recommender() -> Recommender:
+    ratings = _ratings()
+    params = TrainingParams(feedback="explicit", rank=4, regularization=0.05, iterations=60)
+    user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
+    item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
+    model = fit_explicit_als(ratings, params).with_ids(user_ids, item_ids)
+    names = pd.DataFrame({"artist_id": item_ids, "name": [f"Artist {i}" for i in item_ids]})
+    return Recommender(model, ratings, names)
+
+
+def _ratings_of_artist(recommender: Recommender, column: int) -> list[dict]:
+    raters = recommender.seen[:, column].tocoo()
+    return [
+        {"user_id": recommender.model.user_ids[row], "rating": float(rating)}
+        for row, rating in zip(raters.row, raters.data, strict=True)
+    ]
+
+
+def test_new_artist_is_promoted_to_the_best_users_who_have_not_rated_it(recommender):
+    model, column = recommender.model, 7
+    ratings = _ratings_of_artist(recommender, column)
+    audience = recommender.for_new_artist([*ratings, {"user_id": "nobody", "rating": 4.0}], n=8)
+
+    assert audience.unknown_user_ids == ["nobody"]
+    assert audience.users["rank"].tolist() == list(range(1, 9))
+    assert not set(audience.users["user_id"]) & {rating["user_id"] for rating in ratings}
+    assert np.all(np.diff(audience.users["score"]) <= 0)
+
+    rows = pd.Index(model.user_ids).get_indexer([rating["user_id"] for rating in ratings])
+    folded = fold_in_item(model, rows, np.array([rating["rating"] for rating in ratings]))
+    scores = model.user_factors @ folded.factors + model.global_mean + model.user_bias
+    scores += folded.bias
+    scores[rows] = -np.inf
+    best = np.argsort(-scores, kind="stable")[:8]
+    assert audience.users["user_id"].tolist() == model.user_ids[best].tolist()
+    np.testing.assert_allclose(audience.users["score"], scores[best], rtol=1e-4, atol=1e-4)
+
+    # training ends with the item half-step: a known artist replayed as new gets its audience
+    trained, _ = top_n_users(
+        model.item_vectors()[column : column + 1],
+        model.user_vectors(),
+        n=8,
+        exclude=recommender.seen[:, column].T.tocsr(),
+    )
+    assert audience.users["user_id"].tolist() == model.user_ids[trained[0]].tolist()
+
+
+def test_new_artist_needs_known_users_and_well_formed_ratings(recommender):
+    with pytest.raises(UnknownIdError, match="none of the users"):
+        recommender.for_new_artist([{"user_id": "nobody", "rating": 3.0}])
+    with pytest.raises(ValueError, match="user_id, rating"):
+        recommender.for_new_artist([{"artist_id": "a1", "rating": 3.0}])
+
+
+def test_new_artist_cannot_be_folded_into_a_bm25_model(recommender):
+    params = TrainingParams(
+        feedback="implicit", rank=4, regularization=0.1, iterations=2, confidence="bm25"
+    )
+    model = recommender.model
+    bm25 = fit_implicit_als(recommender.seen, params).with_ids(model.user_ids, model.item_ids)
+    names = pd.DataFrame({"artist_id": model.item_ids, "name": model.item_ids})
+    with pytest.raises(ValueError, match="bm25"):
+        Recommender(bm25, recommender.seen, names).for_new_artist(
+            [{"user_id": "u0", "plays": 12.0}]
+        )

@@ -1,6 +1,6 @@
 """Scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark.
 
-1. ``sample.generate_lastfm360k_shape`` writes the landing folder (about 360,000 users ×
+1. ``synthetic.generate_lastfm360k_shape`` writes the landing folder (about 360,000 users ×
    160,000 artists × 17.5 million plays at ``--scale 1``, gzip JSON Lines) under a temporary
    ``MUSICREC_HOME``.
 2. Every asset of the graph is materialized on its own, in its own subprocess, on the local
@@ -49,6 +49,8 @@ from pathlib import Path
 
 from common import REPO_ROOT, print_environment, print_table
 
+from musicrec_assets.home import Home
+
 GIB = 1 << 30
 ROWS_FULL = 17_500_000
 
@@ -87,8 +89,8 @@ def _plain(value):
 def _stage_generate(home: Path, scale: float) -> dict:
     from musicrec_assets.datasets.synthetic import generate_lastfm360k_shape
 
-    counts = generate_lastfm360k_shape(home / "landing", scale=scale, seed=0)
-    size = sum(f.stat().st_size for f in (home / "landing").rglob("*") if f.is_file())
+    counts = generate_lastfm360k_shape(Home(home).landing, scale=scale, seed=0)
+    size = sum(f.stat().st_size for f in (Home(home).landing).rglob("*") if f.is_file())
     return {"success": True, "rows": counts, "landing_bytes": size}
 
 
@@ -167,7 +169,7 @@ def _stage_tuning_trials(home: Path) -> dict:
             }
         ]
     )
-    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+    with duckdb.connect(str(Home(home).warehouse)) as con:
         publish_table(con, "tuning_trials", [trials])
     return {"success": True, "metadata": {"params": json.dumps(dataclasses.asdict(params))}}
 
@@ -177,12 +179,11 @@ def _stage_fit(
 ) -> dict:
     """One ALS fit with the fixed params on the first ``fraction`` of the stored matrix's
     users, or, for a fraction above 1, on a matrix of that many times the data set's size
-    generated in memory (``sample.lastfm360k_play_matrix``: the same distribution); writes
+    generated in memory (``synthetic.lastfm360k_play_matrix``: the same distribution); writes
     progress as it goes (a Spark fit may be killed at the time box)."""
     import dataclasses
 
     import duckdb
-    import numpy as np
 
     from musicrec_assets.datasets.synthetic import lastfm360k_play_matrix
     from musicrec_assets.model.factors import TrainingParams
@@ -200,15 +201,12 @@ def _stage_fit(
     if fraction > 1:
         plays = lastfm360k_play_matrix(scale * fraction, seed=1)
         n_users = plays.shape[0]
-        user_ids = np.arange(n_users).astype(str)
-        item_ids = np.arange(plays.shape[1]).astype(str)
     else:
-        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        with duckdb.connect(str(Home(home).warehouse), read_only=True) as con:
             matrix = load_matrix(con, "implicit")
         n_users = max(1, round(matrix.values.shape[0] * fraction))
         # a slice copies: the whole matrix goes as soon as the part is cut (one copy at a time)
-        plays, user_ids = matrix.values[:n_users], matrix.user_ids[:n_users]
-        item_ids = matrix.item_ids
+        plays = matrix.values[:n_users]
         del matrix
     params = TrainingParams(**FIXED)
     if backend == "spark":
@@ -221,14 +219,14 @@ def _stage_fit(
     note(load_s=time.perf_counter() - started, users=n_users, nnz=plays.nnz)
     if backend == "local":
         started = time.perf_counter()
-        fit_implicit_als(plays, params, user_ids, item_ids)
+        fit_implicit_als(plays, params)
         note(fit_s=time.perf_counter() - started, success=True)
         return progress
     started = time.perf_counter()
     with spark_session("local[*]", driver_memory) as spark:
         note(session_s=time.perf_counter() - started)
         started = time.perf_counter()
-        fit_spark_als(spark, plays, params, user_ids, item_ids, home / "spark")
+        fit_spark_als(spark, plays, params, Home(home).spark)
         note(fit_s=time.perf_counter() - started)
     note(success=True)
     return progress
@@ -300,7 +298,7 @@ def launch(
         "--fraction",
         str(fraction),
     ]
-    env = {**os.environ, "MUSICREC_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env = {**os.environ, "MUSICREC_HOME": str(home), "DAGSTER_HOME": str(Home(home).dagster)}
     log = home / "bench" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]

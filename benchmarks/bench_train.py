@@ -17,7 +17,7 @@
 5. Local vs Spark MLlib ``local[*]`` at equal settings (skip with ``--skip-spark``): our explicit
    ALS in Spark's setting (no biases, ALS-WR) vs Spark's explicit ALS on the sample and the
    synthetic 100,000 ratings, and ``implicit`` vs Spark's implicit ALS on Last.fm-2k (log1p α 1;
-   Spark's λ = implicit's λ · n_users / nnz, see ``core/spark_als.py``): fit seconds (Spark with
+   Spark's λ = implicit's λ · n_users / nnz, see ``model/spark_als.py``): fit seconds (Spark with
    a warm JVM), RMSE or NDCG@10, and the ratio. Target: ours ≥ 10× faster at equal quality.
 
 Peak memory is what the fit allocates through numpy/Python (tracemalloc, a separate run).
@@ -48,8 +48,8 @@ from threadpoolctl import threadpool_limits
 
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.evaluation.tuning import FITTERS
 from musicrec_assets.model import explicit_als as als
+from musicrec_assets.model.backends import LOCAL_FITTERS
 from musicrec_assets.model.baselines import fit_bias_model, fit_global_mean, fit_most_popular
 from musicrec_assets.model.factors import TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
@@ -67,11 +67,9 @@ IMPLICIT = {
 
 
 def fit_row(name, fit, params, split, repeat):
-    """[name, s/iteration, peak MiB] of ``fit(train, params, ids, ids)`` and the model."""
-    user_ids = np.arange(split.train.shape[0]).astype(str)
-    item_ids = np.arange(split.train.shape[1]).astype(str)
-    timed = best_of(repeat, lambda: fit(split.train, params, user_ids, item_ids))
-    peak = traced_peak_mib(lambda: fit(split.train, params, user_ids, item_ids))
+    """[name, s/iteration, peak MiB] of ``fit(train, params)`` and the model."""
+    timed = best_of(repeat, lambda: fit(split.train, params))
+    peak = traced_peak_mib(lambda: fit(split.train, params))
     return [name, f"{timed.seconds / params.iterations:.4f}", f"{peak:,.1f}"], timed.result
 
 
@@ -82,11 +80,10 @@ def baseline_row(name, model):
 def explicit_sample(repeat: int) -> None:
     matrix, _, _ = load_sample_ratings()
     split = train_test_split(matrix, seed=42)
-    ids = np.arange(matrix.shape[0]).astype(str), np.arange(matrix.shape[1]).astype(str)
     rows = [
         fit_row("explicit ALS (ours)", als.fit_explicit_als, EXPLICIT, split, repeat),
-        baseline_row("bias model μ+b_u+b_i", fit_bias_model(split.train, *ids)),
-        baseline_row("global mean μ", fit_global_mean(split.train, *ids)),
+        baseline_row("bias model μ+b_u+b_i", fit_bias_model(split.train)),
+        baseline_row("global mean μ", fit_global_mean(split.train)),
     ]
     rmse = [evaluate(model, split.train, split.test, "explicit")["rmse"] for _, model in rows]
     print_table(
@@ -103,11 +100,10 @@ def explicit_sample(repeat: int) -> None:
 
 def implicit_lastfm(plays: csr_matrix, repeat: int) -> None:
     split = train_test_split(plays, seed=42)
-    ids = np.arange(plays.shape[0]).astype(str), np.arange(plays.shape[1]).astype(str)
     rows = [
         fit_row(f"implicit ALS, {name}", fit_implicit_als, params, split, repeat)
         for name, params in IMPLICIT.items()
-    ] + [baseline_row("most popular", fit_most_popular(split.train, *ids))]
+    ] + [baseline_row("most popular", fit_most_popular(split.train))]
     metrics = [evaluate(model, split.train, split.test, "implicit") for _, model in rows]
     popular = metrics[-1]
     print_table(
@@ -137,13 +133,12 @@ def synthetic_ratings(n_users=1_000, n_items=2_000, nnz=100_000, seed=0) -> csr_
 
 
 def speed_target(matrix: csr_matrix, repeat: int) -> None:
-    ids = np.arange(matrix.shape[0]).astype(str), np.arange(matrix.shape[1]).astype(str)
     rows = []
     for name, use_biases in (("no biases (Spark's objective)", False), ("with biases", True)):
         params = TrainingParams(
             "explicit", rank=10, regularization=0.1, iterations=10, use_biases=use_biases
         )
-        seconds = best_of(repeat, lambda p=params: als.fit_explicit_als(matrix, p, *ids)).seconds
+        seconds = best_of(repeat, lambda p=params: als.fit_explicit_als(matrix, p)).seconds
         rows.append(
             [
                 f"fit_explicit_als, {name}",
@@ -230,11 +225,10 @@ def spark_vs_local(cases: dict[str, tuple[csr_matrix, TrainingParams, TrainingPa
         workdir = Path(tmp)
         for name, (matrix, ours, theirs) in cases.items():
             split = train_test_split(matrix, seed=42)
-            ids = np.arange(matrix.shape[0]).astype(str), np.arange(matrix.shape[1]).astype(str)
-            local_fit = FITTERS[ours.feedback]
-            fit_spark_als(spark, split.train, theirs, *ids, workdir)  # warm the JVM
-            local = best_of(3, partial(local_fit, split.train, ours, *ids))
-            remote = best_of(1, partial(fit_spark_als, spark, split.train, theirs, *ids, workdir))
+            local_fit = LOCAL_FITTERS[ours.feedback]
+            fit_spark_als(spark, split.train, theirs, workdir)  # warm the JVM
+            local = best_of(3, partial(local_fit, split.train, ours))
+            remote = best_of(1, partial(fit_spark_als, spark, split.train, theirs, workdir))
             metric = "rmse" if ours.feedback == "explicit" else "ndcg_at_10"
             score = [
                 evaluate(t.result, split.train, split.test, ours.feedback)[metric]

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
 from musicrec_assets.evaluation.split import kfold_splits
-from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import FactorModel, TrainingParams
-from musicrec_assets.model.implicit_als import fit_implicit_als
+from musicrec_assets.model.backends import LOCAL_FITTERS
+from musicrec_assets.model.factors import Feedback, Fitter, TrainingParams
 
 # λ here is Spark-style: scaled by each row's rating count (ALS-WR)
 DEFAULT_EXPLICIT_GRID: dict[str, list] = {
@@ -41,9 +43,6 @@ DEFAULT_IMPLICIT_GRID: dict[str, list] = {
     "alpha": [0.03, 1.0],
 }
 
-FITTERS = {"explicit": fit_explicit_als, "implicit": fit_implicit_als}
-
-Fitter = Callable[[csr_matrix, TrainingParams, np.ndarray, np.ndarray], FactorModel]
 TrialCallback = Callable[[int, int, TrainingParams, list[dict[str, float]], dict[str, float]], None]
 
 
@@ -67,10 +66,6 @@ class SearchResult:
     best: Trial
     primary_metric: str
 
-    @property
-    def best_params(self) -> TrainingParams:
-        return self.best.params
-
 
 def grid(params_grid: dict[str, list]) -> list[dict[str, Any]]:
     """Every combination of the listed values, the last key varying fastest.
@@ -82,6 +77,14 @@ def grid(params_grid: dict[str, list]) -> list[dict[str, Any]]:
     return [
         dict(zip(names, values, strict=True)) for values in itertools.product(*params_grid.values())
     ]
+
+
+def candidates(feedback: Feedback, overrides: dict[str, list]) -> list[dict[str, Any]]:
+    """The grid of the feedback kind's defaults, each non-empty list of ``overrides``
+    (``rank``, ``regularization`` and, for play counts, ``alpha`` and ``confidence``) replacing
+    its default values."""
+    defaults = DEFAULT_EXPLICIT_GRID if feedback == "explicit" else DEFAULT_IMPLICIT_GRID
+    return grid({name: overrides.get(name) or values for name, values in defaults.items()})
 
 
 def cross_validate(
@@ -113,9 +116,9 @@ def cross_validate(
         Called after each candidate as
         ``on_trial(trial_index, n_trials, params, fold_metrics, mean_metrics)``,
         e.g. to log a nested MLflow run.
-    fit : callable, optional
-        ``fit(matrix, params, user_ids, item_ids) -> FactorModel``; defaults to the local
-        fitter for the feedback kind (another backend, e.g. Spark, passes its own).
+    fit : Fitter, optional
+        Defaults to the local fitter for the feedback kind (another backend, e.g. Spark,
+        passes its own).
     max_ranked_users : int
         Ranking metrics of a fold average over at most this many of its users
         (``metrics.ranked_users``, the same for every candidate); 0 ranks them all.
@@ -128,14 +131,12 @@ def cross_validate(
     if not candidates:
         raise ValueError("no candidates to cross-validate")
     matrix = csr_matrix(matrix)
-    fit = fit or FITTERS[base_params.feedback]
+    fit = fit or LOCAL_FITTERS[base_params.feedback]
     metric, higher_is_better = primary_metric(base_params.feedback, k)
     folds = [
         (train, validation, ranked_users(validation, max_ranked_users, seed))
         for train, validation in kfold_splits(matrix, n_folds=n_folds, seed=seed)
     ]
-    user_ids = np.arange(matrix.shape[0]).astype(str)
-    item_ids = np.arange(matrix.shape[1]).astype(str)
 
     trials: list[Trial] = []
     for index, overrides in enumerate(candidates):
@@ -143,7 +144,7 @@ def cross_validate(
         fold_metrics = []
         for train, validation, ranked in folds:
             started = time.perf_counter()
-            model = fit(train, params, user_ids, item_ids)
+            model = fit(train, params)
             fit_seconds = time.perf_counter() - started
             scores = evaluate(model, train, validation, params.feedback, k, ranked)
             fold_metrics.append({**scores, "fit_seconds": fit_seconds})
@@ -158,3 +159,28 @@ def cross_validate(
     sign = -1.0 if higher_is_better else 1.0
     best = min(trials, key=lambda trial: sign * trial.mean_metrics[metric])
     return SearchResult(trials=trials, best=best, primary_metric=metric)
+
+
+def trials_frame(
+    result: SearchResult, feedback: Feedback, mlflow_run_id: str, tuned_at: datetime
+) -> pd.DataFrame:
+    """One row per trial, the columns of the ``tuning_trials`` table."""
+    return pd.DataFrame(
+        [
+            {
+                "trial": t.index + 1,
+                **{k: getattr(t.params, k) for k in ("rank", "regularization", "alpha")},
+                "confidence": t.params.confidence if feedback == "implicit" else None,
+                "iterations": t.params.iterations,
+                "feedback": feedback,
+                "metric": result.primary_metric,
+                "cv_score": t.mean_metrics[result.primary_metric],
+                "cv_metrics": json.dumps(t.mean_metrics),
+                "params": json.dumps(dataclasses.asdict(t.params)),
+                "chosen": t.index == result.best.index,
+                "mlflow_run_id": mlflow_run_id,
+                "tuned_at": tuned_at,
+            }
+            for t in result.trials
+        ]
+    )

@@ -27,25 +27,19 @@ iteration solves users, then items. Computation is float64; the model is stored 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.factors import FactorModel, IterationCallback, TrainingParams
 from musicrec_assets.model.sparse import row_of_entry
 
 # bounds the (rows × d × d) float64 Gram block of one chunk to about 64 MB
 _GRAM_CHUNK_ENTRIES = 8_000_000
 
-IterationCallback = Callable[[int, dict[str, float]], None]
-
 
 def fit_explicit_als(
     matrix: csr_matrix,
     params: TrainingParams,
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
     callback: IterationCallback | None = None,
 ) -> FactorModel:
     """Factorize a users × items rating matrix.
@@ -58,8 +52,6 @@ def fit_explicit_als(
         ``feedback`` must be "explicit". Uses rank, regularization (λ > 0), iterations,
         weighted_regularization, use_biases and seed. ``rank`` may be 0 with biases: a pure
         user + item bias model.
-    user_ids, item_ids : ndarray
-        Ids of the rows and columns, stored in the model.
     callback : callable, optional
         Called after every iteration as ``callback(iteration, metrics)`` with
         ``metrics = {"train_objective": ..., "train_rmse": ...}``, the objective above and the
@@ -68,8 +60,8 @@ def fit_explicit_als(
     Returns
     -------
     FactorModel
-        float32 factors and biases (biases None without ``use_biases``). Same inputs and seed
-        give identical factors.
+        float32 factors and biases (biases None without ``use_biases``), by row and column
+        index. Same inputs and seed give identical factors.
     """
     if params.feedback != "explicit":
         raise ValueError(f"fit_explicit_als needs explicit feedback, got {params.feedback!r}")
@@ -79,8 +71,6 @@ def fit_explicit_als(
         raise ValueError("rank 0 without biases has nothing to fit")
     ratings = csr_matrix(matrix, dtype=np.float64, copy=True)
     ratings.sum_duplicates()
-    if ratings.shape != (len(user_ids), len(item_ids)):
-        raise ValueError(f"matrix shape {ratings.shape} does not match the ids")
     ratings_by_item = ratings.T.tocsr()
 
     global_mean = float(ratings.data.mean()) if params.use_biases and ratings.nnz else 0.0
@@ -117,8 +107,6 @@ def fit_explicit_als(
 
     return FactorModel(
         params=params,
-        user_ids=np.asarray(user_ids),
-        item_ids=np.asarray(item_ids),
         user_factors=user_factors.astype(np.float32),
         item_factors=item_factors.astype(np.float32),
         global_mean=global_mean,

@@ -15,14 +15,18 @@ Saved as one ``.npz`` (``allow_pickle=False``) plus a JSON sidecar, never as a p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import csr_matrix
 
 Feedback = Literal["explicit", "implicit"]
+# called after every training iteration as callback(iteration, metrics), e.g. the training loss
+IterationCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,10 @@ class TrainingParams:
 
 @dataclass(frozen=True)
 class FactorModel:
+    """Factors (and biases) by row and column index, as a fitter returns them; the caller
+    attaches the ids (:meth:`with_ids`) before the model is saved, served or reindexed."""
+
     params: TrainingParams
-    user_ids: np.ndarray  # (n_users,) str, row index -> user id
-    item_ids: np.ndarray  # (n_items,) str, column index -> artist id
     user_factors: np.ndarray  # (n_users, rank) float32
     item_factors: np.ndarray  # (n_items, rank) float32
     global_mean: float = 0.0
@@ -55,6 +60,8 @@ class FactorModel:
     # extra per-item arrays a confidence scheme needs to treat a new user like a trained one
     # (e.g. bm25's idf); keys are array names in the .npz
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    user_ids: np.ndarray | None = None  # (n_users,) str, row index -> user id
+    item_ids: np.ndarray | None = None  # (n_items,) str, column index -> artist id
 
     @property
     def has_biases(self) -> bool:
@@ -62,11 +69,25 @@ class FactorModel:
 
     @property
     def n_users(self) -> int:
-        return len(self.user_ids)
+        return len(self.user_factors)
 
     @property
     def n_items(self) -> int:
-        return len(self.item_ids)
+        return len(self.item_factors)
+
+    def with_ids(self, user_ids: np.ndarray, item_ids: np.ndarray) -> FactorModel:
+        """This model with its rows and columns named: ``user_ids[row]``, ``item_ids[column]``."""
+        user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+        if (len(user_ids), len(item_ids)) != (self.n_users, self.n_items):
+            raise ValueError(
+                f"{len(user_ids)} user and {len(item_ids)} item ids for a model of "
+                f"{self.n_users} users and {self.n_items} items"
+            )
+        return replace(self, user_ids=user_ids, item_ids=item_ids)
+
+    def _require_ids(self) -> None:
+        if self.user_ids is None or self.item_ids is None:
+            raise ValueError("the model has no ids: attach them with with_ids() first")
 
     def user_vectors(self) -> np.ndarray:
         """User embeddings whose dot product with ``item_vectors()`` is the predicted score."""
@@ -98,6 +119,7 @@ class FactorModel:
     def reindexed(self, user_ids: np.ndarray, item_ids: np.ndarray) -> FactorModel:
         """This model on other id maps: ids it never saw get zero factors and biases (it
         predicts what it knows, e.g. the global mean), to score an older model on newer data."""
+        self._require_ids()
 
         def reorder(values: np.ndarray, known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
             position = pd.Index(known).get_indexer(wanted)
@@ -126,6 +148,7 @@ class FactorModel:
 
     def save(self, path: str | Path) -> Path:
         """Write ``<path>.npz`` and ``<path>.json``; returns the .npz path."""
+        self._require_ids()
         path = Path(path)
         arrays = {
             "user_ids": self.user_ids.astype(str),
@@ -160,3 +183,14 @@ class FactorModel:
             item_bias=data.get("item_bias"),
             extras={k[len("extra_") :]: v for k, v in data.items() if k.startswith("extra_")},
         )
+
+
+class Fitter(Protocol):
+    """What every backend's fit looks like: a users × items matrix (ratings or plays) and
+    the params in, a :class:`FactorModel` by index out (no ids), as ``implicit``'s
+    ``fit(user_items)``. A backend that reports no per-iteration metrics ignores ``callback``.
+    """
+
+    def __call__(
+        self, matrix: csr_matrix, params: TrainingParams, callback: IterationCallback | None = None
+    ) -> FactorModel: ...

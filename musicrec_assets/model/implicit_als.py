@@ -25,15 +25,12 @@ from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
 from musicrec_assets.model.confidence import fit_confidence
-from musicrec_assets.model.explicit_als import IterationCallback
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.factors import FactorModel, IterationCallback, TrainingParams
 
 
 def fit_implicit_als(
     plays: csr_matrix,
     params: TrainingParams,
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
     callback: IterationCallback | None = None,
 ) -> FactorModel:
     """Factorize a users × items play-count matrix with implicit's CPU ALS.
@@ -45,8 +42,6 @@ def fit_implicit_als(
     params : TrainingParams
         ``feedback`` must be "implicit". Uses rank, regularization, iterations, alpha,
         confidence and seed.
-    user_ids, item_ids : ndarray
-        Ids of the rows and columns, stored in the model.
     callback : callable, optional
         Called after every iteration as ``callback(iteration, {"train_loss": ...})`` with
         implicit's training loss (computing it costs about one extra half-step).
@@ -60,8 +55,6 @@ def fit_implicit_als(
     if params.feedback != "implicit":
         raise ValueError(f"fit_implicit_als needs implicit feedback, got {params.feedback!r}")
     plays = csr_matrix(plays)
-    if plays.shape != (len(user_ids), len(item_ids)):
-        raise ValueError(f"matrix shape {plays.shape} does not match the ids")
     scaler = fit_confidence(plays, params.confidence, params.alpha)
     confidence = scaler.transform(plays)
 
@@ -85,8 +78,6 @@ def fit_implicit_als(
 
     return FactorModel(
         params=dataclasses.replace(params, weighted_regularization=False),
-        user_ids=np.asarray(user_ids),
-        item_ids=np.asarray(item_ids),
         user_factors=np.asarray(model.user_factors, dtype=np.float32),
         item_factors=np.asarray(model.item_factors, dtype=np.float32),
         extras=scaler.extras(),

@@ -1,6 +1,6 @@
 """The Spark MLlib backend: ``pyspark.ml.recommendation.ALS`` fitted on Parquet, as a FactorModel.
 
-Data path, as on a cluster that reads shared storage: DuckDB writes the (row, column, value)
+Data path, as on a cluster that reads shared storage: pyarrow writes the (row, column, value)
 interactions to Parquet under ``workdir``, Spark reads that file, fits, and writes its user and
 item factors back to Parquet, which pyarrow reads into the same :class:`FactorModel` the local
 backends return (float32 factors in index order, zero factors for rows Spark never saw). On a
@@ -42,7 +42,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -139,8 +138,6 @@ def fit_spark_als(
     spark: SparkSession,
     matrix: csr_matrix,
     params: TrainingParams,
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
     workdir: Path,
 ) -> FactorModel:
     """Factorize a users × items matrix with Spark MLlib's ALS.
@@ -157,8 +154,6 @@ def fit_spark_als(
         iterations, seed and, for implicit feedback, alpha and confidence. Explicit needs
         ``use_biases=False``; both need ``weighted_regularization=True``, as that is the
         model Spark fits.
-    user_ids, item_ids : ndarray
-        Ids of the rows and columns, stored in the model.
     workdir : Path
         Folder for the Parquet files exchanged with Spark (a temporary subfolder, removed on
         return); on a cluster it must be shared storage.
@@ -179,8 +174,7 @@ def fit_spark_als(
             "Spark's ALS always scales λ by each row's count: set weighted_regularization=True"
         )
     matrix = csr_matrix(matrix)
-    if matrix.shape != (len(user_ids), len(item_ids)):
-        raise ValueError(f"matrix shape {matrix.shape} does not match the ids")
+    n_users, n_items = matrix.shape
     implicit = params.feedback == "implicit"
     scaler = fit_confidence(matrix, params.confidence, params.alpha) if implicit else None
     values = scaler.scale(matrix) if implicit else matrix
@@ -211,13 +205,11 @@ def fit_spark_als(
         # written by Spark and read back in bulk: no per-row traffic through py4j
         model.userFactors.write.parquet((exchange / "user_factors").as_uri())
         model.itemFactors.write.parquet((exchange / "item_factors").as_uri())
-        user_factors = _read_factors(exchange / "user_factors", len(user_ids), params.rank)
-        item_factors = _read_factors(exchange / "item_factors", len(item_ids), params.rank)
+        user_factors = _read_factors(exchange / "user_factors", n_users, params.rank)
+        item_factors = _read_factors(exchange / "item_factors", n_items, params.rank)
 
     return FactorModel(
         params=params,
-        user_ids=np.asarray(user_ids),
-        item_ids=np.asarray(item_ids),
         user_factors=user_factors,
         item_factors=item_factors,
         extras=scaler.extras() if implicit else {},
@@ -225,7 +217,7 @@ def fit_spark_als(
 
 
 def _write_interactions(values: csr_matrix, path: Path) -> None:
-    """(user_idx INTEGER, item_idx INTEGER, value FLOAT) Parquet, written by DuckDB.
+    """(user_idx INTEGER, item_idx INTEGER, value FLOAT) Parquet.
 
     Spark's ALS needs integer ids and computes in float32, so narrower columns lose nothing.
     """
@@ -237,13 +229,7 @@ def _write_interactions(values: csr_matrix, path: Path) -> None:
             "value": data.astype(np.float32),
         }
     )
-    quoted_path = str(path).replace("'", "''")
-    with duckdb.connect() as con:
-        con.register("interactions", interactions)
-        con.execute(
-            f"COPY (SELECT user_idx, item_idx, value FROM interactions) "
-            f"TO '{quoted_path}' (FORMAT parquet)"
-        )
+    pq.write_table(interactions, path)
 
 
 def _read_factors(folder: Path, n_rows: int, rank: int) -> np.ndarray:

@@ -17,7 +17,9 @@ def model(**params) -> FactorModel:
     settings = TrainingParams(
         **{"feedback": "explicit", "rank": 2, "regularization": 0.1, **params}
     )
-    return FactorModel(settings, *IDS, np.ones((2, 2), np.float32), np.ones((3, 2), np.float32))
+    return FactorModel(settings, np.ones((2, 2), np.float32), np.ones((3, 2), np.float32)).with_ids(
+        *IDS
+    )
 
 
 def champion(split: str | None, **params) -> promotion.Champion:
@@ -54,7 +56,7 @@ def test_the_champion_scores_its_own_model_on_its_own_split():
 def test_on_another_split_the_champion_settings_are_refit():
     fitted = []
 
-    def fit(matrix, params, *ids):
+    def fit(matrix, params, callback=None):
         fitted.append(params)
         return model(rank=params.rank)
 

@@ -70,7 +70,7 @@ def test_explicit_search_picks_the_lowest_cv_rmse():
     )
     assert result.primary_metric == "rmse"
     assert [trial.params.rank for trial in result.trials] == [1, 1, 3, 3]
-    assert result.best_params.rank == 3 and result.best_params.regularization == 0.02
+    assert result.best.params.rank == 3 and result.best.params.regularization == 0.02
     assert result.best.mean_metrics["rmse"] == min(t.mean_metrics["rmse"] for t in result.trials)
     # fixed settings come from the base params
     assert all(trial.params.iterations == 8 for trial in result.trials)
@@ -89,7 +89,7 @@ def test_implicit_search_maximizes_ndcg():
     candidates = grid({"regularization": [1e4, 1.0], "confidence": ["log1p"]})
     result = cross_validate(clustered_plays(), base, candidates, n_folds=2, seed=0)
     assert result.primary_metric == "ndcg_at_10"
-    assert result.best_params.regularization == 1.0
+    assert result.best.params.regularization == 1.0
     assert result.best.mean_metrics["ndcg_at_10"] > result.trials[0].mean_metrics["ndcg_at_10"]
 
 
@@ -130,13 +130,12 @@ def test_cross_validated_implicit_als_on_lastfm_reaches_published_ndcg(lastfm_di
     ]
     search = cross_validate(split.train, base, candidates, n_folds=3, seed=42)
 
-    user_ids, artist_ids = users.astype(str), artists.astype(str)
-    model = fit_implicit_als(split.train, search.best_params, user_ids, artist_ids)
+    model = fit_implicit_als(split.train, search.best.params)
     ndcg = evaluate(model, split.train, split.test, "implicit")["ndcg_at_10"]
-    popular = fit_most_popular(split.train, user_ids, artist_ids)
+    popular = fit_most_popular(split.train)
     popular_ndcg = evaluate(popular, split.train, split.test, "implicit")["ndcg_at_10"]
     # Spark implicit ALS reaches 0.243 on this split, most-popular 0.08
-    assert ndcg >= 0.24, (search.best_params, ndcg)
+    assert ndcg >= 0.24, (search.best.params, ndcg)
     assert popular_ndcg < 0.1
 
 
@@ -154,9 +153,7 @@ def test_tuned_explicit_als_beats_the_bias_baseline_on_the_bundled_sample():
     search = cross_validate(
         split.train, base, grid({"rank": [5, 10, 20], "regularization": [0.05, 0.1, 0.3]})
     )
-    model = fit_explicit_als(split.train, search.best_params, user_ids, item_ids)
+    model = fit_explicit_als(split.train, search.best.params)
     als_rmse = evaluate(model, split.train, split.test, "explicit")["rmse"]
-    bias_rmse = evaluate(
-        fit_bias_model(split.train, user_ids, item_ids), split.train, split.test, "explicit"
-    )["rmse"]
+    bias_rmse = evaluate(fit_bias_model(split.train), split.train, split.test, "explicit")["rmse"]
     assert als_rmse <= 0.95 * bias_rmse

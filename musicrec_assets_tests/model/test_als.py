@@ -36,15 +36,11 @@ def planted_ratings(
     return from_triples(rows, cols, ratings, (n_users, n_items))
 
 
-def ids(n: int) -> np.ndarray:
-    return np.arange(n).astype(str)
-
-
 def fit(matrix: csr_matrix, **overrides):
     params = TrainingParams(
         **{"feedback": "explicit", "rank": 5, "regularization": 0.01, "iterations": 10, **overrides}
     )
-    return fit_explicit_als(matrix, params, ids(matrix.shape[0]), ids(matrix.shape[1]))
+    return fit_explicit_als(matrix, params)
 
 
 def test_recovers_planted_low_rank_matrix_to_noise_level():
@@ -82,8 +78,6 @@ def test_training_objective_decreases_every_iteration():
     fit_explicit_als(
         matrix,
         params,
-        ids(150),
-        ids(100),
         callback=lambda iteration, metrics: history.append(metrics),
     )
     objectives = [metrics["train_objective"] for metrics in history]
@@ -106,7 +100,7 @@ def test_item_step_solves_the_documented_normal_equations():
         weighted_regularization=True,
         use_biases=True,
     )
-    model = fit_explicit_als(matrix, params, ids(30), ids(20))
+    model = fit_explicit_als(matrix, params)
     # after the final item half-step, every item row is optimal given the users
     item = 4
     raters = matrix[:, item].nonzero()[0]
@@ -144,8 +138,6 @@ def test_implicit_als_returns_float32_factor_model_with_scaler_extras():
     model = fit_implicit_als(
         plays,
         params,
-        ids(60),
-        ids(40),
         callback=lambda iteration, metrics: losses.append(metrics["train_loss"]),
     )
     assert model.user_factors.shape == (60, 8) and model.user_factors.dtype == np.float32
@@ -153,7 +145,7 @@ def test_implicit_als_returns_float32_factor_model_with_scaler_extras():
     assert not model.has_biases
     assert model.extras["bm25_idf"].shape == (40,)
     assert len(losses) == 3
-    again = fit_implicit_als(plays, params, ids(60), ids(40))
+    again = fit_implicit_als(plays, params)
     assert np.array_equal(model.item_factors, again.item_factors)
 
 

@@ -8,10 +8,6 @@ from musicrec_assets.model.baselines import fit_bias_model, fit_global_mean, fit
 from musicrec_assets.model.sparse import from_triples
 
 
-def ids(n: int) -> np.ndarray:
-    return np.arange(n).astype(str)
-
-
 def biased_ratings(n_users=300, n_items=200, seed=0) -> csr_matrix:
     """3.5 + b_u + b_i + N(0, 0.5²) on ~20% of the pairs."""
     rng = np.random.default_rng(seed)
@@ -23,14 +19,14 @@ def biased_ratings(n_users=300, n_items=200, seed=0) -> csr_matrix:
 
 def test_global_mean_predicts_the_mean_everywhere():
     matrix = csr_matrix(np.array([[1.0, 0, 3.0], [0, 5.0, 0]]))
-    model = fit_global_mean(matrix, ids(2), ids(3))
+    model = fit_global_mean(matrix)
     assert model.predict(np.array([0, 1, 1]), np.array([1, 0, 2])) == pytest.approx([3.0] * 3)
     assert model.user_vectors() @ model.item_vectors().T == pytest.approx(np.full((2, 3), 3.0))
 
 
 def test_bias_model_one_pass_is_the_damped_mean_by_hand():
     matrix = csr_matrix(np.array([[4.0, 2.0, 0.0], [0.0, 5.0, 1.0]]))
-    model = fit_bias_model(matrix, ids(2), ids(3), regularization=1.0, iterations=1)
+    model = fit_bias_model(matrix, regularization=1.0, iterations=1)
     mean = 3.0
     # users first, items at 0: b_u = Σ (r − μ) / (n_u + λ)
     user_bias = np.array([(1.0 - 1.0) / 3, (2.0 - 2.0) / 3])
@@ -43,12 +39,8 @@ def test_bias_model_one_pass_is_the_damped_mean_by_hand():
 
 def test_bias_model_beats_the_global_mean_on_biased_data():
     split = train_test_split(biased_ratings(), seed=42)
-    mean = evaluate(
-        fit_global_mean(split.train, ids(300), ids(200)), split.train, split.test, "explicit"
-    )
-    biases = evaluate(
-        fit_bias_model(split.train, ids(300), ids(200)), split.train, split.test, "explicit"
-    )
+    mean = evaluate(fit_global_mean(split.train), split.train, split.test, "explicit")
+    biases = evaluate(fit_bias_model(split.train), split.train, split.test, "explicit")
     assert biases["rmse"] < 0.6 * mean["rmse"]
     assert biases["rmse"] < 0.6
 
@@ -57,7 +49,7 @@ def test_most_popular_ranks_by_training_users():
     train = csr_matrix(
         np.array([[1, 0, 0, 1], [1, 0, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]], dtype=float) * 7
     )
-    model = fit_most_popular(train, ids(4), ids(4))
+    model = fit_most_popular(train)
     scores = model.user_vectors() @ model.item_vectors().T
     # item 0 has 3 users, item 2 has 2, item 3 has 1, item 1 none
     assert np.array_equal(np.argsort(-scores[3], kind="stable"), [0, 2, 3, 1])

@@ -43,10 +43,6 @@ def spark():
         yield session
 
 
-def ids(n: int) -> np.ndarray:
-    return np.arange(n).astype(str)
-
-
 def sample_ratings() -> csr_matrix:
     ratings = pd.read_json(SAMPLE_RATINGS, lines=True)
     users, user_index = np.unique(ratings["user_id"], return_inverse=True)
@@ -119,10 +115,9 @@ def test_explicit_matches_local_als_in_its_spark_setting(spark, tmp_path, datase
         use_biases=False,
         weighted_regularization=True,
     )
-    user_ids, item_ids = ids(matrix.shape[0]), ids(matrix.shape[1])
 
-    spark_model = fit_spark_als(spark, split.train, params, user_ids, item_ids, tmp_path)
-    local_model = fit_explicit_als(split.train, params, user_ids, item_ids)
+    spark_model = fit_spark_als(spark, split.train, params, tmp_path)
+    local_model = fit_explicit_als(split.train, params)
 
     spark_rmse = evaluate(spark_model, split.train, split.test, "explicit")["rmse"]
     local_rmse = evaluate(local_model, split.train, split.test, "explicit")["rmse"]
@@ -134,7 +129,6 @@ def assert_implicit_parity(spark, workdir, plays, rank, implicit_regularization)
     of training entries per user (Spark multiplies its λ by each row's count) are within 10%;
     everything else, confidence 1 + α·log1p(plays) included, is the same."""
     split = train_test_split(plays, seed=42)
-    user_ids, item_ids = ids(plays.shape[0]), ids(plays.shape[1])
     params = TrainingParams(
         feedback="implicit",
         rank=rank,
@@ -147,8 +141,8 @@ def assert_implicit_parity(spark, workdir, plays, rank, implicit_regularization)
         params, regularization=implicit_regularization * plays.shape[0] / split.train.nnz
     )
 
-    local_model = fit_implicit_als(split.train, params, user_ids, item_ids)
-    spark_model = fit_spark_als(spark, split.train, spark_params, user_ids, item_ids, workdir)
+    local_model = fit_implicit_als(split.train, params)
+    spark_model = fit_spark_als(spark, split.train, spark_params, workdir)
 
     local_ndcg = evaluate(local_model, split.train, split.test, "implicit")["ndcg_at_10"]
     spark_ndcg = evaluate(spark_model, split.train, split.test, "implicit")["ndcg_at_10"]
@@ -193,8 +187,8 @@ def test_model_has_the_local_backends_shape_and_round_trips(spark, tmp_path):
         confidence="bm25",
         alpha=0.1,
     )
-    model = fit_spark_als(spark, plays, params, user_ids, item_ids, tmp_path)
-    local = fit_implicit_als(plays, params, user_ids, item_ids)
+    model = fit_spark_als(spark, plays, params, tmp_path).with_ids(user_ids, item_ids)
+    local = fit_implicit_als(plays, params).with_ids(user_ids, item_ids)
 
     assert model.params == params
     for name in ("user_ids", "item_ids", "user_factors", "item_factors"):
@@ -239,7 +233,7 @@ def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spar
 
     assert result.primary_metric == "rmse"
     assert [trial.params for trial in result.trials] == [trial.params for trial in local.trials]
-    assert result.best_params.regularization == 0.1
+    assert result.best.params.regularization == 0.1
     for spark_trial, local_trial in zip(result.trials, local.trials, strict=True):
         assert len(spark_trial.fold_metrics) == 2
         assert spark_trial.mean_metrics["rmse"] == pytest.approx(
@@ -257,7 +251,7 @@ def test_rejects_settings_spark_cannot_fit(spark, tmp_path, overrides):
         **overrides,
     )
     with pytest.raises(ValueError, match="Spark"):
-        fit_spark_als(spark, csr_matrix(np.eye(3)), params, ids(3), ids(3), tmp_path)
+        fit_spark_als(spark, csr_matrix(np.eye(3)), params, tmp_path)
 
 
 def test_missing_java_is_one_line_naming_the_package(monkeypatch):

@@ -14,14 +14,13 @@ from musicrec_assets.defs.automation import (
     retrain_schedule,
     retrain_sensor,
 )
-from musicrec_assets.defs.checks import ingest_checks, model_checks
 from musicrec_assets.defs.ingest.assets import artists, ratings, users
+from musicrec_assets.defs.ingest.checks import ingest_checks
 from musicrec_assets.defs.resources import (
     MlflowTracking,
     ModelSettings,
     MusicrecHome,
     SparkResource,
-    default_home,
     warehouse_resource,
 )
 from musicrec_assets.defs.serving.assets import (
@@ -36,28 +35,30 @@ from musicrec_assets.defs.training.assets import (
     evaluation_split,
     rating_matrix,
 )
+from musicrec_assets.home import Home
 
 
 def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.Definitions:
     """Definitions bound to one ``MUSICREC_HOME`` (tests pass a temporary folder and settings)."""
+    layout = Home(home)
     return dg.Definitions(
         assets=[
             *(users, artists, ratings),
             *(rating_matrix, evaluation_split, als_tuning, als_model),
             *(user_recommendations, artist_top_users, similar_artists, factor_tables),
         ],
-        asset_checks=[*ingest_checks, *model_checks],
+        asset_checks=ingest_checks,
         jobs=[ingest_job, retrain_job, full_job],
         sensors=[landing_sensor, retrain_sensor],
         schedules=[retrain_schedule],
         resources={
-            "home": MusicrecHome(path=str(home)),
-            "duckdb": warehouse_resource(home),
-            "mlflow_tracking": MlflowTracking(home=str(home)),
+            "home": MusicrecHome(path=str(layout.root)),
+            "duckdb": warehouse_resource(layout),
+            "mlflow_tracking": MlflowTracking(home=str(layout.root)),
             "settings": settings or ModelSettings(),
             "spark": SparkResource(),
         },
     )
 
 
-defs = build_definitions(default_home())
+defs = build_definitions(Home.from_env().root)

@@ -10,27 +10,30 @@ import sys
 import time
 from pathlib import Path
 
-from musicrec_assets.defs.resources import REPO_ROOT, default_home
+from musicrec_assets.home import REPO_ROOT, Home
 from musicrec_assets.warehouse.tables import WarehouseBusy
 
 
-def _use_home(home: str | None) -> Path:
+def _home(home: str | None) -> Home:
+    return Home(Path(home)) if home else Home.from_env()
+
+
+def _use_home(home: str | None) -> Home:
     """Point this process (and the Dagster instance) at one MUSICREC_HOME.
 
     The Dagster instance lives in ``<home>/dagster`` unless DAGSTER_HOME is set and no
     ``--home`` was given.
     """
-    path = Path(home).resolve() if home else default_home()
-    os.environ["MUSICREC_HOME"] = str(path)
-    for kind in ("users", "artists", "ratings"):
-        (path / "landing" / kind).mkdir(parents=True, exist_ok=True)
+    layout = _home(home)
+    os.environ["MUSICREC_HOME"] = str(layout.root)
+    layout.create_landing()
     if home or not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(path / "dagster")
+        os.environ["DAGSTER_HOME"] = str(layout.dagster)
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
         shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    return path
+    return layout
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     home = _use_home(args.home)
     started = time.time()
-    defs = build_definitions(home)
+    defs = build_definitions(home.root)
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
@@ -80,11 +83,7 @@ def import_lastfm(args: argparse.Namespace) -> int:
 def _read_only_warehouse(home: str | None):
     from musicrec_assets.warehouse.tables import connect
 
-    return connect(_home(home) / "warehouse.duckdb", read_only=True)
-
-
-def _home(home: str | None) -> Path:
-    return Path(home).resolve() if home else default_home()
+    return connect(_home(home).warehouse, read_only=True)
 
 
 def _print(frame) -> None:
@@ -92,18 +91,11 @@ def _print(frame) -> None:
 
 
 def _champion_recommender(home: str | None):
-    import tempfile
+    from musicrec_assets.tracking import registry
 
-    from musicrec_assets.serving.recommender import Recommender
-    from musicrec_assets.tracking import registry as tracking
-
-    tracking.configure(_home(home))
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            version, folder = tracking.download_model(Path(tmp))
-        except Exception as error:  # MLflow raises its own types for a missing alias
-            raise LookupError("no champion model yet: run `make demo` first") from error
-        return version, Recommender.from_folder(folder)
+    root = _home(home).root
+    registry.configure(root)
+    return registry.load_champion(root)
 
 
 def recommend_command(args: argparse.Namespace) -> int:

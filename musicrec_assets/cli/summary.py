@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
+from musicrec_assets.home import Home
 from musicrec_assets.warehouse.tables import connect, table_exists
 
 
 def print_summary(
-    home: Path, since: float, run_id: str, success: bool, model: dict | None = None
+    home: Home, since: float, run_id: str, success: bool, model: dict | None = None
 ) -> None:
     """``model``: the ``als_model`` materialization's metadata, when this run trained one."""
     print(f"run {run_id}: {'succeeded' if success else 'FAILED (see the Dagster UI or logs)'}")
@@ -20,7 +20,7 @@ def print_summary(
         )
         for name in sorted(key for key in model if key.startswith(("test_", "baseline_"))):
             print(f"  {name}: {model[name]:.4f}")
-    warehouse = home / "warehouse.duckdb"
+    warehouse = home.warehouse
     if not warehouse.exists():
         return
     started = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)

@@ -53,7 +53,7 @@ full_job = dg.define_asset_job(
 def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     cursor = json.loads(context.cursor) if context.cursor else {}
     readiness = landing.ready_files(
-        landing.scan(home.landing_dir), cursor.get("requested", {}), cursor.get("pending", {})
+        landing.scan(home.layout.landing), cursor.get("requested", {}), cursor.get("pending", {})
     )
     context.update_cursor(
         json.dumps({"requested": readiness.requested, "pending": readiness.pending})
@@ -74,10 +74,10 @@ def _not_in_ledger(home: MusicrecHome, files: list[landing.LandingFile]):
     """Drop files the ledger already has (e.g. ingested by `musicrec run` before the UI
     started); when a run holds the warehouse's write lock, keep them all: ingestion skips
     known files anyway."""
-    if not files or not home.warehouse_path.exists():
+    if not files or not home.layout.warehouse.exists():
         return files
     try:
-        with connect(home.warehouse_path, read_only=True) as con:
+        with connect(home.layout.warehouse, read_only=True) as con:
             if not table_exists(con, "ingested_files"):
                 return files
             return [f for f in files if not ingest.already_ingested(con, f)]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_home() -> Path:
-    """``MUSICREC_HOME``, or ``.musicrec/`` at the repository root."""
-    return Path(os.environ.get("MUSICREC_HOME") or REPO_ROOT / ".musicrec").resolve()
+from musicrec_assets.home import Home
+from musicrec_assets.model.backends import Backend
 
 
 class MusicrecHome(dg.ConfigurableResource):
@@ -23,16 +20,8 @@ class MusicrecHome(dg.ConfigurableResource):
     path: str
 
     @property
-    def root(self) -> Path:
-        return Path(self.path)
-
-    @property
-    def landing_dir(self) -> Path:
-        return self.root / "landing"
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.root / "warehouse.duckdb"
+    def layout(self) -> Home:
+        return Home(Path(self.path))
 
 
 class WarehouseResource(DuckDBResource):
@@ -48,10 +37,10 @@ class WarehouseResource(DuckDBResource):
                 connection.close()
 
 
-def warehouse_resource(home: Path) -> WarehouseResource:
+def warehouse_resource(home: Home) -> WarehouseResource:
     # no replacement scans: a missing table must be an error, never a Python variable's data
     return WarehouseResource(
-        database=str(home / "warehouse.duckdb"),
+        database=str(home.warehouse),
         connection_config={"python_enable_replacements": False},
     )
 
@@ -63,41 +52,58 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # import here: MLflow is slow to import and only training steps need it
-        from musicrec_assets.tracking import registry as tracking
+        from musicrec_assets.tracking import registry
 
-        self._experiment_id = tracking.configure(Path(self.home))
+        self._experiment_id = registry.configure(Path(self.home))
 
     @property
     def experiment_id(self) -> str:
         return self._experiment_id
 
-    @property
-    def tracking_uri(self) -> str:
-        from musicrec_assets.tracking import registry as tracking
 
-        return tracking.tracking_uri(Path(self.home))
+# member names equal their values, so run config says `feedback: explicit` as the README does
+class FeedbackSetting(StrEnum):
+    auto = "auto"  # explicit when any rating carries a `rating`, else implicit
+    explicit = "explicit"
+    implicit = "implicit"
 
 
 class ModelSettings(dg.ConfigurableResource):
     """How models are trained and served; shared by every training and serving asset."""
 
-    feedback: str = "auto"  # auto | explicit | implicit
+    feedback: FeedbackSetting = FeedbackSetting.auto
     seed: int = 42
-    iterations: int = 15
-    n_folds: int = 3
-    test_share: float = 0.2
-    backend: str = "local"  # local | spark: who fits ALS in tuning and training
-    top_n: int = 10
-    # ranking metrics average over at most this many held-out users (a seeded sample, the
-    # same for every model compared); 0 ranks them all
-    ranked_users: int = 10_000
-    # the retrain sensor ignores ingest runs that brought fewer new ratings than this
-    min_new_ratings: int = 1
+    iterations: int = Field(default=15, ge=1)
+    n_folds: int = Field(default=3, ge=2)
+    test_share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    backend: Backend = Field(
+        default=Backend.local, description="who fits ALS in tuning and training"
+    )
+    top_n: int = Field(default=10, ge=1)
+    ranked_users: int = Field(
+        default=10_000,
+        ge=0,
+        description="ranking metrics average over at most this many held-out users (a seeded "
+        "sample, the same for every model compared); 0 ranks them all",
+    )
+    min_new_ratings: int = Field(
+        default=1,
+        ge=0,
+        description="the retrain sensor ignores ingest runs that brought fewer new ratings",
+    )
     # tuning grid; empty lists take the defaults for the feedback kind
     ranks: list[int] = []
     regularizations: list[float] = []
     alphas: list[float] = []
     confidences: list[str] = []
+
+    def grid_overrides(self) -> dict[str, list]:
+        return {
+            "rank": self.ranks,
+            "regularization": self.regularizations,
+            "alpha": self.alphas,
+            "confidence": self.confidences,
+        }
 
 
 class SparkResource(dg.ConfigurableResource):

@@ -26,9 +26,8 @@ def markdown_image(png: bytes, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def cv_heatmap(trials: pd.DataFrame, metric: str) -> bytes:
+def cv_heatmap(trials: pd.DataFrame, metric: str, higher_is_better: bool) -> bytes:
     """Mean CV ``metric`` by rank × regularization (best over the other parameters)."""
-    higher_is_better = not metric.startswith(("rmse", "mse", "mae"))
     best = (
         trials.groupby(["rank", "regularization"])[metric]
         .agg("max" if higher_is_better else "min")

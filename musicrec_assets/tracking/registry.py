@@ -21,7 +21,9 @@ from mlflow.tracking import MlflowClient
 from scipy.sparse import csr_matrix, save_npz
 
 from musicrec_assets.evaluation.promotion import Champion
+from musicrec_assets.home import Home
 from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.serving.recommender import Recommender
 
 EXPERIMENT = "musicrec"
 REGISTERED_MODEL = "musicrec-als"
@@ -33,7 +35,8 @@ PYFUNC_CODE = Path(__file__).parents[1] / "serving" / "pyfunc_model.py"
 
 
 def tracking_uri(home: Path) -> str:
-    return f"sqlite:///{Path(home) / 'mlflow.db'}"
+    """The MLflow tracking (and registry) URI of the store under the MUSICREC_HOME ``home``."""
+    return f"sqlite:///{Home(home).mlflow_db}"
 
 
 def configure(home: Path) -> str:
@@ -49,7 +52,7 @@ def configure(home: Path) -> str:
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         with contextlib.suppress(MlflowException):  # created meanwhile by another process
             mlflow.create_experiment(
-                EXPERIMENT, artifact_location=(Path(home) / "mlartifacts").as_uri()
+                EXPERIMENT, artifact_location=Home(home).mlflow_artifacts.as_uri()
             )
     # the active experiment: nested runs (which take no experiment id) land here too
     return mlflow.set_experiment(EXPERIMENT).experiment_id
@@ -106,16 +109,44 @@ def log_model(
     return LoggedModel(model_uri=info.model_uri, version=str(info.registered_model_version))
 
 
-def download_model(folder: Path, alias: str = CHAMPION) -> tuple[str, Path]:
-    """Fetch the registered model behind ``alias`` into ``folder``: (version, artifacts folder).
+def champion_files(home: Path) -> tuple[str, Path]:
+    """(version, folder) of the champion's files, which
+    :meth:`~musicrec_assets.serving.recommender.Recommender.from_folder` loads.
 
-    The artifacts folder holds the files :class:`~musicrec_assets.serving.recommender.Recommender`
-    loads."""
-    version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, alias)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=str(folder)
-    )
-    return str(version.version), Path(local) / "artifacts"
+    A registered version never changes, so each is downloaded once, into
+    ``<home>/models/<version>-<run id>`` (the run id tells a version of a recreated store
+    apart), and every later reader uses that copy.
+
+    Raises
+    ------
+    LookupError
+        When there is no champion yet.
+    """
+    try:
+        version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException as error:
+        raise LookupError("no champion model yet: run `make demo` first") from error
+    models = Home(home).models
+    folder = models / f"{version.version}-{version.run_id}"
+    if not folder.exists():
+        models.mkdir(parents=True, exist_ok=True)
+        # downloaded beside it and renamed, so no reader ever sees half a model
+        with tempfile.TemporaryDirectory(dir=models, prefix=".download-") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp
+            )
+            try:
+                os.rename(Path(local) / "artifacts", folder)
+            except OSError:
+                if not folder.exists():  # else another reader was faster: use its copy
+                    raise
+    return str(version.version), folder
+
+
+def load_champion(home: Path) -> tuple[str, Recommender]:
+    """The champion's version and a :class:`Recommender` over it (see :func:`champion_files`)."""
+    version, folder = champion_files(home)
+    return version, Recommender.from_folder(folder)
 
 
 def champion(client: MlflowClient) -> Champion | None:

@@ -40,11 +40,3 @@ def test_graph_trains_on_spark_and_serves_as_usual(tmp_path):
             "SELECT count(*), count(DISTINCT user_id), min(model_version) FROM user_recommendations"
         )
         assert rows.fetchall() == [(120 * 5, 120, model.metadata["model_version"].value)]
-
-
-def test_unknown_backend_fails_with_a_clear_message(tmp_path):
-    write_landing(small_world(seed=13), tmp_path / "landing")
-    result = run_pipeline(tmp_path, ModelSettings(backend="hadoop", ranks=[4]))
-    assert not result.success
-    failures = [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
-    assert any("backend must be local or spark" in failure for failure in failures)

@@ -16,7 +16,7 @@ PREVIEW_ROWS = 5
 def _ingest_kind(
     context: dg.AssetExecutionContext, kind: str, home: MusicrecHome, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
-    files = [f for f in landing.scan(home.landing_dir) if f.kind == kind]
+    files = [f for f in landing.scan(home.layout.landing) if f.kind == kind]
     reports: list[ingest.IngestReport] = []
     with duckdb.get_connection() as con:
         ensure_schema(con)

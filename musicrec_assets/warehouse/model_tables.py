@@ -1,0 +1,76 @@
+"""The training side's tables: ``tuning_trials`` (every CV trial) and ``model_metrics``
+(every trained version's held-out scores beside its baselines)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from musicrec_assets.model.factors import Feedback, TrainingParams
+from musicrec_assets.warehouse.tables import publish_table, table_exists, transaction
+
+MODEL_METRICS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_metrics (
+    model_version VARCHAR NOT NULL,
+    mlflow_run_id VARCHAR NOT NULL,
+    trained_at    TIMESTAMP NOT NULL,
+    feedback      VARCHAR NOT NULL,
+    model         VARCHAR NOT NULL,
+    metric        VARCHAR NOT NULL,
+    value         DOUBLE NOT NULL
+)"""
+
+
+def publish_trials(con: duckdb.DuckDBPyConnection, trials: pd.DataFrame) -> int:
+    """Replace ``tuning_trials`` with this tuning's trials; returns the row count."""
+    return publish_table(con, "tuning_trials", [trials])
+
+
+def chosen_params(con: duckdb.DuckDBPyConnection) -> TrainingParams:
+    """The params of the last tuning's best trial (retraining reuses them)."""
+    if not table_exists(con, "tuning_trials"):
+        raise RuntimeError("no tuning yet: materialize als_tuning first")
+    rows = con.execute("SELECT params FROM tuning_trials WHERE chosen").fetchall()
+    return TrainingParams(**json.loads(rows[0][0]))
+
+
+def record_model_metrics(
+    con: duckdb.DuckDBPyConnection,
+    model_version: str,
+    mlflow_run_id: str,
+    trained_at: datetime,
+    feedback: Feedback,
+    scores: dict[str, dict[str, float]],
+) -> None:
+    """Append one row per (model, metric) of ``scores`` ("als" and each baseline)."""
+    rows = pd.DataFrame(
+        [
+            (model_version, mlflow_run_id, trained_at, feedback, name, metric, value)
+            for name, values in scores.items()
+            for metric, value in values.items()
+        ],
+        columns=[
+            "model_version",
+            "mlflow_run_id",
+            "trained_at",
+            "feedback",
+            "model",
+            "metric",
+            "value",
+        ],
+    )
+    with transaction(con):
+        con.execute(MODEL_METRICS_SCHEMA)
+        con.register("new_metrics", rows)
+        con.execute("INSERT INTO model_metrics SELECT * FROM new_metrics")
+        con.unregister("new_metrics")
+
+
+def artist_names(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """(artist_id, name) of every indexed artist, name NULL where the catalogue has none."""
+    return con.execute(
+        "SELECT a.artist_id, n.name FROM artist_index a LEFT JOIN artists n ON n.id = a.artist_id"
+    ).df()

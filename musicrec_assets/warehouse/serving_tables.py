@@ -1,0 +1,63 @@
+"""Publishing the recommendation tables: each swapped in whole, with a view that adds names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+
+from musicrec_assets.warehouse.tables import publish_table
+
+# one view per table, with user and artist names, created beside it
+NAMED_VIEWS = {
+    "user_recommendations": """
+CREATE OR REPLACE VIEW user_recommendations_named AS
+SELECT r.user_id, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, r.rank,
+       r.artist_id, a.name AS artist_name, r.score, r.model_version, r.created_at
+FROM user_recommendations r
+LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id""",
+    "artist_top_users": """
+CREATE OR REPLACE VIEW artist_top_users_named AS
+SELECT t.artist_id, a.name AS artist_name, t.rank, t.user_id,
+       nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, t.score,
+       t.model_version
+FROM artist_top_users t
+LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id""",
+    "similar_artists": """
+CREATE OR REPLACE VIEW similar_artists_named AS
+SELECT s.artist_id, a.name AS artist_name, s.rank, s.similar_artist_id,
+       b.name AS similar_artist_name, s.similarity, s.model_version
+FROM similar_artists s
+LEFT JOIN artists a ON a.id = s.artist_id LEFT JOIN artists b ON b.id = s.similar_artist_id""",
+}
+KEY_OF = {
+    "user_recommendations": "user_id",
+    "artist_top_users": "artist_id",
+    "similar_artists": "artist_id",
+}
+
+
+def publish_with_view(con: duckdb.DuckDBPyConnection, table: str, chunks: Iterable) -> int:
+    """Publish ``table`` from ``chunks`` and (re)create its ``<table>_named`` view; rows."""
+    rows = publish_table(con, table, chunks)
+    con.execute(NAMED_VIEWS[table])
+    return rows
+
+
+def catalogue_coverage(con: duckdb.DuckDBPyConnection, table: str, column: str) -> float:
+    """Share of the catalogue's artists that appear in ``table.column``."""
+    covered, total = con.execute(
+        f"SELECT (SELECT count(DISTINCT {column}) FROM {table}), (SELECT count(*) FROM artists)"
+    ).fetchall()[0]
+    return covered / total if total else 0.0
+
+
+def preview(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The first 5 ranks of the first 3 keys of ``table``'s named view, as markdown."""
+    view, key = f"{table}_named", KEY_OF[table]
+    frame = con.execute(
+        f"SELECT * EXCLUDE (model_version) FROM {view} "
+        f"WHERE {key} IN (SELECT DISTINCT {key} FROM {view} ORDER BY {key} LIMIT 3) "
+        f"AND rank <= 5 ORDER BY {key}, rank"
+    ).df()
+    return frame.drop(columns=["created_at"], errors="ignore").to_markdown(index=False)

@@ -29,6 +29,7 @@ from musicrec_assets.defs.serving.assets import (
     similar_artists,
     user_recommendations,
 )
+from musicrec_assets.defs.serving.checks import serving_checks
 from musicrec_assets.defs.training.assets import (
     als_model,
     als_tuning,
@@ -47,7 +48,7 @@ def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.D
             *(rating_matrix, evaluation_split, als_tuning, als_model),
             *(user_recommendations, artist_top_users, similar_artists, factor_tables),
         ],
-        asset_checks=ingest_checks,
+        asset_checks=[*ingest_checks, *serving_checks],
         jobs=[ingest_job, retrain_job, full_job],
         sensors=[landing_sensor, retrain_sensor],
         schedules=[retrain_schedule],

@@ -9,6 +9,7 @@ artifacts, so nothing is ever unpickled.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema
 from scipy.sparse import csr_matrix, save_npz
 
 from musicrec_assets.evaluation.promotion import Champion
@@ -73,8 +76,43 @@ def log_png(png: bytes, file_name: str) -> None:
 
 @dataclass(frozen=True)
 class LoggedModel:
-    model_uri: str
+    model_uri: str  # models:/musicrec-als/<version>
     version: str
+
+
+# what the pyfunc's predict takes and returns (see serving.recommender.Recommender.predict);
+# `ratings` is a JSON array of {"artist_id", "rating"} or {"artist_id", "plays"}
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec("string", "user_id", required=False),
+            ColSpec("string", "ratings", required=False),
+            ColSpec("long", "n", required=False),
+        ]
+    ),
+    outputs=Schema(
+        [
+            ColSpec("long", "request"),
+            ColSpec("string", "user_id", required=False),
+            ColSpec("integer", "rank"),
+            ColSpec("string", "artist_id"),
+            ColSpec("string", "artist_name", required=False),
+            ColSpec("double", "score"),
+        ]
+    ),
+)
+
+
+def _input_example(model: FactorModel) -> pd.DataFrame:
+    """A known listener and a new one who rated one artist, each asking for 3 artists."""
+    value = "rating" if model.params.feedback == "explicit" else "plays"
+    new_listener = json.dumps([{"artist_id": str(model.item_ids[0]), value: 5}])
+    return pd.DataFrame(
+        [
+            {"user_id": str(model.user_ids[0]), "ratings": None, "n": 3},
+            {"user_id": None, "ratings": new_listener, "n": 3},
+        ]
+    )
 
 
 def log_model(
@@ -102,11 +140,14 @@ def log_model(
             python_model=str(PYFUNC_CODE),
             artifacts=artifacts,
             registered_model_name=REGISTERED_MODEL,
+            signature=SIGNATURE,
+            input_example=_input_example(serving_model),
             pip_requirements=[f"mlflow=={mlflow.__version__}", "numpy", "pandas", "scipy"],
         )
         mlflow.log_artifact(str(folder / "evaluation_factors.npz"), "evaluation_model")
         mlflow.log_artifact(str(folder / "evaluation_factors.json"), "evaluation_model")
-    return LoggedModel(model_uri=info.model_uri, version=str(info.registered_model_version))
+    version = str(info.registered_model_version)
+    return LoggedModel(model_uri=f"models:/{REGISTERED_MODEL}/{version}", version=version)
 
 
 def champion_files(home: Path) -> tuple[str, Path]:
@@ -165,4 +206,20 @@ def champion(client: MlflowClient) -> Champion | None:
 
 
 def set_alias(client: MlflowClient, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version``; the run of the version that loses it no longer says it
+    holds it (its ``musicrec.alias`` tag becomes ``former <alias>``)."""
+    try:
+        previous = client.get_model_version_by_alias(REGISTERED_MODEL, alias)
+    except MlflowException:
+        previous = None
     client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+    if previous is not None and previous.version != version:
+        client.set_tag(previous.run_id, "musicrec.alias", f"former {alias}")
+
+
+def describe_version(version: str, description: str, tags: dict[str, str]) -> None:
+    """A registered version's description and tags, as the MLflow UI's model page shows them."""
+    client = MlflowClient()
+    client.update_model_version(REGISTERED_MODEL, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, value)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from musicrec_assets.model.factors import Feedback
+from musicrec_assets.warehouse.interactions import VALUE_COLUMN
 from musicrec_assets.warehouse.tables import scalar
 
 
@@ -51,3 +53,48 @@ def ingested_and_rejected(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         "SELECT coalesce(sum(rows_read), 0), coalesce(sum(rows_rejected), 0) FROM ingested_files"
     ).fetchall()[0]
     return int(read), int(rejected)
+
+
+def users_short_of_recommendations(con: duckdb.DuckDBPyConnection, n: int) -> int:
+    """Trained users with fewer than ``n`` recommendations although the catalogue holds at
+    least ``n`` artists they have not rated."""
+    return scalar(
+        con,
+        """WITH rated AS (SELECT r.user_id, count(*) AS n_rated FROM ratings r
+                          JOIN artist_index USING (artist_id) GROUP BY ALL),
+                listed AS (SELECT user_id, count(*) AS n_listed FROM user_recommendations
+                           GROUP BY ALL)
+           SELECT count(*) FROM user_index u
+           LEFT JOIN rated USING (user_id) LEFT JOIN listed USING (user_id)
+           WHERE coalesce(n_listed, 0)
+                 < least(?, (SELECT count(*) FROM artist_index) - coalesce(n_rated, 0))""",
+        [n],
+    )
+
+
+def recommended_but_rated(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> int:
+    """Recommendations of an artist the user has already rated (or played, for play counts)."""
+    return scalar(
+        con,
+        f"""SELECT count(*) FROM user_recommendations JOIN ratings r USING (user_id, artist_id)
+            WHERE r.{VALUE_COLUMN[feedback]} IS NOT NULL""",
+    )
+
+
+SCORE_COLUMN = {
+    "user_recommendations": "score",
+    "artist_top_users": "score",
+    "similar_artists": "similarity",
+}
+
+
+def non_finite_scores(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows of a top-N table whose score (or similarity) is NaN or infinite."""
+    return scalar(con, f"SELECT count(*) FROM {table} WHERE NOT isfinite({SCORE_COLUMN[table]})")
+
+
+def model_versions(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """How many model versions the rows of a published table come from (1 when healthy)."""
+    if table not in (*SCORE_COLUMN, "user_factors", "artist_factors"):
+        raise ValueError(f"no model_version check for {table!r}")
+    return scalar(con, f"SELECT count(DISTINCT model_version) FROM {table}")

@@ -243,3 +243,7 @@ def test_new_data_with_the_same_settings_takes_champion(tmp_path, monkeypatch):
     (ratings.parent / "later.jsonl").write_text("".join(lines[::4]))
     meta = metadata(run_pipeline(tmp_path, settings), "als_model")
     assert meta["alias"] == "champion", meta["promotion"]
+    # the first version's run no longer claims the alias its version lost
+    client = MlflowClient()
+    first_run = client.get_run(metadata(first, "als_model")["mlflow_run_id"])
+    assert first_run.data.tags["musicrec.alias"] == "former champion"

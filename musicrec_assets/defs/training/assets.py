@@ -161,13 +161,6 @@ def als_tuning(
     base = base_params(feedback, settings.backend, settings.iterations, settings.seed)
     candidates = tuning.candidates(feedback, settings.grid_overrides())
 
-    def on_trial(index, n_trials, params, fold_metrics, mean_metrics):
-        context.log.info(
-            f"trial {index + 1}/{n_trials}, {_describe(params)}: {metric} "
-            f"{mean_metrics[metric]:.4f}"
-        )
-        runs.log_trial(index, params, fold_metrics, mean_metrics)
-
     started = time.perf_counter()
     experiment_id = mlflow_tracking.experiment_id
     with (
@@ -176,6 +169,15 @@ def als_tuning(
         ) as parent,
         _fitter(settings, feedback, spark, home) as fit,
     ):
+        log_trial = runs.TrialLog()  # after Spark started: a trial's run spans only the trial
+
+        def on_trial(index, n_trials, params, fold_metrics, mean_metrics):
+            context.log.info(
+                f"trial {index + 1}/{n_trials}, {_describe(params)}: {metric} "
+                f"{mean_metrics[metric]:.4f}"
+            )
+            log_trial(index, params, fold_metrics, mean_metrics)
+
         result = tuning.cross_validate(
             train,
             base,
@@ -316,6 +318,7 @@ def als_model(
         artist_names,
         backend=settings.backend,
         sizes=sizes,
+        warehouse=home.layout.warehouse,
     )
     version = run.logged.version
     context.log.info(

@@ -1,0 +1,49 @@
+"""What a person finds in MLflow after a run: described runs and versions, a model signature,
+the training data as a dataset, trials that last as long as they took."""
+
+from itertools import pairwise
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from musicrec_assets.tracking import registry
+
+
+def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
+    home, result = pipeline_home
+    registry.configure(home)
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(registry.REGISTERED_MODEL, "champion")
+    assert "ALS (explicit feedback, local backend" in version.description
+    assert version.tags["alias_at_registration"] == "champion"
+    assert float(version.tags["test_rmse"]) > 0 and version.tags["promotion"]
+    [materialization] = result.asset_materializations_for_node("als_model")
+    uri = materialization.metadata["model_uri"].value
+    assert uri == f"models:/{registry.REGISTERED_MODEL}/{version.version}"
+    signature = mlflow.models.get_model_info(uri).signature
+    assert [c.name for c in signature.inputs.inputs] == ["user_id", "ratings", "n"]
+    assert "artist_id" in [c.name for c in signature.outputs.inputs]
+
+
+def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_home):
+    home, _ = pipeline_home
+    registry.configure(home)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(registry.EXPERIMENT)
+    [training] = client.search_runs([experiment.experiment_id], "tags.`musicrec.step` = 'training'")
+    assert training.data.tags["mlflow.note.content"].startswith("ALS (explicit")
+    [dataset] = training.inputs.dataset_inputs
+    assert dataset.dataset.name == "ratings"
+    assert dataset.dataset.digest == training.data.tags[registry.SPLIT_TAG][:32]
+    assert (home / "warehouse.duckdb").as_uri() in dataset.dataset.source
+
+    [tuning] = client.search_runs([experiment.experiment_id], "tags.`musicrec.step` = 'tuning'")
+    trials = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{tuning.info.run_id}'"
+    )
+    assert len(trials) == int(tuning.data.params["n_trials"])
+    spans = sorted((t.info.start_time, t.info.end_time) for t in trials)
+    fits = {t.info.run_id: t.data.metrics["cv_fit_seconds"] for t in trials}
+    # each trial's run lasts at least as long as its folds' fits, and trials do not overlap
+    assert all((t.info.end_time - t.info.start_time) / 1000 >= fits[t.info.run_id] for t in trials)
+    assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))

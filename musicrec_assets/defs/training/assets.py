@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
 
 from musicrec_assets.defs.ingest.assets import ratings
+from musicrec_assets.defs.metadata import frame_table, table_metadata
 from musicrec_assets.defs.resources import (
     MlflowTracking,
     ModelSettings,
@@ -42,6 +43,11 @@ _COMMON = {
     "tags": {"layer": "model"},
 }
 GATE = "als_model_beats_baselines"
+# the JSON and bookkeeping columns, and those that do not apply to the feedback kind
+_NOT_IN_TOP_TRIALS = {
+    "explicit": ["alpha", "confidence", "cv_metrics", "params", "mlflow_run_id", "tuned_at"],
+    "implicit": ["cv_metrics", "params", "mlflow_run_id", "tuned_at"],
+}
 
 
 def _quantiles(counts: np.ndarray) -> dict[str, float]:
@@ -79,7 +85,8 @@ def rating_matrix(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Materia
             "artists": n_items,
             "interactions": int(values.nnz),
             "density": float(values.nnz / max(n_users * n_items, 1)),
-            "histogram": dg.MetadataValue.md(histogram.rename("count").to_frame().to_markdown()),
+            "dagster/row_count": int(values.nnz),
+            "histogram": frame_table(histogram.rename("count").reset_index()),
             "interactions_per_user": dg.MetadataValue.json(_quantiles(np.diff(values.indptr))),
             "interactions_per_artist": dg.MetadataValue.json(
                 _quantiles(np.bincount(values.indices, minlength=n_items))
@@ -101,10 +108,11 @@ def evaluation_split(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Mate
         feedback = resolve_feedback(con, settings.feedback)
         matrix = load_matrix(con, feedback)
         split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)
-        rows = save_split(con, split.train, split.test)
+        save_split(con, split.train, split.test)
+        table = table_metadata(con, "evaluation_split")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            **table,
             "train_rows": int(split.train.nnz),
             "test_rows": int(split.test.nnz),
             "dropped_test_rows_unseen_in_train": int(split.dropped),
@@ -195,6 +203,7 @@ def als_tuning(
         heatmap = runs.log_tuning_result(result, trials)
     with duckdb.get_connection() as con:
         model_tables.publish_trials(con, trials)
+        table = table_metadata(con, "tuning_trials")
 
     best = result.best
     context.log.info(f"chosen: {_describe(best.params)} ({metric} {best.mean_metrics[metric]:.4f})")
@@ -206,11 +215,8 @@ def als_tuning(
             "seconds": time.perf_counter() - started,
             f"best_cv_{metric}": float(best.mean_metrics[metric]),
             "chosen_params": dg.MetadataValue.json(dataclasses.asdict(best.params)),
-            "top_trials": dg.MetadataValue.md(
-                top.drop(columns=["cv_metrics", "params", "mlflow_run_id", "tuned_at"]).to_markdown(
-                    index=False
-                )
-            ),
+            "top_trials": frame_table(top.drop(columns=_NOT_IN_TOP_TRIALS[feedback])),
+            **table,
             "cv_heatmap": dg.MetadataValue.md(plots.markdown_image(heatmap, "CV heatmap")),
         }
     )
@@ -229,6 +235,15 @@ def _gate(report: promotion.CandidateReport) -> dg.AssetCheckResult:
     )
 
 
+def _applicable(params: TrainingParams) -> dict:
+    """The params that mean something for the model's feedback kind."""
+    values = dataclasses.asdict(params)
+    if params.feedback == "explicit":
+        for implicit_only in ("alpha", "confidence"):
+            values.pop(implicit_only)
+    return values
+
+
 def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) -> dict:
     scores = report.scores
     comparison = pd.DataFrame(scores).T.rename_axis("model")
@@ -238,7 +253,7 @@ def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) ->
         "alias": run.alias,
         "promotion": report.reason,
         "feedback": report.evaluation_model.params.feedback,
-        "params": dg.MetadataValue.json(dataclasses.asdict(report.evaluation_model.params)),
+        "params": dg.MetadataValue.json(_applicable(report.evaluation_model.params)),
         "fit_seconds": report.fit_seconds,
         **{f"test_{k}": float(v) for k, v in scores["als"].items()},
         **{
@@ -247,7 +262,7 @@ def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) ->
             if name != "als"
             for k, v in values.items()
         },
-        "model_vs_baselines": dg.MetadataValue.md(comparison.to_markdown(floatfmt=".4f")),
+        "metrics_by_model": frame_table(comparison.reset_index()),
         **{
             name.removesuffix(".png"): dg.MetadataValue.md(plots.markdown_image(png, name))
             for name, png in run.figures.items()

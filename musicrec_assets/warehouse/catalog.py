@@ -1,0 +1,125 @@
+"""What every public table's columns mean: the README's table reference, as data, so the
+Dagster UI can show each column's type (read from DuckDB) beside its meaning."""
+
+from __future__ import annotations
+
+import duckdb
+
+_RECOMMENDATION = {
+    "rank": "1 = best",
+    "model_version": "the MLflow registered version of musicrec-als that made the row",
+}
+COLUMNS: dict[str, dict[str, str]] = {
+    "users": {
+        "id": "user id",
+        "first_name": "as last sent",
+        "last_name": "as last sent",
+        "source_file": "landing file of the newest version of the row",
+        "ingested_at": "when that file was ingested",
+    },
+    "artists": {
+        "id": "artist id",
+        "name": "as last sent",
+        "source_file": "landing file of the newest version of the row",
+        "ingested_at": "when that file was ingested",
+    },
+    "ratings": {
+        "user_id": "users.id",
+        "artist_id": "artists.id",
+        "rating": "explicit rating, 0.5–5.0 in half stars",
+        "plays": "play count (implicit feedback)",
+        "timestamp": "when the listener rated; the newest rating of a pair wins",
+        "source_file": "landing file the rating came from",
+        "ingested_at": "when that file was ingested",
+    },
+    "ingested_files": {
+        "path": "path inside the landing folder",
+        "sha256": "content hash: a file is ingested once per content",
+        "kind": "users, artists or ratings",
+        "size_bytes": "size when ingested",
+        "mtime_ns": "modification time when ingested",
+        "rows_read": "records in the file",
+        "rows_accepted": "records stored",
+        "rows_rejected": "records in rejected_rows",
+        "ingested_at": "when",
+    },
+    "rejected_rows": {
+        "source_file": "landing file",
+        "sha256": "its content hash",
+        "kind": "users, artists or ratings",
+        "record_no": "position of the record in the file",
+        "raw": "the record as sent",
+        "reason": "why it was rejected",
+        "rejected_at": "when",
+    },
+    "evaluation_split": {
+        "user_id": "users.id",
+        "artist_id": "artists.id",
+        "part": "train or test: every model and baseline is scored on the test part",
+    },
+    "tuning_trials": {
+        "trial": "1-based trial number",
+        "rank": "number of latent factors",
+        "regularization": "λ",
+        "alpha": "confidence scale (play counts only)",
+        "confidence": "confidence scheme (play counts only)",
+        "iterations": "ALS iterations",
+        "feedback": "explicit or implicit",
+        "metric": "the metric that chooses",
+        "cv_score": "its mean over the folds",
+        "cv_metrics": "every metric's mean over the folds (JSON)",
+        "params": "all training params (JSON)",
+        "chosen": "the trial whose params training uses",
+        "mlflow_run_id": "the tuning's MLflow run",
+        "tuned_at": "when",
+    },
+    "model_metrics": {
+        "model_version": "registered version of musicrec-als",
+        "mlflow_run_id": "its training run",
+        "trained_at": "when",
+        "feedback": "explicit or implicit",
+        "model": "als, or the baseline scored beside it",
+        "metric": "metric name, on the held-out part",
+        "value": "its value",
+    },
+    "user_recommendations": {
+        "user_id": "users.id",
+        **_RECOMMENDATION,
+        "artist_id": "recommended artist (never one the user rated or played)",
+        "score": "predicted rating (explicit) or preference (implicit)",
+        "created_at": "when the table was built",
+    },
+    "artist_top_users": {
+        "artist_id": "artists.id",
+        **_RECOMMENDATION,
+        "user_id": "a user to promote the artist to (never a current listener)",
+        "score": "the user's predicted score for the artist",
+    },
+    "similar_artists": {
+        "artist_id": "artists.id",
+        **_RECOMMENDATION,
+        "similar_artist_id": "a similar artist",
+        "similarity": "cosine of the two artists' factors",
+    },
+    "user_factors": {
+        "user_id": "users.id",
+        "factors": "the user's vector, biases folded in",
+        "model_version": _RECOMMENDATION["model_version"],
+    },
+    "artist_factors": {
+        "artist_id": "artists.id",
+        "factors": "the artist's vector: array_inner_product with a user's is the score",
+        "model_version": _RECOMMENDATION["model_version"],
+    },
+}
+
+
+def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, str]]:
+    """(name, DuckDB type, meaning) of each column of ``table``, in table order."""
+    meanings = COLUMNS[table]
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return [(name, data_type, meanings.get(name, "")) for name, data_type in rows]

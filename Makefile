@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export MUSICREC_HOME ?= $(CURDIR)/.musicrec
 export DAGSTER_HOME ?= $(MUSICREC_HOME)/dagster
 
-.PHONY: demo test ui lint bench-ingest bench-train bench-serve bench-scale
+.PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(INSTALLED)
 ## ui: the Dagster UI (webserver + daemon: sensors, schedules) on the same instance as `make demo`
 ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+## mlflow: the MLflow UI on the same home's store at 127.0.0.1:5000 (one worker: a local UI needs no more)
+mlflow: $(INSTALLED)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MUSICREC_HOME)/mlflow.db \
+		--host 127.0.0.1 --port 5000 --workers 1
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ artifacts, so nothing is ever unpickled.
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -43,27 +43,68 @@ def tracking_uri(home: Path) -> str:
 
 
 def configure(home: Path) -> str:
-    """Point MLflow at ``home``'s store, creating database and experiment now; returns the id.
+    """Point MLflow at ``home``'s store, creating the store and the experiment when missing;
+    returns the experiment's id.
 
-    Call this once before parallel steps touch the store: concurrent first creation of the
-    sqlite schema races.
+    Under an exclusive lock beside the store, whichever process comes first: MLflow creates
+    and migrates its sqlite schema on first access, and two processes doing that at once break
+    it (``table _alembic_tmp_tags already exists``) or leave it half-migrated for good.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    layout = Home(home)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(f"{layout.mlflow_db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if not layout.mlflow_db.exists():
+            _create_store(layout.mlflow_db)
+        _point_mlflow_at(home)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=layout.mlflow_artifacts.as_uri())
+        # the active experiment: nested runs (which take no experiment id) land here too
+        return mlflow.set_experiment(EXPERIMENT).experiment_id
+
+
+def _create_store(store: Path) -> None:
+    """Create and migrate a store under a name of its own, then rename it to ``store``: a store
+    is never seen, or left by a killed process, half-migrated. Caller holds the lock."""
+    for unfinished in store.parent.glob(f"{store.name}.*.part*"):  # and its journal
+        unfinished.unlink()
+    # a name never used before: MLflow caches one engine per store URI for the process's life
+    descriptor, building = tempfile.mkstemp(
+        dir=store.parent, prefix=f"{store.name}.", suffix=".part"
+    )
+    os.close(descriptor)
+    MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()
+    os.replace(building, store)
+
+
+def use_existing_store(home: Path) -> None:
+    """Point MLflow at ``home``'s store to read it, creating nothing (a reader may work on a
+    read-only home).
+
+    Raises
+    ------
+    LookupError
+        When the home has no store yet.
+    """
+    if not Home(home).mlflow_db.exists():
+        raise LookupError(
+            f"no model in {Home(home).root} yet (no MLflow store): run `make demo` (or "
+            "`musicrec run`) first"
+        )
+    _point_mlflow_at(home)
+
+
+def _point_mlflow_at(home: Path) -> None:
     uri = tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        with contextlib.suppress(MlflowException):  # created meanwhile by another process
-            mlflow.create_experiment(
-                EXPERIMENT, artifact_location=Home(home).mlflow_artifacts.as_uri()
-            )
-    # the active experiment: nested runs (which take no experiment id) land here too
-    return mlflow.set_experiment(EXPERIMENT).experiment_id
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    """Where the run shows in ``mlflow ui --backend-store-uri <tracking uri>`` (port 5000)."""
-    return f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+    """Where the run shows in the MLflow UI (``make mlflow``), at ``MUSICREC_MLFLOW_UI``."""
+    ui = os.environ.get("MUSICREC_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def log_png(png: bytes, file_name: str) -> None:

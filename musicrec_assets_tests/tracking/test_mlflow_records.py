@@ -47,3 +47,9 @@ def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_hom
     # each trial's run lasts at least as long as its folds' fits, and trials do not overlap
     assert all((t.info.end_time - t.info.start_time) / 1000 >= fits[t.info.run_id] for t in trials)
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
+
+
+def test_run_links_point_at_the_configured_mlflow_ui(monkeypatch):
+    assert registry.run_url("1", "abc") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    monkeypatch.setenv("MUSICREC_MLFLOW_UI", "https://mlflow.example.org/")
+    assert registry.run_url("1", "abc") == "https://mlflow.example.org/#/experiments/1/runs/abc"

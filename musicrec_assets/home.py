@@ -5,7 +5,7 @@ Every path under it is named here and nowhere else::
     landing/{users,artists,ratings}/   files to ingest
     warehouse.duckdb                   the warehouse (ingested tables, recommendation tables)
     mlflow.db, mlartifacts/            the MLflow tracking store and its artifacts
-    models/<version>/                  registered model versions, downloaded once each
+    models/<version>-<run id>/         the champion's files, downloaded once per version
     spark/                             Parquet exchanged with Spark (backend: spark)
     dagster/                           the Dagster instance (runs, event log, sensor cursors)
 """

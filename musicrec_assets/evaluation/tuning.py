@@ -65,6 +65,7 @@ class SearchResult:
     trials: list[Trial]
     best: Trial
     primary_metric: str
+    higher_is_better: bool
 
 
 def grid(params_grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -158,7 +159,7 @@ def cross_validate(
 
     sign = -1.0 if higher_is_better else 1.0
     best = min(trials, key=lambda trial: sign * trial.mean_metrics[metric])
-    return SearchResult(trials=trials, best=best, primary_metric=metric)
+    return SearchResult(trials, best, metric, higher_is_better)
 
 
 def trials_frame(

@@ -29,6 +29,10 @@ Feedback = Literal["explicit", "implicit"]
 IterationCallback = Callable[[int, dict[str, float]], None]
 
 
+# the TrainingParams fields that only implicit feedback (play counts) uses
+IMPLICIT_ONLY = ("alpha", "confidence")
+
+
 @dataclass(frozen=True)
 class TrainingParams:
     """Hyperparameters a model was trained with; fold-in needs the same ones."""

@@ -16,7 +16,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.metrics import primary_metric
 from musicrec_assets.evaluation.promotion import CandidateReport
 from musicrec_assets.evaluation.tuning import SearchResult
 from musicrec_assets.model.factors import FactorModel, TrainingParams
@@ -78,12 +77,11 @@ def _now_ms() -> int:
 
 def log_tuning_result(result: SearchResult, trials: pd.DataFrame) -> bytes:
     """The chosen params, their CV score and the CV heatmap (returned as PNG) on the parent."""
-    best = result.best
-    metric, higher_is_better = primary_metric(best.params.feedback)
+    best, metric = result.best, result.primary_metric
     mlflow.log_params({f"best_{k}": v for k, v in dataclasses.asdict(best.params).items()})
     mlflow.log_metric(f"best_cv_{metric}", best.mean_metrics[metric])
     heatmap = plots.cv_heatmap(
-        trials.rename(columns={"cv_score": metric}), metric, higher_is_better
+        trials.rename(columns={"cv_score": metric}), metric, result.higher_is_better
     )
     registry.log_png(heatmap, "cv_heatmap.png")
     return heatmap

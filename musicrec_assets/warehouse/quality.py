@@ -55,29 +55,43 @@ def ingested_and_rejected(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(read), int(rejected)
 
 
-def users_short_of_recommendations(con: duckdb.DuckDBPyConnection, n: int) -> int:
-    """Trained users with fewer than ``n`` recommendations although the catalogue holds at
-    least ``n`` artists they have not rated."""
+# The published tables come from the champion, which may be older than the newest data (a
+# retrain that did not beat it leaves them): judge them against the users and artists of its
+# factor tables and the ratings stored when it was trained.
+_CHAMPION_RATINGS = """
+WITH trained AS (SELECT max(trained_at) AS trained_at FROM model_metrics
+                 WHERE model_version = (SELECT any_value(model_version) FROM user_factors)),
+     champion_ratings AS (
+         SELECT r.user_id, r.artist_id FROM ratings r JOIN artist_factors USING (artist_id)
+         WHERE r.{value} IS NOT NULL AND r.ingested_at <= (SELECT trained_at FROM trained))"""
+
+
+def users_short_of_recommendations(
+    con: duckdb.DuckDBPyConnection, n: int, feedback: Feedback
+) -> int:
+    """The champion's users with fewer than ``n`` recommendations although its catalogue
+    holds at least ``n`` artists they had not rated."""
     return scalar(
         con,
-        """WITH rated AS (SELECT r.user_id, count(*) AS n_rated FROM ratings r
-                          JOIN artist_index USING (artist_id) GROUP BY ALL),
-                listed AS (SELECT user_id, count(*) AS n_listed FROM user_recommendations
-                           GROUP BY ALL)
-           SELECT count(*) FROM user_index u
-           LEFT JOIN rated USING (user_id) LEFT JOIN listed USING (user_id)
-           WHERE coalesce(n_listed, 0)
-                 < least(?, (SELECT count(*) FROM artist_index) - coalesce(n_rated, 0))""",
+        _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback])
+        + """,
+     rated AS (SELECT user_id, count(*) AS n_rated FROM champion_ratings GROUP BY ALL),
+     listed AS (SELECT user_id, count(*) AS n_listed FROM user_recommendations GROUP BY ALL)
+SELECT count(*) FROM user_factors u LEFT JOIN rated USING (user_id) LEFT JOIN listed USING (user_id)
+WHERE coalesce(n_listed, 0)
+      < least(?, (SELECT count(*) FROM artist_factors) - coalesce(n_rated, 0))""",
         [n],
     )
 
 
 def recommended_but_rated(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> int:
-    """Recommendations of an artist the user has already rated (or played, for play counts)."""
+    """Recommendations of an artist the user had rated (or played) when the champion was
+    trained."""
     return scalar(
         con,
-        f"""SELECT count(*) FROM user_recommendations JOIN ratings r USING (user_id, artist_id)
-            WHERE r.{VALUE_COLUMN[feedback]} IS NOT NULL""",
+        _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback])
+        + """
+SELECT count(*) FROM user_recommendations JOIN champion_ratings USING (user_id, artist_id)""",
     )
 
 

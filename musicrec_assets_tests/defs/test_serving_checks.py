@@ -81,3 +81,16 @@ def test_each_damage_fails_its_check(warehouse, damage, check, count):
     result = run_check(check, warehouse)
     assert not result.passed
     assert result.metadata[count].value >= 1 + (count == "model_versions")
+
+
+def test_data_newer_than_the_champion_does_not_fail_them(warehouse):
+    """A retrain that does not beat the champion leaves its tables: ratings and users that
+    arrived since are not the tables' fault."""
+    with duckdb.connect(str(warehouse.warehouse)) as con:
+        con.execute(
+            """INSERT INTO ratings
+               SELECT user_id, artist_id, 4.0, NULL, NULL, 'later.jsonl', now() + INTERVAL 1 DAY
+               FROM user_recommendations WHERE rank = 1"""
+        )
+        con.execute("INSERT INTO user_index VALUES ('newcomer', 100000)")
+    assert run_check("every_user_gets_unrated_recommendations", warehouse).passed

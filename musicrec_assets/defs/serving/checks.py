@@ -16,20 +16,19 @@ from musicrec_assets.warehouse.interactions import resolve_feedback
 
 @dg.asset_check(
     asset=user_recommendations,
-    description="Every trained user gets top_n artists they have not rated (fewer only when "
-    "fewer are left), each with a finite score.",
+    description="Every user the champion knows gets top_n artists they had not rated (fewer "
+    "only when fewer are left), each with a finite score.",
 )
 def every_user_gets_unrated_recommendations(
     duckdb: DuckDBResource, settings: ModelSettings
 ) -> dg.AssetCheckResult:
     with duckdb.get_connection() as con:
+        feedback = resolve_feedback(con, settings.feedback)
         found = {
             "users_short_of_recommendations": quality.users_short_of_recommendations(
-                con, settings.top_n
+                con, settings.top_n, feedback
             ),
-            "recommended_but_rated": quality.recommended_but_rated(
-                con, resolve_feedback(con, settings.feedback)
-            ),
+            "recommended_but_rated": quality.recommended_but_rated(con, feedback),
             "non_finite_scores": quality.non_finite_scores(con, "user_recommendations"),
         }
     return dg.AssetCheckResult(passed=not any(found.values()), metadata=found)
@@ -40,7 +39,7 @@ def _one_model_version(table: str, asset) -> dg.AssetChecksDefinition:
         asset=asset,
         name=f"{table}_from_one_model_version",
         description=f"Every row of `{table}` comes from the same registered model version"
-        + ("." if table.endswith("factors") else ", with a finite score."),
+        + (", with a finite score." if table in quality.SCORE_COLUMN else "."),
     )
     def check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:

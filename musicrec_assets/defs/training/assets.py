@@ -23,7 +23,7 @@ from musicrec_assets.evaluation import promotion, tuning
 from musicrec_assets.evaluation.metrics import primary_metric
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.model.backends import LOCAL_FITTERS, Backend, base_params, spark_fitter
-from musicrec_assets.model.factors import Feedback, TrainingParams
+from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, TrainingParams
 from musicrec_assets.tracking import plots, registry, runs
 from musicrec_assets.warehouse import model_tables
 from musicrec_assets.warehouse.interactions import (
@@ -44,10 +44,8 @@ _COMMON = {
 }
 GATE = "als_model_beats_baselines"
 # the JSON and bookkeeping columns, and those that do not apply to the feedback kind
-_NOT_IN_TOP_TRIALS = {
-    "explicit": ["alpha", "confidence", "cv_metrics", "params", "mlflow_run_id", "tuned_at"],
-    "implicit": ["cv_metrics", "params", "mlflow_run_id", "tuned_at"],
-}
+_BOOKKEEPING = ["cv_metrics", "params", "mlflow_run_id", "tuned_at"]
+_NOT_IN_TOP_TRIALS = {"explicit": [*IMPLICIT_ONLY, *_BOOKKEEPING], "implicit": _BOOKKEEPING}
 
 
 def _quantiles(counts: np.ndarray) -> dict[str, float]:
@@ -108,8 +106,8 @@ def evaluation_split(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Mate
         feedback = resolve_feedback(con, settings.feedback)
         matrix = load_matrix(con, feedback)
         split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)
-        save_split(con, split.train, split.test)
-        table = table_metadata(con, "evaluation_split")
+        rows = save_split(con, split.train, split.test)
+        table = table_metadata(con, "evaluation_split", rows)
     return dg.MaterializeResult(
         metadata={
             **table,
@@ -202,8 +200,8 @@ def als_tuning(
         )
         heatmap = runs.log_tuning_result(result, trials)
     with duckdb.get_connection() as con:
-        model_tables.publish_trials(con, trials)
-        table = table_metadata(con, "tuning_trials")
+        rows = model_tables.publish_trials(con, trials)
+        table = table_metadata(con, "tuning_trials", rows)
 
     best = result.best
     context.log.info(f"chosen: {_describe(best.params)} ({metric} {best.mean_metrics[metric]:.4f})")
@@ -211,7 +209,7 @@ def als_tuning(
     return dg.MaterializeResult(
         metadata={
             **_mlflow_links(experiment_id, run_id),
-            "trials": len(trials),
+            "trials": rows,
             "seconds": time.perf_counter() - started,
             f"best_cv_{metric}": float(best.mean_metrics[metric]),
             "chosen_params": dg.MetadataValue.json(dataclasses.asdict(best.params)),
@@ -239,8 +237,8 @@ def _applicable(params: TrainingParams) -> dict:
     """The params that mean something for the model's feedback kind."""
     values = dataclasses.asdict(params)
     if params.feedback == "explicit":
-        for implicit_only in ("alpha", "confidence"):
-            values.pop(implicit_only)
+        for name in IMPLICIT_ONLY:
+            values.pop(name)
     return values
 
 

@@ -12,12 +12,12 @@ from musicrec_assets.tracking import registry
 def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
     home, result = pipeline_home
     registry.configure(home)
-    client = MlflowClient()
-    version = client.get_model_version_by_alias(registry.REGISTERED_MODEL, "champion")
+    [materialization] = result.asset_materializations_for_node("als_model")
+    number = materialization.metadata["model_version"].value
+    version = MlflowClient().get_model_version(registry.REGISTERED_MODEL, number)
     assert "ALS (explicit feedback, local backend" in version.description
     assert version.tags["alias_at_registration"] == "champion"
     assert float(version.tags["test_rmse"]) > 0 and version.tags["promotion"]
-    [materialization] = result.asset_materializations_for_node("als_model")
     uri = materialization.metadata["model_uri"].value
     assert uri == f"models:/{registry.REGISTERED_MODEL}/{version.version}"
     signature = mlflow.models.get_model_info(uri).signature
@@ -25,19 +25,25 @@ def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
     assert "artist_id" in [c.name for c in signature.outputs.inputs]
 
 
+def run_of(result, node: str):
+    """The MLflow run the fixture's run logged for ``node`` (other tests add runs later)."""
+    [materialization] = result.asset_materializations_for_node(node)
+    return MlflowClient().get_run(materialization.metadata["mlflow_run_id"].value)
+
+
 def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_home):
-    home, _ = pipeline_home
+    home, result = pipeline_home
     registry.configure(home)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(registry.EXPERIMENT)
-    [training] = client.search_runs([experiment.experiment_id], "tags.`musicrec.step` = 'training'")
+    training = run_of(result, "als_model")
     assert training.data.tags["mlflow.note.content"].startswith("ALS (explicit")
     [dataset] = training.inputs.dataset_inputs
     assert dataset.dataset.name == "ratings"
     assert dataset.dataset.digest == training.data.tags[registry.SPLIT_TAG][:32]
     assert (home / "warehouse.duckdb").as_uri() in dataset.dataset.source
 
-    [tuning] = client.search_runs([experiment.experiment_id], "tags.`musicrec.step` = 'tuning'")
+    tuning = run_of(result, "als_tuning")
     trials = client.search_runs(
         [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{tuning.info.run_id}'"
     )
@@ -53,3 +59,10 @@ def test_run_links_point_at_the_configured_mlflow_ui(monkeypatch):
     assert registry.run_url("1", "abc") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
     monkeypatch.setenv("MUSICREC_MLFLOW_UI", "https://mlflow.example.org/")
     assert registry.run_url("1", "abc") == "https://mlflow.example.org/#/experiments/1/runs/abc"
+
+
+def test_only_the_newest_champion_copy_is_kept(tmp_path):
+    for name in ("1-run-a", "2-run-b", "3-run-c", ".download-x"):
+        (tmp_path / name).mkdir()
+    registry._remove_older_copies(tmp_path, current=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".download-x", "2-run-b", "3-run-c"]

@@ -8,9 +8,11 @@ artifacts, so nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,12 +199,13 @@ def champion_files(home: Path) -> tuple[str, Path]:
 
     A registered version never changes, so each is downloaded once, into
     ``<home>/models/<version>-<run id>`` (the run id tells a version of a recreated store
-    apart), and every later reader uses that copy.
+    apart), and every later reader uses that copy; copies of older versions are removed once
+    a newer one is in place.
 
     Raises
     ------
     LookupError
-        When there is no champion yet.
+        When there is no champion yet, or its files cannot be fetched.
     """
     try:
         version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
@@ -214,15 +217,30 @@ def champion_files(home: Path) -> tuple[str, Path]:
         models.mkdir(parents=True, exist_ok=True)
         # downloaded beside it and renamed, so no reader ever sees half a model
         with tempfile.TemporaryDirectory(dir=models, prefix=".download-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp
-            )
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp
+                )
+            except MlflowException as error:
+                raise LookupError(
+                    f"cannot fetch champion v{version.version}'s files: {error}"
+                ) from error
             try:
                 os.rename(Path(local) / "artifacts", folder)
             except OSError:
                 if not folder.exists():  # else another reader was faster: use its copy
                     raise
+        _remove_older_copies(models, int(version.version))
     return str(version.version), folder
+
+
+def _remove_older_copies(models: Path, current: int) -> None:
+    """Delete downloaded copies of versions older than ``current`` (a newer champion that
+    another reader fetched meanwhile stays)."""
+    for copy in models.iterdir():
+        number = copy.name.partition("-")[0]
+        if number.isdigit() and int(number) < current:
+            shutil.rmtree(copy, ignore_errors=True)
 
 
 def load_champion(home: Path) -> tuple[str, Recommender]:
@@ -255,7 +273,9 @@ def set_alias(client: MlflowClient, alias: str, version: str) -> None:
         previous = None
     client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
     if previous is not None and previous.version != version:
-        client.set_tag(previous.run_id, "musicrec.alias", f"former {alias}")
+        # a courtesy to whoever browses the old run: never worth failing the training for
+        with contextlib.suppress(MlflowException):
+            client.set_tag(previous.run_id, "musicrec.alias", f"former {alias}")
 
 
 def describe_version(version: str, description: str, tags: dict[str, str]) -> None:

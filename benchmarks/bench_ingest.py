@@ -13,7 +13,8 @@ already stored), ingested after the first: the upsert a weekly play-count dump b
 
 Then ingest_file's steps (its private functions) are timed one by one on the ratings file: the
 clean pass it takes (every record valid, every key new), and the general path that the same
-file would take with one rejected record or one stored key.
+file would take with one rejected record or one stored key (or, with one line read_json cannot
+read, its text read instead of the typed one).
 
     .venv/bin/python benchmarks/bench_ingest.py [--rows N] [--repeat N]
 """
@@ -107,7 +108,7 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
         warehouse.ensure_schema(con)
         for earlier in catalogue:
             ingest.ingest_file(con, earlier)
-        json_format = "array" if file.is_json_array() else "newline_delimited"
+        json_format = file.json_format()
         now = datetime.now(UTC).replace(tzinfo=None)
         with phase("sha256 of the file (in ingest_file: a thread beside the insert)"):
             file.sha256()
@@ -119,10 +120,9 @@ def ingest_phases(path: Path, files: list[landing.LandingFile]) -> dict[str, flo
             con.rollback()
 
         con.begin()
-        with (
-            warehouse.insertion_order(con, preserve=True),
-            phase("general path: parse_typed (read_json → temp table)"),
-        ):
+        with phase("general path, a file read_json cannot read: parse_text (records as text)"):
+            general_path.parse_text(con, file, json_format)
+        with phase("general path: parse_typed (read_json → temp table)"):
             general_path.parse_typed(con, file, json_format)
         with warehouse.insertion_order(con, preserve=False):
             with phase("general path: validate (types, reasons, duplicates)"):

@@ -8,6 +8,11 @@ with a dot: writers should write under such a name and rename when done, which i
 Paths are resolved and must stay inside the landing folder, so a symlink or a crafted name
 can never make us read a file elsewhere.
 
+Reading: a file's format follows its name (``.jsonl``/``.ndjson``: JSON Lines; ``.json``: a
+JSON array when its first non-blank character, after an optional UTF-8 BOM, is ``[``, else
+JSON Lines), and `LandingFile.open_content` gives its bytes, uncompressed, with a gzip stream
+that cannot be read raised as `UnreadableFile`, naming the file.
+
 Writing: `open_for_writing` gives a binary stream that is written under ``<name>.part`` and
 renamed to ``<name>`` only once closed without error (gzip'd when the name ends in ``.gz``,
 with a header that depends on the data only); `write_json_records` writes dicts through it as
@@ -23,6 +28,7 @@ import json
 import mmap
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +40,16 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".part")
 # the in-progress suffix our own writers use while a file is being written
 WRITING_SUFFIX = IN_PROGRESS_SUFFIXES[-1]
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
 # Level 3 compresses about twice as fast as the default 6 for ~8% bigger files, which
 # matters for the multi-gigabyte bulk outputs.
 GZIP_LEVEL = 3
+
+
+class UnreadableFile(Exception):
+    """A landing file whose content cannot be read (a ``.gz`` that is not gzip, or ends early):
+    the message is one line that names the file."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,9 @@ class LandingFile:
     relative_path: str  # e.g. "ratings/2024-05.jsonl", the name used in the warehouse
     size_bytes: int
     mtime_ns: int
+    # what a rewrite that keeps the size and restores the mtime still changes (see scan)
+    changed_ns: int = 0
+    inode: int = 0
 
     @property
     def reader_path(self) -> str:
@@ -68,20 +84,60 @@ class LandingFile:
                     digest.update(content)
         return digest.hexdigest()
 
+    @contextlib.contextmanager
+    def open_content(self) -> Iterator[IO[bytes]]:
+        """The file's bytes, uncompressed when it is gzip'd. Raises `UnreadableFile` when the
+        gzip stream cannot be read (an OSError, such as no permission, passes as it is)."""
+        with self.path.open("rb") as raw:
+            if not self.is_gzip:
+                yield raw
+                return
+            # gzip reads an empty file as empty content; DuckDB, rightly, as no gzip stream
+            if os.fstat(raw.fileno()).st_size == 0:
+                raise UnreadableFile(f"{self.relative_path}: an empty file, not a gzip stream")
+            yield _GzipContent(raw, self.relative_path)
+
     def read_text(self) -> str:
-        opener = gzip.open if self.is_gzip else open
-        with opener(self.path, "rb") as stream:
-            return stream.read().decode("utf-8", errors="replace")
+        """The whole content as text, undecodable bytes escaped as ``\\xNN``."""
+        with self.open_content() as stream:
+            return stream.read().decode("utf-8", errors="backslashreplace")
+
+    def json_format(self) -> str:
+        """``newline_delimited`` or ``array``, as ``read_json`` names them: by the name's
+        suffix, and for ``.json`` by `is_json_array`."""
+        name = self.path.name.removesuffix(".gz")
+        if name.endswith(".json") and self.is_json_array():
+            return "array"
+        return "newline_delimited"
 
     def is_json_array(self) -> bool:
-        """Sniff the first non-blank byte: ``[`` means a JSON array, anything else JSON Lines."""
-        opener = gzip.open if self.is_gzip else open
-        with opener(self.path, "rb") as stream:
+        """Sniff the first non-blank byte after an optional BOM: ``[`` means a JSON array."""
+        with self.open_content() as stream:
+            start = True
             while chunk := stream.read(4096):
-                stripped = chunk.lstrip()
+                stripped = (chunk.removeprefix(UTF8_BOM) if start else chunk).lstrip()
+                start = False
                 if stripped:
                     return stripped.startswith(b"[")
         return False
+
+
+class _GzipContent:
+    """A gzip stream whose read errors name the file (`UnreadableFile`)."""
+
+    def __init__(self, raw: IO[bytes], name: str):
+        self._stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._name = name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except gzip.BadGzipFile as error:
+            raise UnreadableFile(f"{self._name}: not a gzip file ({error})") from error
+        except EOFError as error:
+            raise UnreadableFile(f"{self._name}: the gzip stream ends early (truncated)") from error
+        except zlib.error as error:
+            raise UnreadableFile(f"{self._name}: corrupt gzip data ({error})") from error
 
 
 def is_ready(path: Path) -> bool:
@@ -119,6 +175,9 @@ def scan(landing_dir: str | Path) -> list[LandingFile]:
                     relative_path=candidate.relative_to(landing_dir).as_posix(),
                     size_bytes=stat.st_size,
                     mtime_ns=stat.st_mtime_ns,
+                    # any write, and any utime() that restores an mtime, moves the ctime
+                    changed_ns=stat.st_ctime_ns,
+                    inode=stat.st_ino,
                 )
             )
     return found

@@ -46,7 +46,18 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     rows_read     BIGINT NOT NULL,
     rows_accepted BIGINT NOT NULL,
     rows_rejected BIGINT NOT NULL,
-    ingested_at   TIMESTAMP NOT NULL
+    ingested_at   TIMESTAMP NOT NULL,
+    failure       VARCHAR  -- why the file could not be read; NULL when it was ingested
+);
+ALTER TABLE ingested_files ADD COLUMN IF NOT EXISTS failure VARCHAR;
+CREATE TABLE IF NOT EXISTS landing_fingerprints (
+    path        VARCHAR NOT NULL,
+    size_bytes  BIGINT NOT NULL,
+    mtime_ns    BIGINT NOT NULL,
+    changed_ns  BIGINT NOT NULL,  -- the ctime
+    inode       UBIGINT NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    seen_at     TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected_rows (
     source_file VARCHAR NOT NULL,
@@ -66,23 +77,40 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCHEMA)
 
 
+# what a read-only connection may not do besides writing the database file, which read_only
+# already forbids: touch any other file (COPY … TO, ATTACH, read_csv('/etc/passwd'), EXPORT,
+# INSTALL/LOAD, secrets), spill to a temporary directory, or change a setting (SET, RESET,
+# PRAGMA), which would lift the rest
+READER_LOCKDOWN = {
+    "enable_external_access": False,
+    "temp_directory": "",
+    "lock_configuration": True,
+}
+
+
 def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; a clear error when another process holds the write lock."""
+    """Open the warehouse; a clear error when another process holds the write lock, or the
+    file is not a warehouse. A read-only connection can write nothing anywhere
+    (:data:`READER_LOCKDOWN`)."""
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
             f"no warehouse at {path}: run `make demo` (or `musicrec run`) first"
         )
+    config = {"python_enable_replacements": False} | (READER_LOCKDOWN if read_only else {})
     try:
-        return duckdb.connect(
-            str(path), read_only=read_only, config={"python_enable_replacements": False}
-        )
-    except duckdb.IOException as error:
-        if "lock" in str(error).lower():
+        return duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.Error as error:
+        if isinstance(error, duckdb.IOException) and "lock" in str(error).lower():
             raise WarehouseBusy(
                 f"the warehouse {path} is locked by a running pipeline; try again when it ends"
             ) from error
-        raise
+        raise OSError(f"cannot open the warehouse {path}: {first_line(error)}") from error
+
+
+def first_line(error: Exception) -> str:
+    """DuckDB's message without the query excerpt and caret lines it adds below."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class WarehouseBusy(RuntimeError):

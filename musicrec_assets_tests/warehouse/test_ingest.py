@@ -1,4 +1,3 @@
-import gzip
 import json
 import os
 import tempfile
@@ -8,51 +7,12 @@ import duckdb
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from landing_helpers import ingest_all, jsonl, seed_catalogue, table, write
 
-from musicrec_assets.warehouse import ingest, landing
+from musicrec_assets.warehouse import ingest
 from musicrec_assets.warehouse.tables import ensure_schema
 
-
-def write(landing_dir: Path, relative: str, text: str) -> Path:
-    path = landing_dir / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if relative.endswith(".gz"):
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    return path
-
-
-def jsonl(*records) -> str:
-    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
-
-
-def ingest_all(con, landing_dir: Path) -> list[ingest.IngestReport]:
-    return [ingest.ingest_file(con, f) for f in landing.scan(landing_dir)]
-
-
-@pytest.fixture
-def con():
-    connection = duckdb.connect()
-    ensure_schema(connection)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def landing_dir(tmp_path):
-    return tmp_path / "landing"
-
-
-def table(con, query):
-    return con.execute(query).fetchall()
-
-
-def seed_catalogue(con, landing_dir):
-    write(landing_dir, "users/u.jsonl", jsonl({"id": "ann"}, {"id": "bob"}))
-    write(landing_dir, "artists/a.json", json.dumps([{"id": "a1", "name": "X"}, {"id": "a2"}]))
-    ingest_all(con, landing_dir)
-
+pytest_plugins = ["landing_fixtures"]
 
 REJECTED_RATINGS = {
     "malformed JSON": '{"user_id": "ann", "artist_id": ',
@@ -408,6 +368,7 @@ ANY_JSON = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=1),
 )
+
 VALID = {
     "id": st.sampled_from(KNOWN_IDS),
     "user_id": st.sampled_from(KNOWN_IDS),

@@ -6,11 +6,13 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from musicrec_assets.defs.metadata import frame_table, table_metadata
 from musicrec_assets.defs.resources import MusicrecHome
 from musicrec_assets.warehouse import ingest, landing
 from musicrec_assets.warehouse.tables import ensure_schema, scalar
 
 PREVIEW_ROWS = 5
+RAW_SHOWN = 200  # characters of a rejected record's raw text (the table has all of it)
 
 
 def _ingest_kind(
@@ -18,6 +20,7 @@ def _ingest_kind(
 ) -> dg.MaterializeResult:
     files = [f for f in landing.scan(home.layout.landing) if f.kind == kind]
     reports: list[ingest.IngestReport] = []
+    failures: list[ingest.IngestReport] = []
     with duckdb.get_connection() as con:
         ensure_schema(con)
         retried = ingest.retry_pending_ratings(con) if kind == "ratings" else 0
@@ -25,35 +28,50 @@ def _ingest_kind(
             context.log.info(f"{retried} ratings waiting for their user or artist now accepted")
         for file in files:
             report = ingest.ingest_file(con, file)
-            if not report.skipped:
+            if report.failure:
+                context.log.warning(f"not ingested: {report.failure}")
+                failures.append(report)
+            elif not report.skipped:
                 context.log.info(
-                    f"{file.relative_path}: {report.rows_accepted} accepted, "
-                    f"{report.rows_rejected} rejected"
+                    f"{file.relative_path}: {report.rows_read} read, {report.rows_accepted} "
+                    f"accepted, {report.rows_rejected} rejected"
                 )
                 reports.append(report)
-        total_rows = scalar(con, f"SELECT count(*) FROM {kind}")
-        preview = con.execute(f"SELECT * FROM {kind} LIMIT {PREVIEW_ROWS}").df()
+        new_paths = [r.path for r in reports]
+        table = table_metadata(con, kind, scalar(con, f"SELECT count(*) FROM {kind}"))
+        taken = ingest.rows_from(con, kind, new_paths, PREVIEW_ROWS)
+        rejected = ingest.rows_from(con, "rejected_rows", new_paths, PREVIEW_ROWS)
 
     reasons = Counter()
     for report in reports:
         reasons.update(report.rejected_by_reason)
-    files_table = pd.DataFrame(
-        [(r.path, r.rows_read, r.rows_accepted, r.rows_rejected) for r in reports],
-        columns=["file", "rows_read", "rows_accepted", "rows_rejected"],
-    )
-    reasons_table = pd.DataFrame(sorted(reasons.items()), columns=["reason", "rows"])
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(total_rows),
-            "new_files": len(reports),
-            "rows_accepted": sum(r.rows_accepted for r in reports),
-            "rows_rejected": sum(r.rows_rejected for r in reports),
-            "retried_and_accepted": retried,
-            "files": dg.MetadataValue.md(files_table.to_markdown(index=False)),
-            "rejected_by_reason": dg.MetadataValue.md(reasons_table.to_markdown(index=False)),
-            "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
-        }
-    )
+    metadata = {
+        **table,
+        "new_files": len(reports),
+        "rows_accepted": sum(r.rows_accepted for r in reports),
+        "rows_rejected": sum(r.rows_rejected for r in reports),
+        "retried_and_accepted": retried,
+        "failed_files": len(failures),
+    }
+    # tables only where there is something to show: an empty one renders as a bare header
+    if reports:
+        files_table = pd.DataFrame(
+            [(r.path, r.rows_read, r.rows_accepted, r.rows_rejected) for r in reports],
+            columns=["file", "rows_read", "rows_accepted", "rows_rejected"],
+        )
+        metadata["files"] = frame_table(files_table)
+        metadata["preview"] = frame_table(taken.drop(columns=["ingested_at"], errors="ignore"))
+    if reasons:
+        reasons_table = pd.DataFrame(sorted(reasons.items()), columns=["reason", "rows"])
+        metadata["rejected_by_reason"] = frame_table(reasons_table)
+        shown = rejected[["source_file", "record_no", "reason", "raw"]].copy()
+        shown["raw"] = shown["raw"].str.slice(0, RAW_SHOWN)
+        metadata["rejected_preview"] = frame_table(shown)
+    if failures:
+        metadata["failures"] = frame_table(
+            pd.DataFrame([(r.path, r.failure) for r in failures], columns=["file", "why"])
+        )
+    return dg.MaterializeResult(metadata=metadata)
 
 
 _COMMON = {

@@ -3,7 +3,8 @@
 Every record of a file ends up in exactly one place: its table (accepted) or
 ``rejected_rows`` (with a reason), so ``rows_read = rows_accepted + rows_rejected``.
 One file is one transaction, recorded in the ``ingested_files`` ledger by its sha256, so the
-same content is never ingested twice (:mod:`.ledger`).
+same content is never ingested twice (:mod:`.ledger`); a file that cannot be read (a bad gzip)
+is recorded there as failed, and the files after it go on.
 
 :func:`ingest_file` sends a file down one of two paths, the second slower and more general:
 
@@ -16,8 +17,9 @@ same content is never ingested twice (:mod:`.ledger`).
    are resolved there too.
 2. *The general path* (:mod:`.general_path`): every record is checked into ``validated``,
    and the accepted ones are upserted. The file is read typed, by ``read_json`` into a
-   temporary table; when even ``read_json`` fails (a malformed line, a record that is not an
-   object), it is read as text, record by record, to find and quarantine the bad ones.
+   temporary table; when even ``read_json`` fails (a malformed line, a byte that is not
+   UTF-8, a record that is not an object), it is read as text, record by record
+   (:mod:`.records`), to find and quarantine the bad ones, each with its own text.
 
 Both check records with the same SQL (:mod:`.fields`). Ratings rejected only because their
 user or artist is not known yet are retried by :func:`retry_pending_ratings` once those ids
@@ -27,7 +29,7 @@ arrive, and then move from rejected to accepted. Neither creates the schema: the
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import duckdb
@@ -40,9 +42,15 @@ from musicrec_assets.warehouse.ingest.fields import (
     UNKNOWN_ARTIST,
     UNKNOWN_USER,
 )
-from musicrec_assets.warehouse.ingest.ledger import IngestReport, already_ingested
+from musicrec_assets.warehouse.ingest.ledger import (
+    IngestReport,
+    already_ingested,
+    not_yet_ingested,
+    rows_from,
+)
 from musicrec_assets.warehouse.ingest.retry import retry_pending_ratings
-from musicrec_assets.warehouse.landing import LandingFile
+from musicrec_assets.warehouse.landing import LandingFile, UnreadableFile
+from musicrec_assets.warehouse.tables import transaction
 
 __all__ = [
     "DUPLICATE",
@@ -53,31 +61,59 @@ __all__ = [
     "IngestReport",
     "already_ingested",
     "ingest_file",
+    "not_yet_ingested",
     "retry_pending_ratings",
+    "rows_from",
 ]
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestReport:
-    """Validate and load one landing file in one transaction; a no-op if already ingested.
+    """Validate and load one landing file in one transaction; a no-op if its content was
+    ingested (or found unreadable) before.
 
-    The clean pass first; the general path when it declines the file.
+    The clean pass first; the general path when it declines the file. A file that cannot be
+    read is recorded in the ledger with ``report.failure`` (and retried once its content
+    changes); one that the system cannot open (gone, no permission) only gets the failure in
+    its report, and is tried again next time.
     """
     con.execute("SET TimeZone = 'UTC'")
     report = IngestReport(path=file.relative_path, kind=file.kind, sha256="")
-    if already_ingested(con, file):
-        report.skipped = True
-        return report
-
-    json_format = "array" if file.is_json_array() else "newline_delimited"
     now = datetime.now(UTC).replace(tzinfo=None)
+    sha256 = None
+    try:
+        fingerprinted = sha256 = ledger.known_sha256(con, file)
+        if sha256 is None and ledger.may_be_a_copy(con, file):
+            sha256 = file.sha256()  # a copy is known by its hash alone, before any read
+        if sha256 is not None and ledger.content_seen(con, file.kind, sha256):
+            if fingerprinted is None:
+                with transaction(con):
+                    ledger.remember(con, file, sha256, now)
+            report.skipped = True
+            return report
+        _ingest_new(con, file, sha256, now, report)
+    except UnreadableFile as error:
+        report.failure = str(error)
+        report.sha256 = report.sha256 or sha256 or file.sha256()
+        with transaction(con):
+            ledger.record(con, file, report, now)
+    except OSError as error:
+        report.failure = f"{file.relative_path}: {error.strerror or error}"
+    return report
+
+
+def _ingest_new(con, file: LandingFile, sha256: str | None, now, report: IngestReport) -> None:
+    """A file whose content is not in the ledger; ``sha256`` when it is known already."""
+    json_format = file.json_format()
     # hashing releases the GIL, so it overlaps DuckDB's read of the same file
     with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(file.sha256)
+        digest = pool.submit(file.sha256) if sha256 is None else _done(sha256)
         if clean_pass.try_ingest(con, file, json_format, now, report, digest):
-            return report
+            return
         report.sha256 = digest.result()
-    if ledger.content_seen(con, file.kind, report.sha256):
-        report.skipped = True
-        return report
     general_path.ingest(con, file, json_format, now, report)
-    return report
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future

@@ -17,6 +17,9 @@ KEYS = {"users": ("id",), "artists": ("id",), "ratings": ("user_id", "artist_id"
 UNKNOWN_USER = "unknown user_id"
 UNKNOWN_ARTIST = "unknown artist_id"
 DUPLICATE = "duplicate key within file"
+MALFORMED = "malformed JSON"
+NOT_AN_OBJECT = "not a JSON object"
+NOT_FINITE_TIMESTAMP = "timestamp not finite"
 
 
 def _json_columns(kind: str, ids_as_text: bool) -> str:
@@ -34,9 +37,32 @@ def read_json_records(kind: str, json_format: str, ids_as_text: bool = False) ->
     """
     fields = ", ".join(f'"{n}"' for n in FIELDS[kind])
     columns = _json_columns(kind, ids_as_text)
-    return f"""(SELECT NULL::VARCHAR AS problem, {fields}, NULL::VARCHAR AS raw
+    return f"""(SELECT NULL::VARCHAR AS problem, {fields}
                FROM read_json($path, format = '{json_format}', columns = {columns},
                               compression = 'auto'))"""
+
+
+# valid JSON whose first character (after white space) is a brace is an object
+_STARTS_AN_OBJECT = r"^[ \t\n\r]*\{"
+
+
+def parsed_text(kind: str, source: str, carried: str) -> str:
+    """The records of ``source`` (their text ``raw``, and the ``problem`` that the text
+    reader found, if any) as :func:`checked` takes them: the ``carried`` columns, the problem
+    (else that the text is not JSON, or not an object) and the fields as JSON."""
+    # one parse for all the fields: a json_extract per field would parse the text each time
+    paths = ", ".join(f"""'$."{name}"'""" for name in FIELDS[kind])
+    fields = ", ".join(f'fields[{i}] AS "{name}"' for i, name in enumerate(FIELDS[kind], 1))
+    return f"""
+        SELECT {carried},
+               CASE WHEN problem IS NOT NULL THEN problem
+                    WHEN NOT is_json THEN '{MALFORMED}'
+                    WHEN NOT regexp_matches(raw, '{_STARTS_AN_OBJECT}') THEN '{NOT_AN_OBJECT}'
+               END AS problem,
+               {fields}
+        FROM (SELECT *, CASE WHEN is_json THEN json_extract(raw, [{paths}]) END AS fields
+              FROM (SELECT *, problem IS NULL AND json_valid(raw) AS is_json FROM {source}))
+        """
 
 
 # Typed values are read off each field's JSON text (cheap string tests) rather than by
@@ -61,11 +87,18 @@ def _identifier(column: str) -> str:
                     WHEN regexp_full_match({text}, '-?[0-9]+') THEN {text} END"""
 
 
+# Unicode's white space: RE2's \s is ASCII only; \pZ adds the no-break, em, ideographic …
+# spaces and the line and paragraph separators, U+0085 is the one left (a control)
+_BLANK = r"[\s\v\x{85}\pZ]*"
+
+
 def _id_checks(name: str) -> list[str]:
     # a regular expression, not trim(): trim copies every id. Only ids that start with a
-    # control character or a space (codepoint ≤ 32, every one that \s matches) pay for it.
+    # control character, a space or a non-ASCII character pay for it.
     value = f"{name}_value"
-    blank = f"ascii({value}) <= 32 AND regexp_full_match({value}, '\\s*')"
+    blank = (
+        f"(ascii({value}) <= 32 OR ascii({value}) > 127) AND regexp_full_match({value}, '{_BLANK}')"
+    )
     return [
         f"WHEN {name}_text IS NULL OR ({blank}) THEN 'missing or empty {name}'",
         f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
@@ -73,7 +106,7 @@ def _id_checks(name: str) -> list[str]:
 
 
 def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = False) -> str:
-    """A query of ``source``'s records (``problem``, the fields as JSON, ``raw``): each
+    """A query of ``source``'s records (``problem``, the fields as JSON): each
     field's typed value (``<field>_value``) and the first reason the record fails, if any.
 
     ``record_no``: a select-list item that numbers the records, when ``source`` has none.
@@ -95,7 +128,9 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
             {identifier("artist_id")} AS artist_id_value,
             {_number("p.rating")} AS rating_value,
             {_number("p.plays")} AS plays_number,
-            TRY_CAST(plays_number AS BIGINT) AS plays_value,
+            -- from the text, so that a count beyond 2^53 is not rounded through DOUBLE
+            coalesce(TRY_CAST(p.plays::VARCHAR AS BIGINT), TRY_CAST(plays_number AS BIGINT))
+                AS plays_value,
             {_number("p.timestamp")} AS timestamp_number,
             CASE WHEN timestamp_number IS NOT NULL
                      THEN make_timestamp(TRY_CAST(timestamp_number * 1e6 AS BIGINT))
@@ -112,6 +147,9 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
             "WHEN plays_number < 0 THEN 'negative plays'",
             "WHEN plays_text IS NOT NULL AND plays_value IS NULL THEN 'plays too large'",
             "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
+            # before the type: a NaN or infinite number is no time either
+            "WHEN NOT isfinite(coalesce(timestamp_number, 0)) OR NOT isfinite(timestamp_value) "
+            f"THEN '{NOT_FINITE_TIMESTAMP}'",
             "WHEN timestamp_text IS NOT NULL AND timestamp_value IS NULL "
             "THEN 'wrong type: timestamp must be epoch seconds or ISO 8601'",
         ]
@@ -134,11 +172,9 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
             for n in names
         ]
 
-    # only typed values go on: the JSON fields are read again for rejected rows alone
+    # only typed values go on
     dropped = ", ".join(
-        ["raw", "problem"]
-        + [f'"{n}"' for n in FIELDS[kind]]
-        + [f'"{n}_text"' for n in FIELDS[kind]]
+        ["problem"] + [f'"{n}"' for n in FIELDS[kind]] + [f'"{n}_text"' for n in FIELDS[kind]]
     )
     return f"""
         WITH typed AS (SELECT {record_no} p.*, {texts}, {values} FROM {source} p)

@@ -2,8 +2,9 @@
 ones upserted and the rejected ones quarantined, in one transaction.
 
 The file is read typed, by ``read_json`` into a temporary table (:func:`parse_typed`); when
-even ``read_json`` fails (a malformed line, a record that is not an object), it is read as
-text, record by record, to find and quarantine the bad ones.
+even ``read_json`` fails (a malformed line, a byte that is not UTF-8, a record that is not an
+object, a line too long), it is read as text, record by record (:mod:`.records`), to find
+and quarantine the bad ones. Rejected records keep their own text either way.
 """
 
 from __future__ import annotations
@@ -13,20 +14,18 @@ from datetime import datetime
 
 import duckdb
 
-from musicrec_assets.warehouse.ingest import ledger
+from musicrec_assets.warehouse.ingest import ledger, records
 from musicrec_assets.warehouse.ingest.fields import (
     DUPLICATE,
     FIELDS,
     KEYS,
     checked,
+    parsed_text,
     read_json_records,
     replaces_stored,
 )
 from musicrec_assets.warehouse.landing import LandingFile
 from musicrec_assets.warehouse.tables import insertion_order, scalar, transaction
-
-# a line of JSON Lines is read as one text column; no valid JSON contains these control bytes
-_NO_DELIMITER = "\x1f\x1e"
 
 
 def parse_typed(con, file: LandingFile, json_format: str) -> None:
@@ -36,30 +35,22 @@ def parse_typed(con, file: LandingFile, json_format: str) -> None:
     statement keeps the file's order, and a ``row_number()`` window would cost as much as the
     read itself.
     """
+    with insertion_order(con, preserve=True):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE parsed AS "
+            f"FROM {read_json_records(file.kind, json_format)}",
+            {"path": file.reader_path},
+        )
+
+
+def parse_text(con, file: LandingFile, json_format: str) -> None:
+    """Every record into ``parsed`` from its text (``raw_records``, kept for the rejected),
+    numbered by its ordinal."""
+    records.load_all(con, file, json_format)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE parsed AS FROM {read_json_records(file.kind, json_format)}",
-        {"path": file.reader_path},
+        "CREATE OR REPLACE TEMP TABLE parsed AS "
+        + parsed_text(file.kind, records.RAW_RECORDS, "ordinal AS record_no")
     )
-
-
-def _records_as_text(con, file: LandingFile, json_format: str) -> None:
-    """One row per record, as text, numbered by line (JSON Lines) or position (array)."""
-    if json_format == "array":
-        # a malformed array cannot be split into records: it raises, and the caller
-        # quarantines the whole file as one record
-        source = """SELECT row_number() OVER () AS record_no, json::VARCHAR AS raw
-                    FROM read_json(?, format = 'array', records = false,
-                                   columns = {'json': 'JSON'}, compression = 'auto')"""
-    else:
-        source = f"""SELECT * FROM (
-                        SELECT row_number() OVER () AS record_no, line AS raw
-                        FROM read_csv(?, columns = {{'line': 'VARCHAR'}},
-                                      delim = '{_NO_DELIMITER}', quote = '', escape = '',
-                                      header = false, auto_detect = false,
-                                      strict_mode = false, null_padding = true,
-                                      compression = 'auto'))
-                     WHERE trim(coalesce(raw, '')) <> ''"""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE records AS {source}", [file.reader_path])
 
 
 def _parse(con, file: LandingFile, json_format: str) -> bool:
@@ -69,44 +60,8 @@ def _parse(con, file: LandingFile, json_format: str) -> bool:
         parse_typed(con, file, json_format)
         return True
     except duckdb.Error:
-        pass
-    try:
-        _records_as_text(con, file, json_format)
-    except duckdb.Error:
-        # an array that is not valid JSON cannot be split into records: keep the whole text
-        # as one record, which validation rejects as malformed
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE records AS SELECT 1::BIGINT AS record_no, "
-            "?::VARCHAR AS raw",
-            [file.read_text()],
-        )
-    parse_records(con, file.kind)
-    return False
-
-
-def parse_records(con, kind: str) -> None:
-    """``records(record_no, raw)`` → ``parsed``, flagging text that is not a JSON object."""
-    extracted = ", ".join(
-        f"""json_extract(doc, '$."{name}"') AS "{name}" """ for name in FIELDS[kind]
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE parsed AS
-        WITH documents AS (
-            SELECT *, CASE WHEN json_valid(raw) THEN raw::JSON END AS doc FROM records
-        )
-        SELECT record_no,
-               CASE WHEN doc IS NULL THEN 'malformed JSON'
-                    WHEN json_type(doc) <> 'OBJECT' THEN 'not a JSON object' END AS problem,
-               {extracted}, raw
-        FROM documents
-        """
-    )
-
-
-def _record_no(numbered_by_rowid: bool) -> str:
-    """The number of a ``parsed`` record ``p``: its column, or (typed read) its row order."""
-    return "p.rowid + 1" if numbered_by_rowid else "p.record_no"
+        parse_text(con, file, json_format)
+        return False
 
 
 def validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
@@ -116,7 +71,7 @@ def validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
     typed read). One pass types and checks every record; a second marks all but the newest
     record of a key that repeats within the file as duplicates.
     """
-    numbering = f"{_record_no(numbered_by_rowid)} AS record_no," if numbered_by_rowid else ""
+    numbering = "p.rowid + 1 AS record_no," if numbered_by_rowid else ""
     con.execute(f"CREATE OR REPLACE TEMP TABLE validated AS {checked(kind, 'parsed', numbering)}")
     keys = ", ".join(f"{key}_value" for key in KEYS[kind])
     order = "timestamp_value DESC NULLS LAST," if kind == "ratings" else ""
@@ -138,12 +93,6 @@ def validate(con, kind: str, numbered_by_rowid: bool = False) -> None:
         WHERE validated.record_no = superseded.record_no
         """
     )
-
-
-def _raw_record(kind: str) -> str:
-    """A ``parsed`` record as text: as read (text read), or rebuilt from its fields."""
-    fields = ", ".join(f'"{n}" := p."{n}"' for n in FIELDS[kind])
-    return f"coalesce(p.raw, to_json(struct_pack({fields}))::VARCHAR)"
 
 
 def apply_accepted(con, kind: str, source_file: str | None, ingested_at: datetime) -> None:
@@ -201,28 +150,54 @@ def _reason_counts(con) -> Counter:
     return Counter(dict(rows))
 
 
+def _text_of_rejected(con, file: LandingFile, json_format: str) -> bool:
+    """``raw_records`` for the records a typed read rejected; False when the text reader
+    does not find the same number of records as ``read_json`` did."""
+    ordinals = con.execute(
+        "SELECT record_no FROM validated WHERE reason IS NOT NULL ORDER BY record_no"
+    ).fetchnumpy()["record_no"]
+    found = records.load_chosen(con, file, json_format, ordinals)
+    return found == scalar(con, "SELECT count(*) FROM validated")
+
+
 def ingest(
     con, file: LandingFile, json_format: str, now: datetime, report: ledger.IngestReport
 ) -> None:
     """The general path: every record checked into ``validated``, then one transaction that
-    upserts the accepted, quarantines the rejected and records the file in the ledger."""
-    with insertion_order(con, preserve=True):  # records are numbered by the order they come in
-        numbered_by_rowid = _parse(con, file, json_format)
+    upserts the accepted, quarantines the rejected with their text and records the file in
+    the ledger."""
+    numbered_by_rowid = _parse(con, file, json_format)
     # records are numbered now: what follows may write rows in any order
     with insertion_order(con, preserve=False):
         validate(con, file.kind, numbered_by_rowid)
     reasons = _reason_counts(con)
+    if reasons and numbered_by_rowid and not _text_of_rejected(con, file, json_format):
+        # read_json and the text reader disagree on where the records are: the text decides
+        parse_text(con, file, json_format)
+        with insertion_order(con, preserve=False):
+            validate(con, file.kind)
+        reasons = _reason_counts(con)
     report.rows_read = scalar(con, "SELECT count(*) FROM validated")
     report.rows_rejected = sum(reasons.values())
     report.rows_accepted = report.rows_read - report.rows_rejected
     report.rejected_by_reason = dict(reasons)
     with insertion_order(con, preserve=False), transaction(con):
         apply_accepted(con, file.kind, file.relative_path, now)
-        con.execute(
-            f"""INSERT INTO rejected_rows
-                SELECT ?, ?, ?, v.record_no, {_raw_record(file.kind)}, v.reason, ?
-                FROM validated v JOIN parsed p ON v.record_no = {_record_no(numbered_by_rowid)}
-                WHERE v.reason IS NOT NULL""",
-            [file.relative_path, report.sha256, file.kind, now],
-        )
+        if report.rows_rejected:
+            _quarantine(con, file, report, now)
         ledger.record(con, file, report, now)
+
+
+def _quarantine(con, file: LandingFile, report: ledger.IngestReport, now: datetime) -> None:
+    (quarantined,) = con.execute(
+        f"""INSERT INTO rejected_rows
+            SELECT ?, ?, ?, r.record_no, r.raw, v.reason, ?
+            FROM validated v JOIN {records.RAW_RECORDS} r ON r.ordinal = v.record_no
+            WHERE v.reason IS NOT NULL""",
+        [file.relative_path, report.sha256, file.kind, now],
+    ).fetchone()
+    if quarantined != report.rows_rejected:  # the transaction rolls back: nothing is lost
+        raise RuntimeError(
+            f"{file.relative_path}: {report.rows_rejected} records rejected but the text "
+            f"of {quarantined} found"
+        )

@@ -1,12 +1,23 @@
-"""The ``ingested_files`` ledger: which files, by path and by content, are in already."""
+"""The ``ingested_files`` ledger: which files, by content, are in already (or could not be
+read), and ``landing_fingerprints``: which content a landing path held when last looked at.
+
+A file is known without reading it when its path, size, mtime, ctime and inode are those of
+its fingerprint: a rewrite that keeps the size and puts the mtime back still moves the ctime,
+and a file renamed over it has another inode. Otherwise its sha256 decides, computed first
+when a file of the same kind and size is in the ledger (only then can it be a copy), else
+while the file is read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
 
 from musicrec_assets.warehouse.landing import LandingFile
-from musicrec_assets.warehouse.tables import scalar
+from musicrec_assets.warehouse.tables import connect, scalar, table_exists
 
 
 @dataclass
@@ -20,13 +31,61 @@ class IngestReport:
     rows_accepted: int = 0
     rows_rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    skipped: bool = False  # same content was ingested before
+    skipped: bool = False  # same content was ingested (or failed) before
+    failure: str | None = None  # one line: why the file could not be read
+
+
+def _same_stat(fingerprint: str) -> str:
+    """SQL that the fingerprint row ``fingerprint`` is of `_stat`'s parameters."""
+    columns = ("path", "size_bytes", "mtime_ns", "changed_ns", "inode")
+    return " AND ".join(f"{fingerprint}.{column} = ?" for column in columns)
+
+
+def _stat(file: LandingFile) -> list:
+    return [file.relative_path, file.size_bytes, file.mtime_ns, file.changed_ns, file.inode]
+
+
+def known_sha256(con, file: LandingFile) -> str | None:
+    """The sha256 of the file's content when its fingerprint says it has not changed."""
+    query = f"SELECT sha256 FROM landing_fingerprints f WHERE {_same_stat('f')}"
+    found = con.execute(query, _stat(file)).fetchall()
+    return found[0][0] if found else None
 
 
 def already_ingested(con, file: LandingFile) -> bool:
-    """Known by path, size and mtime: the cheap test, before the content's hash."""
-    query = "SELECT count(*) FROM ingested_files WHERE path = ? AND size_bytes = ? AND mtime_ns = ?"
-    return scalar(con, query, [file.relative_path, file.size_bytes, file.mtime_ns]) > 0
+    """Known, without reading the file: unchanged since its content was ingested (or failed).
+    Works on a read-only connection to a warehouse of any age."""
+    if not table_exists(con, "landing_fingerprints"):
+        return False
+    query = f"""SELECT EXISTS (FROM landing_fingerprints f JOIN ingested_files i USING (sha256)
+                               WHERE i.kind = ? AND {_same_stat("f")})"""
+    return scalar(con, query, [file.kind, *_stat(file)])
+
+
+def not_yet_ingested(warehouse: Path, files: list[LandingFile]) -> list[LandingFile]:
+    """The ``files`` that the ledger of ``warehouse`` (the copy readers open) does not know as
+    they are now, without reading them: all of them before the first ingest."""
+    if not files or not warehouse.exists():
+        return files
+    with connect(warehouse, read_only=True) as con:
+        if not table_exists(con, "ingested_files"):
+            return files
+        return [file for file in files if not already_ingested(con, file)]
+
+
+def rows_from(con, table: str, paths: list[str], limit: int) -> pd.DataFrame:
+    """Up to ``limit`` rows of ``table`` (a kind's table, or ``rejected_rows``) that came from
+    the landing files ``paths``: what a run took, for a preview."""
+    return con.execute(
+        f"SELECT * FROM {table} WHERE list_contains(?, source_file) LIMIT ?", [paths, limit]
+    ).df()
+
+
+def may_be_a_copy(con, file: LandingFile) -> bool:
+    """Whether content of the file's kind and size is in the ledger: only then can the file
+    hold content that was ingested before."""
+    query = "SELECT EXISTS (FROM ingested_files WHERE kind = ? AND size_bytes = ?)"
+    return scalar(con, query, [file.kind, file.size_bytes])
 
 
 def content_seen(con, kind: str, sha256: str) -> bool:
@@ -34,10 +93,22 @@ def content_seen(con, kind: str, sha256: str) -> bool:
     return scalar(con, query, [sha256, kind]) > 0
 
 
-def record(con, file: LandingFile, report: IngestReport, now: datetime) -> None:
-    """The ledger's row for ``file``: the last write of either path, inside its transaction."""
+def remember(con, file: LandingFile, sha256: str, now: datetime) -> None:
+    """The file's fingerprint: its path, as it is now, holds ``sha256``."""
+    con.execute("DELETE FROM landing_fingerprints WHERE path = ?", [file.relative_path])
     con.execute(
-        "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO landing_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [*_stat(file), sha256, now],
+    )
+
+
+def record(con, file: LandingFile, report: IngestReport, now: datetime) -> None:
+    """The ledger's row for ``file``: the last write of either path, inside its transaction;
+    a file that could not be read has ``report.failure`` and no rows."""
+    con.execute(
+        """INSERT INTO ingested_files (path, sha256, kind, size_bytes, mtime_ns, rows_read,
+                                       rows_accepted, rows_rejected, ingested_at, failure)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             file.relative_path,
             report.sha256,
@@ -48,5 +119,7 @@ def record(con, file: LandingFile, report: IngestReport, now: datetime) -> None:
             report.rows_accepted,
             report.rows_rejected,
             now,
+            report.failure,
         ],
     )
+    remember(con, file, report.sha256, now)

@@ -1,0 +1,235 @@
+"""A landing file's records as text, split here rather than by ``read_json``: every record of a
+file that ``read_json`` cannot read, and the raw text of the records a file's validation
+rejects (``rejected_rows.raw`` is the input's own bytes, never a rebuild from known fields).
+
+A record has an *ordinal*, its place among the file's records (the order ``read_json``
+gives), and a *number*, which ``rejected_rows.record_no`` shows: its line in JSON Lines, where
+blank lines count as lines but are no records, or its place in a JSON array. Bytes that are
+not UTF-8 are kept escaped (``\\xe9``), and such a record is rejected; so is a record over
+`MAX_RECORD_BYTES`, of which only the first `KEPT_BYTES_OF_LONG_RECORD` are kept. A UTF-8
+BOM at the start of the file is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+import pyarrow as pa
+
+from musicrec_assets.warehouse.landing import UTF8_BOM, LandingFile
+
+BLOCK_BYTES = 8 * 2**20
+MAX_RECORD_BYTES = 16 * 2**20  # read_json's own limit on one record
+KEPT_BYTES_OF_LONG_RECORD = 2**20
+ARRAY_ELEMENTS_PER_BLOCK = 65_536
+
+INVALID_UTF8 = "invalid UTF-8"
+TOO_LONG = f"record over {MAX_RECORD_BYTES // 2**20} MiB"
+
+RAW_RECORDS = "raw_records"  # the temporary table the loaders below fill
+
+
+@dataclass
+class Block:
+    """Consecutive records of a file, as bytes."""
+
+    first_ordinal: int
+    numbers: np.ndarray  # each record's number
+    records: list[bytes]
+    cut: int | None = None  # the index of a record over MAX_RECORD_BYTES, kept as its start
+
+    def texts(self, indices: np.ndarray) -> tuple[list[str], list[str | None]]:
+        """The text of the records at ``indices`` and the problem each has, if any."""
+        if len(indices) == len(self.records):
+            chosen = self.records
+        else:
+            chosen = [self.records[i] for i in indices.tolist()]
+        try:
+            # one decode for the whole block; a record that holds the separator itself (never
+            # valid JSON) splits into more pieces, and takes the record by record way
+            texts = b"\0".join(chosen).decode().split("\0") if chosen else []
+            problems: list[str | None] = [None] * len(chosen)
+            if len(texts) != len(chosen):
+                raise UnicodeDecodeError("utf-8", b"", 0, 0, "a record holds a NUL")
+        except UnicodeDecodeError:
+            texts, problems = [], []
+            for record in chosen:
+                try:
+                    texts.append(record.decode())
+                    problems.append(None)
+                except UnicodeDecodeError:
+                    texts.append(record.decode(errors="backslashreplace"))
+                    problems.append(INVALID_UTF8)
+        if self.cut is not None and (at := np.flatnonzero(indices == self.cut)).size:
+            texts[at[0]] = chosen[at[0]].decode(errors="backslashreplace")
+            problems[at[0]] = TOO_LONG
+        return texts, problems
+
+
+def blocks(file: LandingFile, json_format: str) -> Iterator[Block]:
+    """The file's records, in order. Raises `landing.UnreadableFile` (bad gzip) or OSError."""
+    with file.open_content() as stream:
+        yield from _array_blocks(stream) if json_format == "array" else _line_blocks(stream)
+
+
+def load_all(con, file: LandingFile, json_format: str) -> None:
+    """Every record of ``file`` into ``raw_records(ordinal, record_no, raw, problem)``."""
+    _create(con)
+    for block in blocks(file, json_format):
+        _append(con, block, np.arange(len(block.records)))
+
+
+def load_chosen(con, file: LandingFile, json_format: str, ordinals: np.ndarray) -> int:
+    """The records at ``ordinals`` (sorted) into ``raw_records``; returns how many records the
+    file has, by which the caller knows that its numbering and ours agree."""
+    _create(con)
+    count = 0
+    for block in blocks(file, json_format):
+        start = block.first_ordinal
+        end = start + len(block.records)
+        low, high = np.searchsorted(ordinals, [start, end])
+        if high > low:
+            _append(con, block, ordinals[low:high] - start)
+        count = end - 1
+    return count
+
+
+def _create(con) -> None:
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {RAW_RECORDS}
+            (ordinal BIGINT, record_no BIGINT, raw VARCHAR, problem VARCHAR)"""
+    )
+
+
+def _append(con, block: Block, indices: np.ndarray) -> None:
+    texts, problems = block.texts(indices)
+    batch = pa.table(
+        {
+            "ordinal": pa.array(indices + block.first_ordinal, pa.int64()),
+            "record_no": pa.array(block.numbers[indices], pa.int64()),
+            "raw": pa.array(texts, pa.large_string()),
+            "problem": pa.array(problems, pa.string()),
+        }
+    )
+    con.register("raw_batch", batch)
+    try:
+        con.execute(f"INSERT INTO {RAW_RECORDS} SELECT * FROM raw_batch")
+    finally:
+        con.unregister("raw_batch")
+
+
+def _line_blocks(stream: IO[bytes]) -> Iterator[Block]:
+    """JSON Lines, one block per `BLOCK_BYTES` read. A line longer than that is gathered over
+    several reads, up to `MAX_RECORD_BYTES`; past it, the rest is dropped as it comes."""
+    ordinal, line_no = 1, 1
+    partial, partial_cut = b"", False
+    first = True
+    while chunk := stream.read(BLOCK_BYTES):
+        if first:
+            chunk, first = chunk.removeprefix(UTF8_BOM), False
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            partial, partial_cut = _grow(partial, chunk, partial_cut)
+            continue
+        lines[0], first_cut = _grow(partial, lines[0], partial_cut)
+        # shorter than a read, so below MAX_RECORD_BYTES
+        partial, partial_cut = lines.pop(), False
+        block = _block(lines, ordinal, line_no, first_cut, chunk)
+        ordinal += len(block.records)
+        line_no += len(lines)
+        yield block
+    if partial.strip():
+        yield _block([partial], ordinal, line_no, partial_cut, partial)
+
+
+def _grow(partial: bytes, more: bytes, cut: bool) -> tuple[bytes, bool]:
+    """A line's bytes so far plus ``more``, cut to its start once over MAX_RECORD_BYTES."""
+    if cut:
+        return partial, True
+    grown = partial + more
+    if len(grown) > MAX_RECORD_BYTES:
+        return grown[:KEPT_BYTES_OF_LONG_RECORD], True
+    return grown, False
+
+
+# a line of white space only, between two newlines of a read
+_BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")
+
+
+def _block(lines: list[bytes], ordinal: int, line_no: int, first_cut: bool, read: bytes) -> Block:
+    """``lines``, the complete lines of ``read`` (the first completed from earlier reads),
+    without the blank ones."""
+    if lines[0].strip() and not _BLANK_LINE.search(read):
+        block = Block(ordinal, np.arange(line_no, line_no + len(lines)), lines)
+    else:
+        kept = [i for i, line in enumerate(lines) if line.strip()]
+        block = Block(ordinal, np.array(kept, dtype=np.int64) + line_no, [lines[i] for i in kept])
+    if first_cut:
+        block.cut = 0  # a cut line is long, so never blank: it is the block's first record
+    return block
+
+
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_blocks(stream: IO[bytes]) -> Iterator[Block]:
+    """A JSON array's elements, split by Python's JSON scanner over the whole text (bytes
+    that are not UTF-8 carried through as surrogates). An array that cannot be split is one
+    record: its whole text."""
+    content = stream.read().removeprefix(UTF8_BOM)
+    text = content.decode(errors="surrogateescape")
+    spans = _element_spans(text)
+    if spans is None:
+        yield _whole(content)
+        return
+    starts, ends = spans
+    del content
+    for first in range(0, len(starts), ARRAY_ELEMENTS_PER_BLOCK):
+        last = min(first + ARRAY_ELEMENTS_PER_BLOCK, len(starts))
+        records = [
+            text[starts[i] : ends[i]].encode(errors="surrogateescape") for i in range(first, last)
+        ]
+        yield Block(first + 1, np.arange(first + 1, last + 1), records)
+
+
+def _whole(content: bytes) -> Block:
+    if len(content) > MAX_RECORD_BYTES:
+        return Block(1, np.ones(1, np.int64), [content[:KEPT_BYTES_OF_LONG_RECORD]], cut=0)
+    return Block(1, np.ones(1, np.int64), [content])
+
+
+def _element_spans(text: str) -> tuple[array, array] | None:
+    """Where each element of the JSON array ``text`` starts and ends; None when ``text`` is
+    not one JSON array."""
+    decoder = json.JSONDecoder()
+    starts, ends = array("q"), array("q")
+
+    def skip_whitespace(at: int) -> int:
+        return _JSON_WHITESPACE.match(text, at).end()
+
+    at = skip_whitespace(0)
+    if text[at : at + 1] != "[":
+        return None
+    at = skip_whitespace(at + 1)
+    if text[at : at + 1] == "]":
+        return (starts, ends) if skip_whitespace(at + 1) == len(text) else None
+    while True:
+        try:
+            _, end = decoder.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            return None
+        starts.append(at)
+        ends.append(end)
+        at = skip_whitespace(end)
+        separator = text[at : at + 1]
+        at = skip_whitespace(at + 1)
+        if separator == "]":
+            return (starts, ends) if at == len(text) else None
+        if separator != ",":
+            return None

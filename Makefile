@@ -36,6 +36,7 @@ ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 
 ## mlflow: the MLflow UI on the same home's store at 127.0.0.1:5000 (one worker: a local UI needs no more)
 mlflow: $(INSTALLED)
+	$(BIN)/python -c "from musicrec_assets.tracking import registry; registry.configure('$(MUSICREC_HOME)')"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MUSICREC_HOME)/mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1
 

@@ -140,9 +140,9 @@ def _stage_tuning_trials(home: Path) -> dict:
     import dataclasses
     from datetime import UTC, datetime
 
-    import duckdb
     import pandas as pd
 
+    from musicrec_assets.defs.resources import warehouse_resource
     from musicrec_assets.evaluation.metrics import primary_metric
     from musicrec_assets.model.factors import TrainingParams
     from musicrec_assets.warehouse.tables import publish_table
@@ -169,7 +169,8 @@ def _stage_tuning_trials(home: Path) -> dict:
             }
         ]
     )
-    with duckdb.connect(str(Home(home).warehouse)) as con:
+    # through the pipeline's working copy, published as the graph's own steps are
+    with warehouse_resource(Home(home)).get_connection() as con:
         publish_table(con, "tuning_trials", [trials])
     return {"success": True, "metadata": {"params": json.dumps(dataclasses.asdict(params))}}
 

@@ -25,7 +25,13 @@ TRAINING_ASSETS = [
 ]
 SERVING_ASSETS = [
     dg.AssetKey(name)
-    for name in ("user_recommendations", "artist_top_users", "similar_artists", "factor_tables")
+    for name in (
+        "user_recommendations",
+        "artist_top_users",
+        "similar_artists",
+        "user_factors",
+        "artist_factors",
+    )
 ]
 
 # small grid and folds: the pipeline tests check wiring and behaviour, not model quality

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -24,35 +25,84 @@ def _use_home(home: str | None) -> Home:
     The Dagster instance lives in ``<home>/dagster`` unless DAGSTER_HOME is set and no
     ``--home`` was given.
     """
+    from musicrec_assets.cli.preflight import require_writable
+
     layout = _home(home)
     os.environ["MUSICREC_HOME"] = str(layout.root)
-    layout.create_landing()
     if home or not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(layout.dagster)
     dagster_home = Path(os.environ["DAGSTER_HOME"])
-    dagster_home.mkdir(parents=True, exist_ok=True)
+    require_writable(layout, dagster_home)
+    layout.create_landing()
     if not (dagster_home / "dagster.yaml").exists():
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        # under a name of its own first: a second run starting now never reads half a file
+        staged = dagster_home / f".dagster.yaml.{os.getpid()}.part"
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", staged)
+        os.replace(staged, dagster_home / "dagster.yaml")
     return layout
+
+
+def _dagster_instance():
+    """The Dagster instance at DAGSTER_HOME, its storage created by one process at a time: two
+    first runs on a new home would otherwise both create (and migrate) its sqlite tables."""
+    import fcntl
+
+    import dagster as dg
+
+    with open(Path(os.environ["DAGSTER_HOME"]) / ".musicrec-instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)
+        return instance
 
 
 def run(args: argparse.Namespace) -> int:
     """Ingest what is new in the landing folder and materialize the whole graph in-process."""
-    import dagster as dg
+    import uuid
 
-    from musicrec_assets.cli.summary import print_summary
-    from musicrec_assets.definitions import build_definitions
+    from musicrec_assets.cli import preflight
 
-    home = _use_home(args.home)
-    started = time.time()
-    defs = build_definitions(home.root)
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        raise_on_error=False,
-    )
-    trained = result.asset_materializations_for_node("als_model") if result.success else []
+    try:
+        home = _use_home(args.home)
+        run_config = preflight.run_config(args.config, "DEBUG" if args.verbose else "CRITICAL")
+        preflight.wait_for_writers(home.landing, args.wait_for_writers)
+        preflight.require_ratings(home)
+        # imported only now: Dagster and the graph take seconds to import, a preflight error none
+        from musicrec_assets.cli import run_guard
+        from musicrec_assets.cli.progress import Progress
+        from musicrec_assets.cli.summary import print_summary
+        from musicrec_assets.definitions import build_definitions
+        from musicrec_assets.defs.automation import full_job
+        from musicrec_assets.defs.recovery import process_tags, recover_abandoned_runs
+        from musicrec_assets.warehouse import ingest, landing
+
+        instance = _dagster_instance()
+        for line in recover_abandoned_runs(instance):
+            print(f"recovered {line}")
+        started = time.time()
+        job = build_definitions(home.root).resolve_job_def(full_job.name)
+        new_files = ingest.not_yet_ingested(home.warehouse, landing.scan(home.landing))
+        tags = process_tags() | {
+            "musicrec/trigger": "musicrec run",
+            "musicrec/files": ", ".join(f.relative_path for f in new_files)[:1000] or "none new",
+        }
+        run_id = str(uuid.uuid4())
+        progress = None if args.verbose else Progress(len(job.graph.nodes))
+        if progress:  # MLflow's notes on each store migration and version, for the same reason
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+        print(f"run {run_id} ({full_job.name}): {len(new_files)} new landing file(s)", flush=True)
+        with run_guard.watching(instance, run_id, progress=progress):
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                run_id=run_id,
+                tags=tags,
+                raise_on_error=False,
+            )
+    except KeyboardInterrupt:
+        print("musicrec: interrupted before the run started", file=sys.stderr)
+        return 130
+    trained = result.asset_materializations_for_node("als_model")
     model = {k: v.value for k, v in trained[0].metadata.items()} if trained else None
     print_summary(home, started, result.run_id, result.success, model)
     return 0 if result.success else 1
@@ -94,7 +144,7 @@ def _champion_recommender(home: str | None):
     from musicrec_assets.tracking import registry
 
     root = _home(home).root
-    registry.configure(root)
+    registry.use_existing_store(root)
     return registry.load_champion(root)
 
 
@@ -157,23 +207,49 @@ def top_users_command(args: argparse.Namespace) -> int:
 
 
 def sql_command(args: argparse.Namespace) -> int:
-    """Run a read-only SQL query against the warehouse and print the result."""
-    import duckdb
+    """Run SQL queries against the warehouse (nothing that writes) and print the result."""
+    from musicrec_assets.warehouse import queries
 
     with _read_only_warehouse(args.home) as con:
-        try:
-            _print(con.execute(args.query).df())
-        except duckdb.Error as error:
-            raise ValueError(str(error).splitlines()[0]) from error
+        _print(queries.run_query(con, args.query))
     return 0
 
 
+def _count(text: str) -> int:
+    """``-n``: how many rows to show, at least one."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return count
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line too, as every other error (the usage is under ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="musicrec", description=__doc__)
+    parser = _Parser(prog="musicrec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run_parser = commands.add_parser("run", help=run.__doc__)
     run_parser.add_argument("--home", help="MUSICREC_HOME (default: $MUSICREC_HOME or .musicrec)")
+    run_parser.add_argument("--config", help="YAML file of Dagster run config (e.g. settings)")
+    run_parser.add_argument(
+        "--wait-for-writers",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for landing files still being written (default 60)",
+    )
+    run_parser.add_argument(
+        "--verbose", action="store_true", help="Dagster's own log lines instead of the progress"
+    )
     run_parser.set_defaults(handler=run)
 
     sample_parser = commands.add_parser("sample", help=sample.__doc__)
@@ -196,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
     recommend_parser = reader("recommend", recommend_command)
     recommend_parser.add_argument("user_id", nargs="?")
-    recommend_parser.add_argument("-n", type=int, default=10)
+    recommend_parser.add_argument("-n", type=_count, default=10)
     recommend_parser.add_argument("--explain", action="store_true")
     recommend_parser.add_argument("--ratings", help="JSON file of a new listener's ratings")
     for name, handler in (("similar", similar_command), ("top-users", top_users_command)):
         command = reader(name, handler)
         command.add_argument("artist", help="artist id or exact name")
-        command.add_argument("-n", type=int, default=10)
+        command.add_argument("-n", type=_count, default=10)
     reader("sql", sql_command).add_argument("query")
 
     args = parser.parse_args(argv)

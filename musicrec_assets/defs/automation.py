@@ -2,8 +2,14 @@
 
 * ``landing_sensor`` requests one ``ingest_job`` run for the files that became ready together.
 * ``retrain_sensor`` requests one ``retrain_job`` run (training and serving, reusing the last
-  tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings.
+  tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings; on a
+  home with no tuning yet, the run tunes too.
 * ``retrain_schedule`` runs the whole graph, tuning included (default daily 03:00 UTC).
+
+Before it requests anything, each sensor tick fails the runs of this host whose processes are
+gone and frees their pool slots (`recovery.recover_abandoned_runs`), so a killed run never
+wedges the runs it is about to request. Every run of these jobs carries its host as a tag, for
+the recovery to tell which runs it may judge.
 """
 
 import hashlib
@@ -13,34 +19,45 @@ import os
 import dagster as dg
 
 from musicrec_assets.defs.ingest.assets import ratings
+from musicrec_assets.defs.recovery import host_tags, recover_abandoned_runs
 from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
+from musicrec_assets.defs.training.assets import als_tuning
 from musicrec_assets.warehouse import ingest, landing
-from musicrec_assets.warehouse.tables import WarehouseBusy, connect, table_exists
+from musicrec_assets.warehouse.tables import connect, table_exists
 
 # Sensor-triggered runs execute in one process by default: their writing steps queue on the
 # `duckdb` pool anyway, and a process per step costs seconds of imports each on a small machine.
 # `execution: {config: {multiprocess: {}}}` in run config switches back.
 IN_ONE_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
+TRAINING_AND_SERVING = dg.AssetSelection.groups("training", "serving")
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
     config=IN_ONE_PROCESS,
+    tags=host_tags(),
     description="Ingest the files that are new in the landing folder.",
 )
 retrain_job = dg.define_asset_job(
     "retrain_job",
     config=IN_ONE_PROCESS,
-    selection=dg.AssetSelection.groups("training", "serving")
-    - dg.AssetSelection.assets("als_tuning"),
+    selection=TRAINING_AND_SERVING - dg.AssetSelection.assets(als_tuning),
+    tags=host_tags(),
     description="Rebuild matrix, split, model and recommendation tables with the last tuned "
     "params.",
 )
 full_job = dg.define_asset_job(
     "full_job",
     selection=dg.AssetSelection.all(),
+    tags=host_tags(),
     description="Everything: ingest, tune, train, publish (what `musicrec run` does).",
 )
+
+
+def _recover_abandoned_runs(context: dg.SensorEvaluationContext) -> None:
+    for line in recover_abandoned_runs(context.instance):
+        context.log.warning(f"recovered {line}")
 
 
 @dg.sensor(
@@ -51,6 +68,7 @@ full_job = dg.define_asset_job(
     "size and mtime hold still between two ticks (or once renamed from .tmp/.part).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
+    _recover_abandoned_runs(context)
     cursor = json.loads(context.cursor) if context.cursor else {}
     readiness = landing.ready_files(
         landing.scan(home.layout.landing), cursor.get("requested", {}), cursor.get("pending", {})
@@ -58,7 +76,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     context.update_cursor(
         json.dumps({"requested": readiness.requested, "pending": readiness.pending})
     )
-    ready = _not_in_ledger(home, readiness.ready)
+    ready = ingest.not_yet_ingested(home.layout.warehouse, readiness.ready)
     if not ready:
         return dg.SkipReason(
             f"nothing new ready ({len(readiness.pending)} file(s) waiting to hold still)"
@@ -70,30 +88,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     )
 
 
-def _not_in_ledger(home: MusicrecHome, files: list[landing.LandingFile]):
-    """Drop files the ledger already has (e.g. ingested by `musicrec run` before the UI
-    started); when a run holds the warehouse's write lock, keep them all: ingestion skips
-    known files anyway."""
-    if not files or not home.layout.warehouse.exists():
-        return files
-    try:
-        with connect(home.layout.warehouse, read_only=True) as con:
-            if not table_exists(con, "ingested_files"):
-                return files
-            return [f for f in files if not ingest.already_ingested(con, f)]
-    except WarehouseBusy:
-        return files
-
-
 @dg.asset_sensor(
     asset_key=ratings.key,
     job=retrain_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Retrains (without retuning) after an ingest run that brought new ratings.",
+    description="Retrains (without retuning, unless there is no tuning yet) after an ingest "
+    "run that brought new ratings.",
 )
 def retrain_sensor(
-    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, settings: ModelSettings
+    context: dg.SensorEvaluationContext,
+    asset_event: dg.EventLogEntry,
+    settings: ModelSettings,
+    home: MusicrecHome,
 ):
+    _recover_abandoned_runs(context)
     run = context.instance.get_run_by_id(asset_event.run_id)
     if run is None or run.job_name != ingest_job.name:
         return dg.SkipReason("ratings were materialized by a run that trains anyway")
@@ -103,7 +111,24 @@ def retrain_sensor(
     )
     if new < settings.min_new_ratings:
         return dg.SkipReason(f"{new} new rating(s), fewer than {settings.min_new_ratings}")
-    return dg.RunRequest(run_key=asset_event.run_id, tags={"musicrec/new_ratings": str(new)})
+    tags = {"musicrec/new_ratings": str(new)}
+    if _tuned(home):
+        return dg.RunRequest(run_key=asset_event.run_id, tags=tags)
+    # a first training: retrain_job's assets and als_tuning, whose params als_model needs
+    first_training = TRAINING_AND_SERVING.resolve(context.repository_def.asset_graph)
+    return dg.RunRequest(
+        run_key=asset_event.run_id,
+        asset_selection=sorted(first_training),
+        tags={**tags, "musicrec/first_training": "true"},
+    )
+
+
+def _tuned(home: MusicrecHome) -> bool:
+    """Whether the warehouse holds a tuning for ``als_model`` to reuse."""
+    if not home.layout.warehouse.exists():
+        return False
+    with connect(home.layout.warehouse, read_only=True) as con:
+        return table_exists(con, "tuning_trials")
 
 
 retrain_schedule = dg.ScheduleDefinition(

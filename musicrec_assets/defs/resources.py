@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from musicrec_assets.home import Home
 from musicrec_assets.model.backends import Backend
+from musicrec_assets.warehouse import published
 
 
 class MusicrecHome(dg.ConfigurableResource):
@@ -25,14 +27,28 @@ class MusicrecHome(dg.ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """``DuckDBResource`` that also closes its connection when the step fails, so a failed
-    step leaves no open handle that would keep the file locked or in one configuration."""
+    """The pipeline's working copy of the warehouse (``database``), which no reader opens,
+    published as ``published_as`` (the ``warehouse.duckdb`` readers open) after every use: see
+    :mod:`musicrec_assets.warehouse.published`. Its connection is closed when the step fails
+    too, so a failed step leaves no open handle that would keep the file locked."""
+
+    published_as: str
 
     @contextmanager
     def get_connection(self):
+        working, readers_copy = Path(self.database), Path(self.published_as)
+        published.adopt(readers_copy, working)
+        working.parent.mkdir(parents=True, exist_ok=True)
         with super().get_connection() as connection:
             try:
                 yield connection
+            except BaseException:
+                # what the failed step committed is kept and shown; its own error is the news
+                with suppress(duckdb.Error, OSError):
+                    published.publish(connection, working, readers_copy)
+                raise
+            else:
+                published.publish(connection, working, readers_copy)
             finally:
                 connection.close()
 
@@ -40,7 +56,8 @@ class WarehouseResource(DuckDBResource):
 def warehouse_resource(home: Home) -> WarehouseResource:
     # no replacement scans: a missing table must be an error, never a Python variable's data
     return WarehouseResource(
-        database=str(home.warehouse),
+        database=str(published.working_copy(home.warehouse)),
+        published_as=str(home.warehouse),
         connection_config={"python_enable_replacements": False},
     )
 

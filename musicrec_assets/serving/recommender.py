@@ -11,7 +11,10 @@ the model does not know are reported, never silently dropped.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,32 @@ class Answer:
 class Audience:
     users: pd.DataFrame  # rank, user_id, score
     unknown_user_ids: list[str] = field(default_factory=list)
+
+
+# the ranges ingestion accepts (warehouse.ingest.fields): a request is judged as data is
+VALUE_RULES = {
+    "rating": ("a number from 0.5 to 5.0", lambda value: 0.5 <= value <= 5.0),
+    "plays": ("a finite number of at least 0", lambda value: 0 <= value < math.inf),
+}
+
+
+def _refuse_bad_values(ratings: list[Mapping], id_key: str, value_key: str) -> None:
+    """Raise ValueError naming every entry whose ``value_key`` breaks its rule (a missing or
+    null value is left to the caller); a score from an out-of-range rating means nothing."""
+    rule, holds = VALUE_RULES[value_key]
+    bad = [
+        f"#{position} ({id_key} {entry.get(id_key)!r}: {value_key} {entry[value_key]!r})"
+        for position, entry in enumerate(ratings, start=1)
+        if entry.get(value_key) is not None and not _is_valid(entry[value_key], holds)
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"{value_key} must be {rule}; refused: {shown}")
+
+
+def _is_valid(value, holds) -> bool:
+    # NaN fails every comparison, so `holds` refuses it; True is a number only to Python
+    return isinstance(value, Real) and not isinstance(value, bool) and holds(value)
 
 
 class Recommender:
@@ -92,9 +121,13 @@ class Recommender:
         """Known rows, their values and the unknown ids of ``[{id_key: ..., rating|plays: ...}]``;
         a repeated id keeps its last value."""
         value_key = "rating" if self.model.params.feedback == "explicit" else "plays"
+        shape = f"ratings must be a non-empty list of {{{id_key}, {value_key}}}"
+        if not all(isinstance(entry, Mapping) for entry in ratings):
+            raise ValueError(shape)
+        _refuse_bad_values(ratings, id_key, value_key)
         history = pd.DataFrame(ratings)
         if history.empty or id_key not in history or value_key not in history:
-            raise ValueError(f"ratings must be a non-empty list of {{{id_key}, {value_key}}}")
+            raise ValueError(shape)
         history = history.dropna(subset=[value_key]).drop_duplicates(id_key, keep="last")
         rows = row_of.get_indexer(history[id_key].astype(str))
         unknown = history[id_key][rows < 0].astype(str).tolist()

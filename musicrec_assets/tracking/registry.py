@@ -32,6 +32,14 @@ from musicrec_assets.serving.recommender import Recommender
 
 EXPERIMENT = "musicrec"
 REGISTERED_MODEL = "musicrec-als"
+EXPERIMENT_TAGS = {
+    # classic ML: MLflow 3's UI opens the runs, not its GenAI overview
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "musicrec's ALS recommender: one `tuning` run per cross-validation "
+    "(its trials nested), one `training` run per model fitted, each registered as a version "
+    f"of `{REGISTERED_MODEL}`; alias `champion` is the version the recommendation tables "
+    "serve. Written by the Dagster assets `als_tuning` and `als_model`.",
+}
 CHAMPION, CHALLENGER = "champion", "challenger"
 # the run tag with the fingerprint of the split its evaluation model was trained on
 SPLIT_TAG = "musicrec.split"
@@ -60,8 +68,17 @@ def configure(home: Path) -> str:
         if not layout.mlflow_db.exists():
             _create_store(layout.mlflow_db)
         _point_mlflow_at(home)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT, artifact_location=layout.mlflow_artifacts.as_uri())
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            mlflow.create_experiment(
+                EXPERIMENT,
+                artifact_location=layout.mlflow_artifacts.as_uri(),
+                tags=EXPERIMENT_TAGS,
+            )
+        else:  # a store from before the tags
+            for key, value in EXPERIMENT_TAGS.items():
+                if key not in experiment.tags:
+                    MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         # the active experiment: nested runs (which take no experiment id) land here too
         return mlflow.set_experiment(EXPERIMENT).experiment_id
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from musicrec_assets.warehouse.tables import table_exists
+from musicrec_assets.warehouse.tables import first_line, table_exists
+
+# what `musicrec sql` runs: queries (DESCRIBE, SHOW, SUMMARIZE and PIVOT … IN (…) among them),
+# EXPLAIN, and PIVOT without IN, which DuckDB runs as a query plus a temporary enum of the
+# values. The connection refuses any write anyway (tables.READER_LOCKDOWN); this says so
+# before anything runs, and refuses what writes only the session (temporary tables, SET
+# VARIABLE, CHECKPOINT)
+QUERY_STATEMENTS = {
+    duckdb.StatementType.SELECT,
+    duckdb.StatementType.EXPLAIN,
+    duckdb.StatementType.MULTI,
+}
 
 
 class NotFound(LookupError):
@@ -19,6 +30,33 @@ class NotBuilt(LookupError):
 def _require(con: duckdb.DuckDBPyConnection, table: str) -> None:
     if not table_exists(con, table):
         raise NotBuilt(f"the warehouse has no {table} yet: run `make demo` (or `musicrec run`)")
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """The result of ``sql`` (its last statement's, when it holds several), which may hold
+    queries only: anything else is refused before any of it runs.
+
+    Raises
+    ------
+    ValueError
+        Empty, malformed or refused SQL, or a query that fails: one line saying why.
+    """
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as error:
+        raise ValueError(first_line(error)) from error
+    if not statements:
+        raise ValueError("no SQL statement given")
+    refused = sorted({s.type.name for s in statements if s.type not in QUERY_STATEMENTS})
+    if refused:
+        raise ValueError(
+            f"the warehouse is read-only here: queries only (SELECT, FROM, WITH, PIVOT, "
+            f"DESCRIBE, SHOW, SUMMARIZE, EXPLAIN), not {', '.join(refused)}"
+        )
+    try:
+        return con.execute(sql).df()
+    except duckdb.Error as error:
+        raise ValueError(first_line(error)) from error
 
 
 def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str, str | None]:

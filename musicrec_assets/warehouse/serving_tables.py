@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
+import pandas as pd
 
 from musicrec_assets.warehouse.tables import publish_table
 
@@ -52,12 +53,12 @@ def catalogue_coverage(con: duckdb.DuckDBPyConnection, table: str, column: str) 
     return covered / total if total else 0.0
 
 
-def preview(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """The first 5 ranks of the first 3 keys of ``table``'s named view, as markdown."""
+def preview(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
+    """The first 5 ranks of the first 3 keys of ``table``'s named view."""
     view, key = f"{table}_named", KEY_OF[table]
     frame = con.execute(
         f"SELECT * EXCLUDE (model_version) FROM {view} "
         f"WHERE {key} IN (SELECT DISTINCT {key} FROM {view} ORDER BY {key} LIMIT 3) "
         f"AND rank <= 5 ORDER BY {key}, rank"
     ).df()
-    return frame.drop(columns=["created_at"], errors="ignore").to_markdown(index=False)
+    return frame.drop(columns=["created_at"], errors="ignore")

@@ -1,10 +1,12 @@
 """The ``musicrec`` command through its installed entry point."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from conftest import small_world
@@ -94,15 +96,55 @@ def test_empty_warehouse_and_bad_json(tmp_path):
 
 
 def test_run_ingests_and_trains_end_to_end(tmp_path):
-    """`musicrec run` on a fresh home, then again: the second run ingests nothing new."""
+    """`musicrec run` on a fresh home, then again: it runs `full_job`, tagged, shows its
+    progress and ends with the model beside the baselines; the second run ingests nothing."""
     world = small_world(seed=3)
     write_landing(world, tmp_path / "landing")
-    first = musicrec("run", home=tmp_path).stdout
-    assert "files ingested: 3" in first and "succeeded" in first
+    config = tmp_path / "small-grid.yaml"
+    config.write_text(
+        "resources: {settings: {config: {ranks: [4, 8], regularizations: [0.1], n_folds: 2}}}"
+    )
+    quiet = musicrec("run", "--config", str(config), home=tmp_path)
+    first = quiet.stdout
+    assert "(full_job): 3 new landing file(s)" in first and "succeeded" in first
+    assert re.search(r"\[1/\d+\] (users|artists)\n", first)  # step i of N, as it starts
+    assert re.search(r"\[\d+/\d+\] als_tuning done in \d+\.\d s", first)
+    assert "als_tuning: trial 2/2" in first
+    assert f"ratings/ratings.jsonl: {len(world.ratings)} read" in first
+    assert "files ingested by this run: 3" in first
     assert "model musicrec-als v1" in first
-    second = musicrec("run", home=tmp_path).stdout
-    assert "files ingested: 0" in second
-    assert (tmp_path / "dagster" / "dagster.yaml").exists()
+    comparison = first[first.index("held-out scores") :].splitlines()
+    assert comparison[1].split() == [
+        "rmse",
+        "ndcg_at_10",
+        "ndcg_liked_at_10",
+        "precision_at_10",
+        "coverage_at_10",
+    ]
+    assert [line.split()[0] for line in comparison[2:6]] == [
+        "als",
+        "bias",
+        "global_mean",
+        "most_popular",
+    ]
+    assert re.search(r"top 5 for user \S+ \(.+\)", first)
+    assert "RUN_START" not in quiet.stdout + quiet.stderr  # Dagster's lines: only --verbose
+
+    verbose = musicrec("run", "--config", str(config), "--verbose", home=tmp_path)
+    assert "RUN_START" in verbose.stdout + verbose.stderr
+    second = verbose.stdout
+    assert "files ingested by this run: 0" in second
+    assert "(full_job): 0 new landing file(s)" in second
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        runs = instance.get_runs()
+    assert [run.job_name for run in runs] == ["full_job", "full_job"]
+    assert runs[1].tags["musicrec/trigger"] == "musicrec run"
+    assert set(runs[1].tags["musicrec/files"].split(", ")) == {
+        "users/users.jsonl",
+        "artists/artists.jsonl",
+        "ratings/ratings.jsonl",
+    }
+    assert runs[0].tags["musicrec/files"] == "none new"
     assert (tmp_path / "mlflow.db").exists()
 
 

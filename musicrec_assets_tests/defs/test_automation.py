@@ -30,10 +30,13 @@ class LandingSensor:
 
     def __init__(self, home: Path):
         self.home, self.cursor = home, None
+        self.instance = dg.DagsterInstance.ephemeral()
 
     def tick(self):
         context = dg.build_sensor_context(
-            cursor=self.cursor, resources={"home": MusicrecHome(path=str(self.home))}
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"home": MusicrecHome(path=str(self.home))},
         )
         result = landing_sensor(context)
         self.cursor = context.cursor
@@ -107,7 +110,7 @@ def retrain_tick(home, instance, cursor=None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"settings": FAST_SETTINGS},
+        resources={"settings": FAST_SETTINGS, "home": MusicrecHome(path=str(home))},
         definitions=build_definitions(home, FAST_SETTINGS),
     )
     result = retrain_sensor.evaluate_tick(context)

@@ -1,9 +1,12 @@
+import subprocess
+import sys
 import threading
 
 import duckdb
 import pandas as pd
 import pytest
 
+from musicrec_assets.warehouse import published
 from musicrec_assets.warehouse.tables import WarehouseBusy, connect, publish_table
 
 
@@ -55,9 +58,6 @@ def test_a_locked_warehouse_says_so(tmp_path):
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
         "print('locked', flush=True); time.sleep(30)"
     )
-    import subprocess
-    import sys
-
     holder = subprocess.Popen(
         [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True
     )
@@ -68,3 +68,93 @@ def test_a_locked_warehouse_says_so(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# a reader as the README shows it: one read-only connection, held until told to stop
+HOLDING_READER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT max(version) FROM t").fetchall()[0][0], flush=True)
+sys.stdin.readline()
+print(con.execute("SELECT max(version), count(*) FROM t").fetchall()[0], flush=True)
+"""
+
+
+def _version(con, version: int) -> None:
+    con.execute(
+        "CREATE OR REPLACE TABLE t AS SELECT ? AS version, range AS row FROM range(1000)", [version]
+    )
+
+
+def test_publication_never_waits_for_a_reader_holding_the_published_file(tmp_path):
+    working, readers_copy = published.working_copy(tmp_path / "w.duckdb"), tmp_path / "w.duckdb"
+    working.parent.mkdir()
+    writer = duckdb.connect(str(working))
+    _version(writer, 1)
+    published.publish(writer, working, readers_copy)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_READER, str(readers_copy)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "1"
+        for version in (2, 3, 4):
+            _version(writer, version)
+            published.publish(writer, working, readers_copy)
+        seen_by_holder = holder.communicate("stop\n", timeout=30)[0].strip()
+    finally:
+        holder.kill()
+    assert seen_by_holder == "(1, 1000)"  # the file it opened, whole, all along
+    with duckdb.connect(str(readers_copy), read_only=True) as reader:
+        assert reader.execute("SELECT max(version), count(*) FROM t").fetchall() == [(4, 1000)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline", "w.duckdb"]
+
+
+def test_an_unchanged_working_copy_is_not_copied_again(tmp_path):
+    working, readers_copy = tmp_path / "pipeline.duckdb", tmp_path / "w.duckdb"
+    writer = duckdb.connect(str(working))
+    _version(writer, 1)
+    published.publish(writer, working, readers_copy)
+    inode = readers_copy.stat().st_ino
+    writer.execute("SELECT count(*) FROM t").fetchall()
+    published.publish(writer, working, readers_copy)
+    assert readers_copy.stat().st_ino == inode
+    _version(writer, 2)
+    published.publish(writer, working, readers_copy)
+    assert readers_copy.stat().st_ino != inode
+
+
+def test_a_copy_left_by_a_killed_publication_is_cleared(tmp_path):
+    working, readers_copy = tmp_path / "pipeline.duckdb", tmp_path / "w.duckdb"
+    (tmp_path / ".w.duckdb.abc123.part").write_bytes(b"half a copy")
+    writer = duckdb.connect(str(working))
+    _version(writer, 1)
+    published.publish(writer, working, readers_copy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline.duckdb", "w.duckdb"]
+
+
+def test_a_home_from_before_the_working_copy_is_adopted_with_its_log(tmp_path):
+    """Its runs wrote warehouse.duckdb itself; one may have ended before checkpointing."""
+    legacy = tmp_path / "warehouse.duckdb"
+    script = (
+        "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
+        "c.execute(\"SET checkpoint_threshold = '1GB'\"); "
+        "c.execute('CREATE TABLE t AS SELECT 1 AS version'); c.execute('CHECKPOINT'); "
+        "c.execute('INSERT INTO t VALUES (2)'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script, str(legacy)], check=True)
+    assert legacy.with_name("warehouse.duckdb.wal").exists()
+    working = published.working_copy(legacy)
+    published.adopt(legacy, working)
+    assert not legacy.with_name("warehouse.duckdb.wal").exists()
+    with duckdb.connect(str(working)) as writer:
+        assert writer.execute("SELECT list(version ORDER BY version) FROM t").fetchall() == [
+            ([1, 2],)
+        ]
+        published.publish(writer, working, legacy)
+    with duckdb.connect(str(legacy), read_only=True) as reader:
+        assert reader.execute("SELECT count(*) FROM t").fetchall() == [(2,)]
+    published.adopt(legacy, working)  # once only: the working copy is the pipeline's now
+    assert not list(working.parent.glob(".*.part"))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from musicrec_assets.defs.metadata import frame_table, table_metadata
 from musicrec_assets.defs.resources import MlflowTracking, ModelSettings, MusicrecHome
 from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.serving import tables
@@ -47,15 +48,7 @@ def user_recommendations(
     with duckdb.get_connection() as con:
         rows = serving_tables.publish_with_view(con, "user_recommendations", chunks)
         coverage = serving_tables.catalogue_coverage(con, "user_recommendations", "artist_id")
-        preview = serving_tables.preview(con, "user_recommendations")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "model_version": version,
-            "catalogue_coverage": coverage,
-            "preview": dg.MetadataValue.md(preview),
-        }
-    )
+        return _published(con, "user_recommendations", rows, version, catalogue_coverage=coverage)
 
 
 @dg.asset(
@@ -74,14 +67,7 @@ def artist_top_users(
     chunks = tables.artist_top_users(recommender, settings.top_n, {"model_version": version})
     with duckdb.get_connection() as con:
         rows = serving_tables.publish_with_view(con, "artist_top_users", chunks)
-        preview = serving_tables.preview(con, "artist_top_users")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "model_version": version,
-            "preview": dg.MetadataValue.md(preview),
-        }
-    )
+        return _published(con, "artist_top_users", rows, version)
 
 
 @dg.asset(
@@ -100,42 +86,61 @@ def similar_artists(
     frame = tables.similar_artists(recommender, settings.top_n, {"model_version": version})
     with duckdb.get_connection() as con:
         rows = serving_tables.publish_with_view(con, "similar_artists", [frame])
-        preview = serving_tables.preview(con, "similar_artists")
+        return _published(con, "similar_artists", rows, version)
+
+
+def _published(con, table: str, rows: int, version: str, **numbers) -> dg.MaterializeResult:
+    """What the UI shows of a recommendation table: schema, row count, version, a preview."""
+    preview = serving_tables.preview(con, table)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            **table_metadata(con, table, rows),
             "model_version": version,
-            "preview": dg.MetadataValue.md(preview),
+            **numbers,
+            "preview": frame_table(preview),
         }
     )
 
 
-@dg.asset(
-    **_COMMON,
-    description="`user_factors(user_id, factors FLOAT[k])` and `artist_factors(artist_id, "
-    "factors FLOAT[k])`: the champion's vectors, biases folded in, so that "
-    "`array_inner_product(u.factors, a.factors)` is the model's score for any pair.",
+_FACTOR_SPEC = {key: _COMMON[key] for key in ("group_name", "owners", "tags", "kinds", "deps")}
+
+
+@dg.multi_asset(
+    name="factor_tables",
+    pool=_COMMON["pool"],
+    specs=[
+        dg.AssetSpec(
+            "user_factors",
+            **_FACTOR_SPEC,
+            description="`user_factors(user_id, factors FLOAT[k], model_version)`: the "
+            "champion's user vectors, biases folded in, so that `array_inner_product(u.factors, "
+            "a.factors)` with `artist_factors` is the model's score for any pair.",
+        ),
+        dg.AssetSpec(
+            "artist_factors",
+            **_FACTOR_SPEC,
+            description="`artist_factors(artist_id, factors FLOAT[k], model_version)`: the "
+            "champion's artist vectors, biases folded in (see `user_factors`).",
+        ),
+    ],
 )
-def factor_tables(
-    duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home: MusicrecHome
-) -> dg.MaterializeResult:
+def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home: MusicrecHome):
     version, recommender = registry.load_champion(home.layout.root)
     model = recommender.model
-    user_vectors = model.user_vectors()
+    vectors = {
+        "user_factors": tables.factors(model.user_ids, "user_id", model.user_vectors(), version),
+        "artist_factors": tables.factors(
+            model.item_ids, "artist_id", model.item_vectors(), version
+        ),
+    }
     with duckdb.get_connection() as con:
-        users = publish_table(
-            con, "user_factors", [tables.factors(model.user_ids, "user_id", user_vectors, version)]
-        )
-        artists = publish_table(
-            con,
-            "artist_factors",
-            [tables.factors(model.item_ids, "artist_id", model.item_vectors(), version)],
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "user_rows": users,
-            "artist_rows": artists,
-            "model_version": version,
-            "width": int(user_vectors.shape[1]),
-        }
-    )
+        for table, frame in vectors.items():  # Arrow tables
+            rows = publish_table(con, table, [frame])
+            yield dg.MaterializeResult(
+                asset_key=table,
+                metadata={
+                    **table_metadata(con, table, rows),
+                    "model_version": version,
+                    "width": frame.schema.field("factors").type.list_size,
+                },
+            )

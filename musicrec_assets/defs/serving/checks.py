@@ -6,7 +6,6 @@ from dagster_duckdb import DuckDBResource
 from musicrec_assets.defs.resources import ModelSettings
 from musicrec_assets.defs.serving.assets import (
     artist_top_users,
-    factor_tables,
     similar_artists,
     user_recommendations,
 )
@@ -60,8 +59,8 @@ serving_checks = [
             ("user_recommendations", user_recommendations),
             ("artist_top_users", artist_top_users),
             ("similar_artists", similar_artists),
-            ("user_factors", factor_tables),
-            ("artist_factors", factor_tables),
+            ("user_factors", dg.AssetKey("user_factors")),
+            ("artist_factors", dg.AssetKey("artist_factors")),
         )
     ),
 ]

@@ -132,6 +132,7 @@ def _tuned(home: MusicrecHome) -> bool:
 
 
 retrain_schedule = dg.ScheduleDefinition(
+    name="retrain_schedule",
     job=full_job,
     cron_schedule=os.environ.get("MUSICREC_RETRAIN_CRON", "0 3 * * *"),
     execution_timezone="UTC",

@@ -1,0 +1,275 @@
+"""The Dagster UI as a person meets it, in a real browser: a fresh home fed only through the
+landing folder, `dagster dev`'s sensors bring it to published tables, then headless Chromium
+opens the lineage and the asset pages and reads what they show.
+
+Full-page screenshots go to the test's tmp folder (``screenshots/``); ``docs/asset-graph.png``
+and ``docs/als-model.png`` are copies of two of them, to be copied again when the UI changes.
+Loopback only; every process started here is stopped at the end.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import REPO_ROOT, small_world
+
+from musicrec_assets.datasets.synthetic import write_landing
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
+]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+)
+expect = sync_api.expect
+
+# Playwright's own flags make it headless with a fresh profile; these keep Chromium off the
+# network (none here) and off a GPU (none either)
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+GROUPS = {
+    "ingest": ["users", "artists", "ratings"],
+    "training": ["rating_matrix", "evaluation_split", "als_tuning", "als_model"],
+    "serving": [
+        "user_recommendations",
+        "artist_top_users",
+        "similar_artists",
+        "user_factors",
+        "artist_factors",
+    ],
+}
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+# a loaded 2-core machine: `dagster dev` starts in about 30 s, the two runs take about 2 min
+RUNS_DEADLINE_SECONDS = 480
+UI_TIMEOUT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class DagsterDev:
+    url: str
+    home: Path
+    log: Path
+    process: subprocess.Popen
+
+    def graphql(self, query: str) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["data"]
+
+    def runs(self) -> list[dict]:
+        query = "{ runsOrError { ... on Runs { results { jobName status tags { key value } } } } }"
+        return self.graphql(query)["runsOrError"]["results"]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_for(self, predicate, what: str, deadline: float) -> None:
+        while not predicate():
+            assert self.process.poll() is None, (
+                f"dagster dev exited while waiting for {what}:\n{self.log_tail()}"
+            )
+            assert time.monotonic() < deadline, (
+                f"gave up waiting for {what}; dagster dev's log ends:\n{self.log_tail()}"
+            )
+            time.sleep(2)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop `dagster dev` and everything it started (webserver, daemon, code servers, runs)."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    # whatever outlived its parent (a run worker, a code server) goes too
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.fixture
+def dagster_dev(tmp_path):
+    """`dagster dev` on a fresh home, fed a small world through the landing folder; yields once
+    the sensors' runs (ingest, then the first training, which tunes) have all succeeded."""
+    home = tmp_path / "home"
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MUSICREC_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "MUSICREC_SENSOR_INTERVAL": "5",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log_path = tmp_path / "dagster-dev.log"
+    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = DagsterDev(f"http://127.0.0.1:{port}", home, log_path, process)
+    try:
+        deadline = time.monotonic() + RUNS_DEADLINE_SECONDS
+
+        def webserver_up() -> bool:
+            try:
+                return server.graphql("{ version }")["version"] is not None
+            except OSError:
+                return False
+
+        server.wait_for(webserver_up, "the webserver", deadline)
+        # written aside, then each file renamed into place, as the README says to drop one
+        for written in write_landing(small_world(), tmp_path / "drop").values():
+            dropped = home / "landing" / written.parent.name / written.name
+            dropped.parent.mkdir(parents=True, exist_ok=True)
+            written.rename(dropped)
+
+        def trained() -> bool:
+            return any(
+                run["jobName"] == "retrain_job" and run["status"] in FINISHED
+                for run in server.runs()
+            )
+
+        server.wait_for(trained, "the retrain sensor's run to finish", deadline)
+        runs = server.runs()
+        assert sorted((r["jobName"], r["status"]) for r in runs) == [
+            ("ingest_job", "SUCCESS"),
+            ("retrain_job", "SUCCESS"),
+        ], f"{runs}\n{server.log_tail()}"
+        [training] = [r for r in runs if r["jobName"] == "retrain_job"]
+        assert {"key": "musicrec/first_training", "value": "true"} in training["tags"]
+        yield server
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def page(tmp_path):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            # Dagster's newsletter prompt, shown once per instance on localhost, covers the page
+            page.add_locator_handler(
+                page.get_by_text("Join the Dagster community"),
+                lambda: page.get_by_role("button", name="Skip").click(),
+            )
+            yield page
+        finally:
+            browser.close()
+
+
+def shown_as(name: str) -> re.Pattern:
+    """A graph node's label: the asset's name, or its middle cut short where the zoomed-out
+    graph has no room for it (``user_rec…endations``)."""
+    return re.compile(rf"^({re.escape(name)}|{re.escape(name[:3])}\S*…\S*{re.escape(name[-3:])})$")
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return (
+        outer["x"] <= inner["x"]
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+        and outer["y"] <= inner["y"]
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+    )
+
+
+def cell_texts(rows) -> list[list[str]]:
+    return [row.locator("td").all_inner_texts() for row in rows.all()]
+
+
+def test_the_ui_shows_lineage_tables_metrics_and_the_gate(dagster_dev, page, tmp_path):
+    shots = tmp_path / "screenshots"
+    with duckdb.connect(str(dagster_dev.home / "warehouse.duckdb"), read_only=True) as con:
+        columns = [row[0] for row in con.execute("DESCRIBE user_recommendations").fetchall()]
+        [(n_recommendations,)] = con.execute("SELECT count(*) FROM user_recommendations").fetchall()
+        [(als_rmse,)] = con.execute(
+            "SELECT value FROM model_metrics WHERE model = 'als' AND metric = 'rmse'"
+        ).fetchall()
+
+    # the lineage: three groups, each asset drawn inside its group's box
+    page.goto(f"{dagster_dev.url}/asset-groups")
+    drawn = page.locator("svg foreignObject")
+    expect(drawn.filter(has=page.get_by_text("serving", exact=True))).to_be_visible()
+    page.keyboard.press("Alt+e")  # the graph's "Expand all groups"
+    expect(drawn.filter(has=page.get_by_text("als_tuning", exact=True))).to_be_visible()
+    page.reload()  # the expanded groups are in the URL now: the reload fits them all in view
+    for group, assets in GROUPS.items():
+        box = drawn.filter(has=page.get_by_text(group, exact=True))
+        expect(box).to_have_count(1)
+        for asset in assets:
+            node = drawn.filter(has=page.get_by_text(shown_as(asset)))
+            expect(node).to_have_count(1)
+            assert inside(node.bounding_box(), box.bounding_box()), f"{asset} not in {group}"
+    page.screenshot(path=shots / "asset-graph.png", full_page=True)
+
+    # user_recommendations: its row count and its columns, as the warehouse has them
+    page.goto(f"{dagster_dev.url}/assets/user_recommendations")
+    row_count = page.get_by_text("Row count", exact=True).locator("..")
+    expect(row_count).to_contain_text(f"{n_recommendations:,}")
+    schema = page.get_by_role("table").filter(has_text="Column name")
+    expect(schema.locator("tbody tr")).to_have_count(len(columns))
+    assert [cells[0] for cells in cell_texts(schema.locator("tbody tr"))] == columns
+    expect(page.get_by_text("predicted rating (explicit) or preference (implicit)")).to_be_visible()
+    page.screenshot(path=shots / "user-recommendations.png", full_page=True)
+
+    # als_model: the model beside the baselines, the numbers the warehouse keeps
+    page.goto(f"{dagster_dev.url}/assets/als_model")
+    entry = page.get_by_role("row").filter(has=page.get_by_text("metrics_by_model", exact=True))
+    metrics = entry.get_by_role("table")
+    expect(metrics.locator("tbody tr")).to_have_count(4)
+    header = metrics.locator("thead th").all_inner_texts()
+    assert header[:2] == ["model", "rmse"], header
+    by_model = {cells[0]: cells for cells in cell_texts(metrics.locator("tbody tr"))}
+    assert set(by_model) == {"als", "global_mean", "bias", "most_popular"}, by_model
+    assert float(by_model["als"][1]) == round(als_rmse, 4), by_model["als"]
+    entry.scroll_into_view_if_needed()
+    page.screenshot(path=shots / "als-model.png", full_page=True)
+
+    # the gate that decides whether the recommendation tables are rebuilt
+    page.goto(f"{dagster_dev.url}/assets/als_model?view=checks")
+    expect(page.get_by_text("als_model_beats_baselines").first).to_be_visible()
+    expect(page.get_by_text("blocking", exact=True)).to_be_visible()
+    expect(page.get_by_text("Passed", exact=True)).to_be_visible()
+    page.screenshot(path=shots / "als-model-checks.png", full_page=True)

@@ -1,26 +1,46 @@
 """The metadata a person reads in the Dagster UI: every published table's schema with what its
 columns mean, row counts, and small tables rather than markdown dumps."""
 
+import json
+
 import dagster as dg
 import pytest
+from conftest import run_pipeline, small_world
 
+from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.warehouse.catalog import COLUMNS
 
-TABLE_OF = {"evaluation_split": "evaluation_split", "als_tuning": "tuning_trials"}
+# asset: the warehouse table it publishes
+TABLE_OF = {
+    "users": "users",
+    "artists": "artists",
+    "ratings": "ratings",
+    "evaluation_split": "evaluation_split",
+    "als_tuning": "tuning_trials",
+    "user_recommendations": "user_recommendations",
+    "artist_top_users": "artist_top_users",
+    "similar_artists": "similar_artists",
+    "user_factors": "user_factors",
+    "artist_factors": "artist_factors",
+}
 
 
-def metadata(result, node: str) -> dict:
-    [materialization] = result.asset_materializations_for_node(node)
+def metadata(result, asset: str) -> dict:
+    [materialization] = [
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(asset)
+    ]
     return materialization.metadata
 
 
-@pytest.mark.parametrize("node", sorted(TABLE_OF))
-def test_published_tables_carry_their_schema_and_row_count(pipeline_home, node):
+@pytest.mark.parametrize("asset", sorted(TABLE_OF))
+def test_published_tables_carry_their_schema_and_row_count(pipeline_home, asset):
     _, result = pipeline_home
-    values = metadata(result, node)
-    table = TABLE_OF[node]
+    values = metadata(result, asset)
+    table = TABLE_OF[asset]
     schema = values["dagster/column_schema"].schema
-    assert [c.name for c in schema.columns] == list(COLUMNS[table])
+    assert {c.name for c in schema.columns} == set(COLUMNS[table])
     assert all(c.description for c in schema.columns)
     assert values["dagster/row_count"].value > 0
     assert values["dagster/table_name"].value == f"warehouse.{table}"
@@ -44,3 +64,30 @@ def test_model_page_shows_tables_not_markdown(pipeline_home):
     assert isinstance(top, dg.TableMetadataValue)
     assert {"alpha", "confidence"}.isdisjoint(c.name for c in top.schema.columns)
     assert sum(record.data["chosen"] is True for record in top.records) == 1
+
+
+def test_ingest_shows_the_rows_this_run_took_and_what_it_rejected(tmp_path):
+    world = small_world(seed=4)
+    write_landing(world, tmp_path / "landing")
+    ingest = [dg.AssetKey(kind) for kind in ("users", "artists", "ratings")]
+    assert run_pipeline(tmp_path, selection=ingest).success
+    late = tmp_path / "landing" / "ratings" / "late.jsonl"
+    user, artist = world.ratings.user_id.iloc[0], world.artists.id.iloc[-1]
+    late.write_text(
+        json.dumps({"user_id": user, "artist_id": artist, "rating": 4.5, "timestamp": 2e9})
+        + "\n"
+        + '{"user_id": "x", "rating": "loud"}\n'
+    )
+    values = metadata(run_pipeline(tmp_path, selection=ingest), "ratings")
+
+    [taken] = values["preview"].records  # the run's own row, not the table's first
+    assert (taken.data["artist_id"], taken.data["source_file"]) == (artist, "ratings/late.jsonl")
+    [rejected] = values["rejected_preview"].records
+    assert rejected.data["raw"] == '{"user_id": "x", "rating": "loud"}'
+    assert rejected.data["record_no"] == 2 and rejected.data["reason"]
+    reasons = {r.data["reason"]: r.data["rows"] for r in values["rejected_by_reason"].records}
+    assert sum(reasons.values()) == 1
+    # nothing rejected, no files new: no empty tables, only the counts
+    users = metadata(run_pipeline(tmp_path, selection=ingest), "users")
+    assert {"files", "preview", "rejected_by_reason", "failures"}.isdisjoint(users)
+    assert users["new_files"].value == 0

@@ -35,7 +35,11 @@ class RatingMatrix:
 
 
 def resolve_feedback(con: duckdb.DuckDBPyConnection, requested: str) -> Feedback:
-    """``auto`` means explicit when any rating carries a ``rating``, else implicit."""
+    """``auto`` means explicit when any rating carries a ``rating``, else implicit.
+
+    ``requested`` may be a str enum (the settings' ``FeedbackSetting``): the result is a
+    plain str either way, as Dagster's metadata and run storage accept only those."""
+    requested = str(requested)
     if requested in ("explicit", "implicit"):
         return requested
     if requested != "auto":

@@ -1,3 +1,5 @@
+from enum import StrEnum
+
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
@@ -59,6 +61,16 @@ def test_resolve_feedback(con):
     assert interactions.resolve_feedback(con, "explicit") == "explicit"
     with pytest.raises(ValueError, match="auto, explicit or implicit"):
         interactions.resolve_feedback(con, "ratings")
+
+
+def test_resolve_feedback_of_a_setting_enum_is_a_plain_str(con):
+    """Dagster serializes the result into metadata, and refuses enums it does not know."""
+
+    class Setting(StrEnum):
+        explicit = "explicit"
+
+    resolved = interactions.resolve_feedback(con, Setting.explicit)
+    assert type(resolved) is str and resolved == "explicit"
 
 
 @pytest.mark.parametrize("feedback", ["explicit", "implicit"])

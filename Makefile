@@ -8,12 +8,20 @@ INSTALLED := $(VENV)/.installed
 export MUSICREC_HOME ?= $(CURDIR)/.musicrec
 export DAGSTER_HOME ?= $(MUSICREC_HOME)/dagster
 
-.PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale
+# make spark-cluster: a standalone master and this many workers (1 core each) on 127.0.0.1
+SPARK_WORKERS ?= 2
+SPARK_WORKER_MEMORY ?= 1g
+SPARK_MASTER_PORT ?= 7077
+SPARK_MASTER_WEBUI_PORT ?= 8080
 
+.PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale \
+	spark-cluster spark-cluster-stop
+
+# -qq: errors only (the machine's pip settings may warn about every package it looks up)
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -e '.[dev,spark]'
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -37,8 +45,19 @@ ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 ## mlflow: the MLflow UI on the same home's store at 127.0.0.1:5000 (one worker: a local UI needs no more)
 mlflow: $(INSTALLED)
 	$(BIN)/python -c "from musicrec_assets.tracking import registry; registry.configure('$(MUSICREC_HOME)')"
+	@echo "musicrec's runs: http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MUSICREC_HOME)/mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1
+
+## spark-cluster: a standalone Spark cluster on 127.0.0.1 from pyspark's jars; prints its master URL
+spark-cluster: $(INSTALLED)
+	$(BIN)/python -m musicrec_assets.cli.spark_cluster start --workers $(SPARK_WORKERS) \
+		--worker-memory $(SPARK_WORKER_MEMORY) --port $(SPARK_MASTER_PORT) \
+		--webui-port $(SPARK_MASTER_WEBUI_PORT)
+
+## spark-cluster-stop: stop the processes `make spark-cluster` started (by their pid files)
+spark-cluster-stop: $(INSTALLED)
+	$(BIN)/python -m musicrec_assets.cli.spark_cluster stop
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

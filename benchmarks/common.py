@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "musicrec_assets" / "sample_data"
 # licence-restricted: read where it is kept, never copied into the repository
 LASTFM_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lastfm-hetrec2011-2k"
+FILMTRUST_DIR = REPO_ROOT.parent / "shared" / "datasets" / "filmtrust"
 
 MIB = 1 << 20
 
@@ -136,3 +137,20 @@ def load_lastfm_plays() -> tuple[csr_matrix, np.ndarray, np.ndarray] | None:
         return None
     plays = pd.read_csv(path, sep="\t", dtype={"userID": str, "artistID": str})
     return _csr(plays["userID"], plays["artistID"], plays["weight"].to_numpy())
+
+
+def load_filmtrust_ratings() -> tuple[csr_matrix, np.ndarray, np.ndarray] | None:
+    """FilmTrust's half-star ratings (users × films) with the ids, or None when the data is
+    absent. A pair rated twice keeps its later rating, as a re-rating replaces the first."""
+    path = FILMTRUST_DIR / "ratings.txt"
+    if not path.is_file():
+        print(f"\n(FilmTrust not found at {FILMTRUST_DIR}: its rows are skipped)")
+        return None
+    ratings = pd.read_csv(
+        path,
+        sep=" ",
+        header=None,
+        names=["user", "item", "rating"],
+        dtype={"user": str, "item": str},
+    ).drop_duplicates(["user", "item"], keep="last")
+    return _csr(ratings["user"], ratings["item"], ratings["rating"].to_numpy())

@@ -34,10 +34,28 @@ SERVING_ASSETS = [
     )
 ]
 
-# small grid and folds: the pipeline tests check wiring and behaviour, not model quality
-FAST_SETTINGS = ModelSettings(
-    ranks=[4, 8], regularizations=[0.05, 0.1], iterations=8, n_folds=2, top_n=5
-)
+# small grids and folds: the pipeline tests check wiring and behaviour, not model quality
+FAST_CONFIG = {
+    "ranks": [4, 8],
+    "regularizations": [0.05, 0.1],
+    # the ranking model has to beat item-kNN for the tables to be published: a point that does
+    # on the small world
+    "ranking_ranks": [16],
+    "ranking_regularizations": [100.0],
+    "ranking_alphas": [10.0],
+    "ranking_confidences": ["rating"],
+    "neighbours": [400],
+    "similarities": ["cosine"],
+    "iterations": 8,
+    "n_folds": 2,
+    "top_n": 5,
+}
+FAST_SETTINGS = ModelSettings(**FAST_CONFIG)
+
+
+def fast_settings(**changes) -> ModelSettings:
+    """``FAST_SETTINGS`` with some of them changed."""
+    return ModelSettings(**(FAST_CONFIG | changes))
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         home = _use_home(args.home)
-        run_config = preflight.run_config(args.config, "DEBUG" if args.verbose else "CRITICAL")
+        run_config = preflight.run_config(
+            args.config, "DEBUG" if args.verbose else "CRITICAL", _resource_flags(args)
+        )
         preflight.wait_for_writers(home.landing, args.wait_for_writers)
         preflight.require_ratings(home)
         # imported only now: Dagster and the graph take seconds to import, a preflight error none
@@ -106,6 +108,17 @@ def run(args: argparse.Namespace) -> int:
     model = {k: v.value for k, v in trained[0].metadata.items()} if trained else None
     print_summary(home, started, result.run_id, result.success, model)
     return 0 if result.success else 1
+
+
+def _resource_flags(args: argparse.Namespace) -> dict[str, dict]:
+    """The resources' run config that ``run``'s flags stand for (absent flags say nothing)."""
+    flags = {}
+    if args.backend or args.spark_master:
+        # a Spark master alone means: train there
+        flags["settings"] = {"backend": args.backend or "spark"}
+    if args.spark_master:
+        flags["spark"] = {"master": args.spark_master}
+    return flags
 
 
 def sample(args: argparse.Namespace) -> int:
@@ -162,7 +175,10 @@ def recommend_command(args: argparse.Namespace) -> int:
         if answer.unknown_artist_ids:
             print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
         print(f"recommendations for a new listener (model version {version}):")
-        _print(answer.recommendations)
+        frame = answer.recommendations
+        _print(
+            frame if recommender.feedback == "explicit" else frame.drop(columns="predicted_rating")
+        )
         return 0
     if not args.user_id:
         raise ValueError("give a USER_ID or --ratings FILE")
@@ -173,16 +189,22 @@ def recommend_command(args: argparse.Namespace) -> int:
     _print(frame)
     if args.explain and len(frame):
         _, recommender = _champion_recommender(args.home)
-        verb = "rated" if recommender.model.params.feedback == "explicit" else "played"
+        rated = recommender.feedback == "explicit"
         for row in frame.itertuples():
             because = recommender.explain(args.user_id, row.artist_id)
             reasons = ", ".join(
-                f"{name or artist_id} {value:g}" + ("" if verb == "rated" else " times")
+                f"{name or artist_id} {value:g}" + ("" if rated else " times")
                 for artist_id, name, value in zip(
                     because.artist_id, because.artist_name, because.value, strict=True
                 )
             )
-            print(f"  {row.rank}. {row.artist_name or row.artist_id}: because you {verb} {reasons}")
+            guess = recommender.predicted_rating(args.user_id, row.artist_id)
+            expected = "" if guess is None else f" (you would rate it {guess:.1f})"
+            verb = "rated" if rated else "played"
+            print(
+                f"  {row.rank}. {row.artist_name or row.artist_id}{expected}: "
+                f"because you {verb} {reasons}"
+            )
     return 0
 
 
@@ -241,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--home", help="MUSICREC_HOME (default: $MUSICREC_HOME or .musicrec)")
     run_parser.add_argument("--config", help="YAML file of Dagster run config (e.g. settings)")
     run_parser.add_argument(
+        "--backend",
+        choices=["local", "spark"],
+        help="who fits ALS (run config settings.backend; default local)",
+    )
+    run_parser.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="train on this Spark master (implies --backend spark), e.g. "
+        "spark://127.0.0.1:7077 from `make spark-cluster` (run config spark.master; "
+        "default local[*])",
+    )
+    run_parser.add_argument(
         "--wait-for-writers",
         type=float,
         default=60.0,
@@ -282,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     reader("sql", sql_command).add_argument("query")
 
     args = parser.parse_args(argv)
+    if args.command == "run" and args.spark_master and args.backend == "local":
+        parser.error("--spark-master trains on Spark: it cannot go with --backend local")
     try:
         return args.handler(args)
     except (LookupError, ValueError, OSError, WarehouseBusy) as error:

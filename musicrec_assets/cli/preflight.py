@@ -104,16 +104,31 @@ def _stamps(files: list[landing.LandingFile]) -> dict[str, str]:
     return landing.ready_files(files, {}, {}).pending
 
 
-def run_config(config_file: str | None, log_level: str = "INFO") -> dict:
+def run_config(
+    config_file: str | None,
+    log_level: str = "INFO",
+    resource_config: dict[str, dict] | None = None,
+) -> dict:
     """Dagster run config for ``musicrec run``: the console logger at ``log_level``, then the
-    YAML file's own (e.g. ``resources: {settings: {config: {iterations: 8}}}``) on top."""
+    YAML file's own (e.g. ``resources: {settings: {config: {iterations: 8}}}``) on top, then
+    ``resource_config`` (what the command's flags say, e.g. ``{"spark": {"master": …}}``) over
+    the file's config of those resources."""
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if not config_file:
-        return config
-    try:
-        loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{config_file} is not valid YAML: {error}") from error
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{config_file} must hold a mapping of Dagster run config")
-    return config | loaded
+    if config_file:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{config_file} is not valid YAML: {error}") from error
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file} must hold a mapping of Dagster run config")
+        config |= loaded
+    if resource_config:
+        resources = config.setdefault("resources", {})
+        if not isinstance(resources, dict) or not all(
+            isinstance(resources.get(name) or {}, dict) for name in resource_config
+        ):
+            raise ValueError(f"{config_file}: resources and each resource must be mappings")
+        for name, values in resource_config.items():
+            resource = resources.get(name) or {}
+            resources[name] = resource | {"config": (resource.get("config") or {}) | values}
+    return config

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
 from musicrec_assets.home import Home
 from musicrec_assets.warehouse.tables import connect, table_exists
 
-# the columns of the comparison, where the feedback kind has them
-HEADLINE_METRICS = ["rmse", "ndcg_at_10", "ndcg_liked_at_10", "precision_at_10", "coverage_at_10"]
+# our models, in this order before the baselines
+OURS = ["ranking", "rating"]
 # the settings worth a glance (the rest are in the MLflow run)
 CHOSEN_SETTINGS = ["rank", "regularization", "alpha", "confidence", "iterations"]
 
@@ -58,23 +59,23 @@ def _print_model(con, model: dict) -> None:
         f"\nmodel musicrec-als v{version} ({model['feedback']} feedback), "
         f"{model['alias']}: {model['promotion']}"
     )
-    params = model.get("params") or {}
-    chosen = [f"{name} {params[name]}" for name in CHOSEN_SETTINGS if name in params]
-    if chosen:
-        print(f"chosen settings: {', '.join(chosen)}")
+    for role, params in (model.get("params") or {}).items():
+        chosen = [f"{name} {params[name]}" for name in CHOSEN_SETTINGS if name in params]
+        print(f"chosen settings of the {role} model: {', '.join(chosen)}")
     if table_exists(con, "model_metrics"):
         print("held-out scores (the same split for every model):")
         print(_indent(comparison(con, version).to_string(na_rep="-", float_format="%.4f")))
 
 
 def comparison(con, model_version: str) -> pd.DataFrame:
-    """Model (ours first, then the baselines) × the headline metrics it has, of one version."""
+    """Model (ours first: ranking, rating; then the baselines) × the headline metrics it has,
+    of one version."""
     metrics = con.execute(
         "SELECT model, metric, value FROM model_metrics WHERE model_version = ?", [model_version]
     ).df()
     table = metrics.pivot_table(index="model", columns="metric", values="value", sort=False)
     columns = [metric for metric in HEADLINE_METRICS if metric in table.columns]
-    ours = [name for name in table.index if name == "als"]
+    ours = [name for name in OURS if name in table.index]
     order = ours + sorted(name for name in table.index if name not in ours)
     return table.loc[order, columns].rename_axis(index=None, columns=None)
 
@@ -89,11 +90,14 @@ def _print_top_5(con) -> None:
         "SELECT trim(concat_ws(' ', first_name, last_name)) FROM users WHERE id = ?", [first]
     ).fetchone()
     top = con.execute(
-        """SELECT r.rank, coalesce(a.name, r.artist_id) AS artist, round(r.score, 3) AS score
+        """SELECT r.rank, coalesce(a.name, r.artist_id) AS artist, round(r.score, 3) AS score,
+                  round(r.predicted_rating, 1) AS predicted_rating
            FROM user_recommendations r LEFT JOIN artists a ON a.id = r.artist_id
            WHERE r.user_id = ? ORDER BY r.rank LIMIT 5""",
         [first],
     ).df()
+    if top["predicted_rating"].isna().all():  # play counts: nothing predicts ratings
+        top = top.drop(columns="predicted_rating")
     name = f" ({user[0]})" if user and user[0] else ""
     print(f"\ntop 5 for user {first}{name}  (musicrec recommend {first} --explain says why):")
     print(_indent(top.to_string(index=False)))

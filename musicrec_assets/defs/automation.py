@@ -22,8 +22,8 @@ from musicrec_assets.defs.ingest.assets import ratings
 from musicrec_assets.defs.recovery import host_tags, recover_abandoned_runs
 from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
 from musicrec_assets.defs.training.assets import als_tuning
-from musicrec_assets.warehouse import ingest, landing
-from musicrec_assets.warehouse.tables import connect, table_exists
+from musicrec_assets.warehouse import ingest, landing, model_tables
+from musicrec_assets.warehouse.tables import connect
 
 # Sensor-triggered runs execute in one process by default: their writing steps queue on the
 # `duckdb` pool anyway, and a process per step costs seconds of imports each on a small machine.
@@ -124,11 +124,12 @@ def retrain_sensor(
 
 
 def _tuned(home: MusicrecHome) -> bool:
-    """Whether the warehouse holds a tuning for ``als_model`` to reuse."""
+    """Whether the warehouse holds a tuning for ``als_model`` to reuse (one made before the
+    ranking model does not count: the first retrain after the upgrade tunes again)."""
     if not home.layout.warehouse.exists():
         return False
     with connect(home.layout.warehouse, read_only=True) as con:
-        return table_exists(con, "tuning_trials")
+        return model_tables.has_current_tuning(con)
 
 
 retrain_schedule = dg.ScheduleDefinition(

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from musicrec_assets.home import Home
 from musicrec_assets.model.backends import Backend
@@ -108,19 +108,46 @@ class ModelSettings(dg.ConfigurableResource):
         ge=0,
         description="the retrain sensor ignores ingest runs that brought fewer new ratings",
     )
-    # tuning grid; empty lists take the defaults for the feedback kind
-    ranks: list[int] = []
-    regularizations: list[float] = []
-    alphas: list[float] = []
+    # Tuning grids; empty lists take the defaults for the feedback kind. `ranks`,
+    # `regularizations` (and, for play counts, `alphas`, `confidences`) are the grid of the
+    # model of the data's own objective: the rating model of ratings, the ranking model of play
+    # counts. `ranking_*` are the grid of the ranking model of ratings, `neighbours` and
+    # `similarities` item-kNN's (the baseline the ranking model has to beat).
+    ranks: list[PositiveInt] = []
+    regularizations: list[NonNegativeFloat] = []
+    alphas: list[NonNegativeFloat] = []
     confidences: list[str] = []
+    ranking_ranks: list[PositiveInt] = []
+    ranking_regularizations: list[NonNegativeFloat] = []
+    ranking_alphas: list[NonNegativeFloat] = []
+    ranking_confidences: list[str] = []
+    neighbours: list[PositiveInt] = Field(
+        default=[], description="item-kNN's K: how many neighbours each artist keeps"
+    )
+    similarities: list[str] = []
 
     def grid_overrides(self) -> dict[str, list]:
+        """The grid of the model of the data's own objective (see above)."""
         return {
             "rank": self.ranks,
             "regularization": self.regularizations,
             "alpha": self.alphas,
             "confidence": self.confidences,
         }
+
+    def ranking_grid_overrides(self, feedback: str) -> dict[str, list]:
+        """The ranking model's grid: of ratings its own, of play counts :meth:`grid_overrides`."""
+        if feedback != "explicit":
+            return self.grid_overrides()
+        return {
+            "rank": self.ranking_ranks,
+            "regularization": self.ranking_regularizations,
+            "alpha": self.ranking_alphas,
+            "confidence": self.ranking_confidences,
+        }
+
+    def neighbour_overrides(self) -> dict[str, list]:
+        return {"neighbours": self.neighbours, "similarity": self.similarities}
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -130,9 +157,18 @@ class SparkResource(dg.ConfigurableResource):
     ``yarn``, …) and keep ``MUSICREC_HOME`` on storage the executors can read.
     """
 
-    master: str = "local[*]"
-    driver_memory: str = "4g"
-    conf: dict[str, str] = {}
+    master: str = Field(
+        default="local[*]",
+        description="Spark master URL, used when settings.backend is spark: local[*] (threads "
+        "in this process), spark://127.0.0.1:7077 (`make spark-cluster`), yarn, …",
+    )
+    driver_memory: str = Field(
+        default="4g", description="JVM heap of the driver (in local mode, of the executors too)"
+    )
+    conf: dict[str, str] = Field(
+        default={},
+        description="more Spark settings (e.g. spark.executor.memory); they override musicrec's",
+    )
 
     @contextmanager
     def session(self):

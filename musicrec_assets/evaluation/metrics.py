@@ -18,6 +18,12 @@ and ``n`` the number of relevant items, averaged over users:
 NDCG@K and MAP@K are exactly ``implicit.evaluation.ranking_metrics_at_k``'s "ndcg" and "map".
 Its "precision" is neither of ours: ``Σ_u hits@K / Σ_u min(K, n)`` pooled over users;
 ``RankingStats`` holds what it takes to compute it.
+
+For ratings, a second relevance asks whether the lists hold what the user *likes*: a held-out
+rating is *liked* when it is at least the user's mean training rating (:func:`liked_items`);
+``ndcg_liked_at_K`` is NDCG@K of the same lists against the liked items, over the users with
+at least one. ``coverage_at_K`` is the share of the catalogue (every column) that appears in
+at least one evaluated user's top-K list (:func:`catalogue_coverage`).
 """
 
 from __future__ import annotations
@@ -28,8 +34,12 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import FactorModel, Feedback
-from musicrec_assets.model.sparse import row_of_entry
+from musicrec_assets.model.sparse import from_triples, row_of_entry
 from musicrec_assets.serving.topn import top_n_items
+
+# the metrics a person compares models on at a glance, where a model has them (the rest are in
+# MLflow and the model_metrics table)
+HEADLINE_METRICS = ["ndcg_at_10", "ndcg_liked_at_10", "precision_at_10", "coverage_at_10", "rmse"]
 
 
 def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -48,7 +58,9 @@ def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def primary_metric(feedback: Feedback, k: int = 10) -> tuple[str, bool]:
-    """The metric that picks the best candidate and whether higher is better."""
+    """The metric that picks the best candidate of a model kind and whether higher is better:
+    RMSE for a rating model (``params.feedback == "explicit"``), NDCG@K for a ranking model
+    (``"implicit"``, on play counts or on ratings)."""
     if feedback == "explicit":
         return "rmse", False
     return f"ndcg_at_{k}", True
@@ -131,31 +143,28 @@ def ranking_stats(
     users : ndarray, optional
         Row indices to rank (those without held-out items are skipped); default all.
     """
-    train, test = csr_matrix(train), csr_matrix(test)
-    n_items = item_vectors.shape[0]
-    if train.shape != test.shape or test.shape != (user_vectors.shape[0], n_items):
-        raise ValueError("train, test and vectors disagree on the number of users or items")
-    candidates = np.arange(test.shape[0]) if users is None else np.asarray(users)
-    users = candidates[np.diff(test.indptr)[candidates] > 0]
-    n_relevant = np.diff(test.indptr)[users]
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal_dcg = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
-    # ranks beyond the number of items can never hold a hit
-    top = min(k, n_items)
-    top_items, _ = top_n_items(user_vectors[users], item_vectors, seen=train[users], n=top)
-    is_hit = _is_stored(test[users], top_items)
-    hits_so_far = np.cumsum(is_hit, axis=1)
-    dcg = is_hit @ discounts[:top]
-    precision_sum = np.sum(is_hit * hits_so_far / np.arange(1, top + 1), axis=1)
+    users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, users)
+    return _stats(users, top_items, test, k)
 
-    return RankingStats(
-        users=users,
-        hits=hits_so_far[:, -1],
-        n_relevant=n_relevant,
-        ndcg=dcg / ideal_dcg,
-        average_precision=precision_sum / np.minimum(n_relevant, k),
-        k=k,
-    )
+
+def liked_items(train: csr_matrix, test: csr_matrix) -> csr_matrix:
+    """The held-out ratings at or above the user's mean training rating, values kept.
+
+    The mean is over training ratings, what a model knows when it ranks; a user without
+    training ratings likes nothing.
+    """
+    train, test = csr_matrix(train), csr_matrix(test)
+    counts = np.diff(train.indptr)
+    sums = np.asarray(train.sum(axis=1), dtype=np.float64).ravel()
+    means = np.divide(sums, counts, out=np.full(len(counts), np.inf), where=counts > 0)
+    rows = row_of_entry(test.indptr)
+    liked = test.data >= means[rows]
+    return from_triples(rows[liked], test.indices[liked], test.data[liked], test.shape)
+
+
+def catalogue_coverage(top_items: np.ndarray, n_items: int) -> float:
+    """Share of the ``n_items`` items in at least one list of ``top_items`` (-1 is padding)."""
+    return float(np.unique(top_items[top_items >= 0]).size / n_items) if n_items else 0.0
 
 
 def evaluate(
@@ -172,11 +181,13 @@ def evaluate(
     ----------
     model_or_vectors : FactorModel or (user_vectors, item_vectors)
         A model (scored through ``user_vectors()``/``item_vectors()``, biases included) or the
-        two vector arrays whose dot products are the predictions.
+        two vector arrays whose dot products are the predictions (taken to predict ratings).
     train, test : csr_matrix
         users × items training and held-out data (ratings or plays).
     feedback : "explicit" or "implicit"
-        Explicit adds the rating errors of the held-out ratings.
+        What ``train`` and ``test`` hold. Ratings add the liked-relevance NDCG and, for a
+        model that predicts ratings (``params.feedback == "explicit"``), the rating errors
+        of the held-out ratings; a ranking model's scores are no ratings.
     k : int
         Length of the ranked list.
     ranked : ndarray, optional
@@ -186,17 +197,20 @@ def evaluate(
     Returns
     -------
     dict
-        "rmse", "mse", "mae" (explicit only), "precision_at_{k}", "recall_at_{k}",
-        "ndcg_at_{k}", "map_at_{k}".
+        "rmse", "mse", "mae" (ratings and a rating model only), "precision_at_{k}",
+        "recall_at_{k}", "ndcg_at_{k}", "map_at_{k}", "ndcg_liked_at_{k}" (ratings only),
+        "coverage_at_{k}".
     """
     if isinstance(model_or_vectors, FactorModel):
         user_vectors = model_or_vectors.user_vectors()
         item_vectors = model_or_vectors.item_vectors()
+        predicts_ratings = model_or_vectors.params.feedback == "explicit"
     else:
         user_vectors, item_vectors = model_or_vectors
+        predicts_ratings = True
     test = csr_matrix(test)
     metrics: dict[str, float] = {}
-    if feedback == "explicit":
+    if feedback == "explicit" and predicts_ratings:
         rows = row_of_entry(test.indptr)
         predicted = np.einsum(
             "ij,ij->i",
@@ -208,8 +222,64 @@ def evaluate(
             mse=mse(test.data, predicted),
             mae=mae(test.data, predicted),
         )
-    metrics.update(ranking_stats(user_vectors, item_vectors, train, test, k, ranked).means())
+    users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, ranked)
+    metrics.update(_stats(users, top_items, test, k).means())
+    if feedback == "explicit":
+        liked = _stats(users, top_items, liked_items(train, test), k)
+        metrics[f"ndcg_liked_at_{k}"] = liked.means()[f"ndcg_at_{k}"]
+    metrics[f"coverage_at_{k}"] = catalogue_coverage(top_items, item_vectors.shape[0])
     return metrics
+
+
+def _ranked_lists(
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    train: csr_matrix,
+    test: csr_matrix,
+    k: int,
+    users: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The users (of ``users``, default all) with held-out items and their top-K lists of
+    unseen items, the lists the recommendation tables publish."""
+    train, test = csr_matrix(train), csr_matrix(test)
+    n_items = item_vectors.shape[0]
+    if train.shape != test.shape or test.shape != (user_vectors.shape[0], n_items):
+        raise ValueError("train, test and vectors disagree on the number of users or items")
+    candidates = np.arange(test.shape[0]) if users is None else np.asarray(users)
+    users = candidates[np.diff(test.indptr)[candidates] > 0]
+    # ranks beyond the number of items can never hold a hit
+    top = min(k, n_items)
+    top_items, _ = top_n_items(user_vectors[users], item_vectors, seen=train[users], n=top)
+    return users, top_items
+
+
+def _stats(users: np.ndarray, top_items: np.ndarray, relevant: csr_matrix, k: int) -> RankingStats:
+    """Metrics of the lists ``top_items`` of ``users`` against ``relevant``'s entries, over the
+    users with at least one relevant item."""
+    relevant = csr_matrix(relevant)
+    n_relevant = np.diff(relevant.indptr)[users]
+    has_relevant = n_relevant > 0
+    users, top_items, n_relevant = (
+        users[has_relevant],
+        top_items[has_relevant],
+        n_relevant[has_relevant],
+    )
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal_dcg = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    top = top_items.shape[1]
+    is_hit = _is_stored(relevant[users], top_items)
+    hits_so_far = np.cumsum(is_hit, axis=1)
+    dcg = is_hit @ discounts[:top]
+    precision_sum = np.sum(is_hit * hits_so_far / np.arange(1, top + 1), axis=1)
+
+    return RankingStats(
+        users=users,
+        hits=hits_so_far[:, -1],
+        n_relevant=n_relevant,
+        ndcg=dcg / ideal_dcg,
+        average_precision=precision_sum / np.minimum(n_relevant, k),
+        k=k,
+    )
 
 
 def _is_stored(matrix: csr_matrix, columns: np.ndarray) -> np.ndarray:

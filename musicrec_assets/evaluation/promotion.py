@@ -1,11 +1,13 @@
-"""Champion / challenger decisions: how a newly trained candidate scores on the held-out part
-beside the baselines, which model stands for the champion, and whether the candidate wins.
+"""Champion / challenger decisions: how a newly trained candidate (a ranking model and, for
+ratings, a rating model) scores on the held-out part beside the baselines, which model stands
+for the champion, and whether the candidate wins.
 
 No MLflow here: :mod:`musicrec_assets.tracking.registry` loads the champion and moves aliases.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -14,25 +16,25 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
 from musicrec_assets.evaluation.split import fingerprint
-from musicrec_assets.model.baselines import fit_baselines
-from musicrec_assets.model.factors import FactorModel, Fitter, TrainingParams
+from musicrec_assets.model.baselines import NeighbourParams, fit_baselines
+from musicrec_assets.model.factors import FactorModel, Feedback, Fitter, ModelPair, TrainingParams
 
 
 @dataclass(frozen=True)
 class Champion:
-    """The current champion: its version, its train-part model, and the fingerprint of the
-    split that model was trained on (None for versions logged before it was recorded)."""
+    """The current champion: its version, its train-part models, and the fingerprint of the
+    split they were trained on (None for versions logged before it was recorded)."""
 
     version: str
-    evaluation_model: FactorModel
+    evaluation_model: ModelPair
     split: str | None
 
 
 @dataclass(frozen=True)
 class StandIn:
-    """What the candidate is compared with: ``model`` stands for the champion on this split
-    (``refit`` when it is the champion's settings fit anew), or is None, and ``reason`` says
-    why nothing is compared."""
+    """What the candidate's ranking model is compared with: ``model`` ranks for the champion on
+    this split (``refit`` when it is the champion's settings fit anew), or is None, and
+    ``reason`` says why nothing is compared."""
 
     model: FactorModel | None
     refit: bool = False
@@ -42,29 +44,32 @@ class StandIn:
 def comparable_champion(
     champion: Champion | None,
     split_id: str,
-    candidate: FactorModel,
+    candidate: ModelPair,
     fit: Fitter,
     train: csr_matrix,
     ids: tuple[np.ndarray, np.ndarray],
 ) -> StandIn:
-    """The model that stands for the champion on this split.
+    """The ranking model that stands for the champion on this split.
 
     The champion's own train-part model is fair only on the split it was trained on. On
     another split it has seen some of the held-out pairs and would score too well, so its
     settings are refit on this split instead: the candidate's own model when the settings
     are the same, and then a tie promotes, since the candidate has the newer data. Nothing
     stands in when there is no champion, when it was trained on other feedback (no score
-    here compares with it), or when this backend cannot fit its settings.
+    here compares with it), or when this backend cannot fit its settings. ``fit`` fits a
+    model of either objective: a version from before the ranking model ranks with its rating
+    model.
     """
     if champion is None:
         return StandIn(None, reason="no champion yet")
-    settings = champion.evaluation_model.params
-    if settings.feedback != candidate.params.feedback:
-        return StandIn(None, reason=f"the champion was trained on {settings.feedback} feedback")
+    theirs = champion.evaluation_model
+    if theirs.feedback != candidate.feedback:
+        return StandIn(None, reason=f"the champion was trained on {theirs.feedback} feedback")
     if champion.split == split_id:
-        return StandIn(champion.evaluation_model)
-    if settings == candidate.params:
-        return StandIn(candidate, refit=True)
+        return StandIn(theirs.ranking)
+    settings = theirs.ranking.params
+    if settings == candidate.ranking.params:
+        return StandIn(candidate.ranking, refit=True)
     try:
         return StandIn(fit(train, settings).with_ids(*ids), refit=True)
     except ValueError as error:  # e.g. a local champion with biases under the Spark backend
@@ -89,45 +94,113 @@ def should_promote(
     return better, f"candidate {candidate:.4f} is {comparison} than champion {champion:.4f}"
 
 
+# what each role of a ModelPair has to beat: the ranking model on NDCG@K, the rating model on
+# RMSE (model/baselines.py names them)
+RANKING_BASELINES = ("most_popular", "item_knn")
+RATING_BASELINES = ("global_mean", "bias")
+RANKING_METRIC, _ = primary_metric("implicit")
+RATING_METRIC, _ = primary_metric("explicit")
+
+
 def beats_baselines(
-    scores: dict[str, dict[str, float]], metric: str, higher_is_better: bool
+    scores: dict[str, dict[str, float]],
+    metric: str,
+    higher_is_better: bool,
+    candidate: str = "ranking",
+    baselines: tuple[str, ...] | None = None,
 ) -> bool:
-    """Whether model "als" scores better than every baseline that has ``metric``."""
-    own = scores["als"][metric]
+    """Whether model ``candidate`` scores better than every baseline that has ``metric``: the
+    ``baselines`` named (those of them in ``scores``), by default every other model."""
+    own = scores[candidate][metric]
     others = [
-        values[metric] for name, values in scores.items() if name != "als" and metric in values
+        values[metric]
+        for name, values in scores.items()
+        if name != candidate and (baselines is None or name in baselines) and metric in values
     ]
     return all(own > other if higher_is_better else own < other for other in others)
+
+
+def score_models(
+    models: dict[str, FactorModel],
+    train: csr_matrix,
+    test: csr_matrix,
+    feedback: Feedback,
+    ranked: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
+    """Held-out metrics (``metrics.evaluate``) of every model by name, on the same split and
+    ranked users: e.g. ``ModelPair.models()`` beside ``fit_baselines(...)``."""
+    return {
+        name: evaluate(model, train, test, feedback, ranked=ranked)
+        for name, model in models.items()
+    }
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """What tuning chose: the ranking model's params, the rating model's (ratings only) and
+    the item-kNN baseline's (None where the catalogue is too large for it,
+    ``baselines.item_knn_fits``)."""
+
+    ranking: TrainingParams
+    rating: TrainingParams | None = None
+    neighbours: NeighbourParams | None = None
+
+    @property
+    def feedback(self) -> Feedback:
+        """What the models are for: "explicit" (ratings) when there is a rating model."""
+        return "implicit" if self.rating is None else "explicit"
 
 
 @dataclass(frozen=True)
 class CandidateReport:
     """What :func:`evaluate_candidate` found.
 
-    ``scores`` maps "als" (the candidate) and each baseline to its held-out metrics;
-    ``history`` holds the candidate's per-iteration training metrics; ``promote`` and
-    ``reason`` are the champion decision.
+    ``scores`` maps "ranking", "rating" (ratings only) and each baseline to its held-out
+    metrics; ``history`` and ``fit_seconds`` hold each of our models' per-iteration training
+    metrics and fit time, by role; ``promote`` and ``reason`` are the champion decision.
     """
 
-    evaluation_model: FactorModel
-    history: list[dict[str, float]]
-    fit_seconds: float
+    evaluation_model: ModelPair
+    history: dict[str, list[dict[str, float]]]
+    fit_seconds: dict[str, float]
     scores: dict[str, dict[str, float]]
-    metric: str
-    higher_is_better: bool
     split_id: str
     ranked_users: int
     promote: bool
     reason: str
 
     @property
+    def ranking_beats_baselines(self) -> bool:
+        return beats_baselines(self.scores, RANKING_METRIC, True, "ranking", RANKING_BASELINES)
+
+    @property
+    def rating_beats_baselines(self) -> bool:
+        """True without a rating model (play counts): nothing predicts ratings there."""
+        return "rating" not in self.scores or beats_baselines(
+            self.scores, RATING_METRIC, False, "rating", RATING_BASELINES
+        )
+
+    @property
     def beats_baselines(self) -> bool:
-        return beats_baselines(self.scores, self.metric, self.higher_is_better)
+        return self.ranking_beats_baselines and self.rating_beats_baselines
+
+    def gate(self) -> dict[str, float]:
+        """The numbers the gate compares, ``<model>_<metric>``: the ranking model and its
+        baselines on NDCG@K and, for ratings, the rating model and its baselines on RMSE."""
+        compared = {RANKING_METRIC: ("ranking", *RANKING_BASELINES)}
+        if "rating" in self.scores:
+            compared[RATING_METRIC] = ("rating", *RATING_BASELINES)
+        return {
+            f"{name}_{metric}": self.scores[name][metric]
+            for metric, names in compared.items()
+            for name in names
+            if name in self.scores
+        }
 
 
 def evaluate_candidate(
     fit: Fitter,
-    params: TrainingParams,
+    settings: CandidateSettings,
     train: csr_matrix,
     test: csr_matrix,
     ids: tuple[np.ndarray, np.ndarray],
@@ -135,15 +208,19 @@ def evaluate_candidate(
     max_ranked_users: int = 0,
     seed: int = 42,
 ) -> CandidateReport:
-    """Fit ``params`` on the training part, score it and the baselines on the held-out part,
-    and decide whether it takes the champion's place.
+    """Fit the candidate's models on the training part, score them and the baselines on the
+    held-out part, and decide whether the candidate takes the champion's place.
+
+    The decision compares the ranking models on NDCG@K, the lists users receive; a candidate
+    whose rating model does not beat the rating baselines on RMSE is refused whatever it ranks.
 
     Parameters
     ----------
     fit : Fitter
-        The backend's fitter; also refits the champion's settings when the split changed.
-    params : TrainingParams
-        The candidate's settings.
+        The backend's fitter of either objective (``params.feedback``); also refits the
+        champion's settings when the split changed.
+    settings : CandidateSettings
+        The candidate's settings, as tuning chose them.
     train, test : csr_matrix
         The evaluation split, aligned with ``ids``.
     ids : (user ids, artist ids)
@@ -154,49 +231,56 @@ def evaluate_candidate(
         The ranking metrics average over a seeded sample of at most this many held-out users
         (:func:`~musicrec_assets.evaluation.metrics.ranked_users`), the same for every model.
     """
-    feedback = params.feedback
-    metric, higher_is_better = primary_metric(feedback)
-    history: list[dict[str, float]] = []
-    started = time.perf_counter()
-    model = fit(train, params, callback=lambda _, step: history.append(step)).with_ids(*ids)
-    fit_seconds = time.perf_counter() - started
+    roles = {"ranking": settings.ranking, "rating": settings.rating}
+    history: dict[str, list[dict[str, float]]] = {}
+    fit_seconds: dict[str, float] = {}
+    fitted = {}
+    for role, params in roles.items():
+        if params is None:
+            continue
+        steps = history[role] = []
+        started = time.perf_counter()
+        fitted[role] = fit(train, params, callback=lambda _, step, steps=steps: steps.append(step))
+        fit_seconds[role] = time.perf_counter() - started
+    pair = ModelPair(**fitted).with_ids(*ids)
+    feedback = pair.feedback
 
     ranked = ranked_users(test, max_ranked_users, seed)
-    scores = {"als": evaluate(model, train, test, feedback, ranked=ranked)}
-    for name, baseline in fit_baselines(train, feedback).items():
-        baseline_scores = evaluate(baseline, train, test, feedback, ranked=ranked)
-        if name == "most_popular":  # popularity ranks; its "ratings" mean nothing
-            baseline_scores = {k: v for k, v in baseline_scores.items() if "_at_" in k}
-        scores[name] = baseline_scores
+    models = {**pair.models(), **fit_baselines(train, feedback, settings.neighbours)}
+    scores = score_models(models, train, test, feedback, ranked)
 
     split_id = fingerprint(train, test, *ids)
-    stand_in = comparable_champion(champion, split_id, model, fit, train, ids)
+    stand_in = comparable_champion(champion, split_id, pair, fit, train, ids)
+    own = scores["ranking"][RANKING_METRIC]
     if stand_in.model is None:
         champion_score = None
-    elif stand_in.model is model:
-        champion_score = scores["als"][metric]
+    elif stand_in.model is pair.ranking:
+        champion_score = own
     else:
         champion_score = evaluate(
             stand_in.model.reindexed(*ids), train, test, feedback, ranked=ranked
-        )[metric]
+        )[RANKING_METRIC]
     promote, reason = should_promote(
-        scores["als"][metric],
-        champion_score,
-        higher_is_better,
-        tie_promotes=stand_in.refit,
-        no_champion=stand_in.reason,
+        own, champion_score, True, tie_promotes=stand_in.refit, no_champion=stand_in.reason
     )
     if stand_in.refit:
         reason += " (its settings refit on this split, which its model had partly seen)"
-    return CandidateReport(
-        evaluation_model=model,
+    report = CandidateReport(
+        evaluation_model=pair,
         history=history,
         fit_seconds=fit_seconds,
         scores=scores,
-        metric=metric,
-        higher_is_better=higher_is_better,
         split_id=split_id,
         ranked_users=len(ranked),
         promote=promote,
         reason=reason,
     )
+    if not report.rating_beats_baselines:
+        best = min(RATING_BASELINES, key=lambda name: scores[name][RATING_METRIC])
+        return dataclasses.replace(
+            report,
+            promote=False,
+            reason=f"its rating model's RMSE {scores['rating'][RATING_METRIC]:.4f} is not "
+            f"better than the {best} baseline's {scores[best][RATING_METRIC]:.4f}",
+        )
+    return report

@@ -1,10 +1,12 @@
-"""Confidence for implicit feedback: how sure are we that a user who played an artist likes it.
+"""Confidence for implicit-feedback ALS: how sure are we that a user who played (or rated) an
+artist likes it.
 
 Following Hu, Koren & Volinsky (2008), an observed entry gets preference 1 and confidence
 
-    c_ui = 1 + α · scale(plays_ui)
+    c_ui = 1 + α · scale(x_ui)
 
-and an unobserved entry preference 0 and confidence 1. ``scale`` is one of
+and an unobserved entry preference 0 and confidence 1. For play counts ``x`` = plays and
+``scale`` is one of
 
     raw     plays
     log1p   log(1 + plays)
@@ -12,9 +14,22 @@ and an unobserved entry preference 0 and confidence 1. ``scale`` is one of
             with len_u = Σ_i plays_ui, avg_len its mean over the training users and
             idf_i = log(N_users) − log(1 + n_i), n_i = number of training users of item i
 
+For explicit ratings (the ranking model of rated data, benfred/implicit#90) ``x`` = rating and
+
+    binary   1                    (rated = liked, α weighs observed against unobserved)
+    rating   rating
+    centred  rating − mean_u      mean_u the user's mean rating, over the row being scaled
+
+A negative ``scale`` (centred, a rating below the user's mean) is negative feedback: preference
+0 with confidence ``1 + α·|scale|``, which the matrix carries as the negative value
+``−(1 + α·|scale|)``, the convention of ``implicit``'s ALS (a negative entry is preference 0
+with confidence |value|). Spark's implicit ALS reads the sign of ``scale`` the same way, except
+that it counts a scale of exactly 0 (a rating at the mean) as preference 0.
+
 bm25 is ``implicit.nearest_neighbours.bm25_weight`` applied to the users × items matrix, with
 the fit (idf, average length) split from the transform so a new user's row is scaled with the
-statistics of the training data. Those statistics travel in ``FactorModel.extras``.
+statistics of the training data. Those statistics travel in ``FactorModel.extras``; the rating
+schemes need none (centred's mean is the row's own).
 """
 
 from __future__ import annotations
@@ -26,12 +41,14 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.sparse import row_of_entry
 
-SCHEMES = ("raw", "log1p", "bm25")
+PLAY_SCHEMES = ("raw", "log1p", "bm25")
+RATING_SCHEMES = ("binary", "rating", "centred")
+SCHEMES = PLAY_SCHEMES + RATING_SCHEMES
 
 
 @dataclass(frozen=True)
 class ConfidenceScaler:
-    """Turns play counts into the confidence matrix implicit's ALS reads.
+    """Turns play counts or ratings into the confidence matrix implicit's ALS reads.
 
     Attributes
     ----------
@@ -55,12 +72,20 @@ class ConfidenceScaler:
     bm25_b: float = 0.8
 
     def scale(self, plays: csr_matrix) -> csr_matrix:
-        """``scale(plays)`` on the stored entries of a users × items matrix."""
+        """``scale(x)`` on the stored entries of a users × items matrix (plays or ratings)."""
         plays = csr_matrix(plays, dtype=np.float64, copy=True)
-        if self.scheme == "raw":
+        if self.scheme in ("raw", "rating"):
             return plays
         if self.scheme == "log1p":
             plays.data = np.log1p(plays.data)
+            return plays
+        if self.scheme == "binary":
+            plays.data = np.ones_like(plays.data)
+            return plays
+        if self.scheme == "centred":
+            counts = np.diff(plays.indptr)
+            row_means = np.asarray(plays.sum(axis=1)).ravel() / np.maximum(counts, 1)
+            plays.data -= row_means[row_of_entry(plays.indptr)]
             return plays
         if self.bm25_idf is None:
             raise ValueError("bm25 scaler has no idf: build it with fit_confidence")
@@ -78,15 +103,17 @@ class ConfidenceScaler:
         return plays
 
     def transform(self, plays: csr_matrix) -> csr_matrix:
-        """The confidence ``1 + alpha * scale(plays)`` on the stored entries, float32.
+        """The confidence ``1 + alpha * |scale(x)|`` on the stored entries, negated where
+        ``scale`` is negative (preference 0), float32.
 
         This is the input matrix for ``implicit``'s ALS with its own ``alpha=1``: implicit
-        uses an entry's value as its confidence (it adds ``value - 1`` times ``y yᵀ`` to
-        ``YᵀY``), so the ``1 +`` has to be in the data.
+        uses an entry's absolute value as its confidence (it adds ``|value| - 1`` times
+        ``y yᵀ`` to ``YᵀY``), so the ``1 +`` has to be in the data.
         """
-        confidence = self.scale(plays)
-        confidence.data = 1.0 + self.alpha * confidence.data
-        return confidence.astype(np.float32)
+        scaled = self.scale(plays)
+        confidence = 1.0 + self.alpha * np.abs(scaled.data)
+        scaled.data = np.where(scaled.data < 0, -confidence, confidence)
+        return scaled.astype(np.float32)
 
     def extras(self) -> dict[str, np.ndarray]:
         """Arrays for ``FactorModel.extras`` that ``from_extras`` rebuilds this scaler from."""
@@ -119,14 +146,15 @@ class ConfidenceScaler:
 def fit_confidence(
     plays: csr_matrix, scheme: str, alpha: float, k1: float = 100.0, b: float = 0.8
 ) -> ConfidenceScaler:
-    """Learn what ``scheme`` needs from the training users × items play matrix.
+    """Learn what ``scheme`` needs from the training users × items matrix.
 
     Parameters
     ----------
     plays : csr_matrix
-        users × items play counts of the training users.
+        users × items play counts (or, for the rating schemes, ratings) of the training users.
     scheme : str
-        "raw", "log1p" or "bm25".
+        One of ``SCHEMES``: "raw", "log1p", "bm25" for plays, "binary", "rating", "centred"
+        for ratings.
     alpha : float
         Confidence weight, ``c = 1 + alpha * scale(plays)``.
     k1, b : float

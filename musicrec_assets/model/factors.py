@@ -29,13 +29,19 @@ Feedback = Literal["explicit", "implicit"]
 IterationCallback = Callable[[int, dict[str, float]], None]
 
 
-# the TrainingParams fields that only implicit feedback (play counts) uses
+# the TrainingParams fields that only implicit-feedback models (the ranking models, on play
+# counts or ratings) use
 IMPLICIT_ONLY = ("alpha", "confidence")
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyperparameters a model was trained with; fold-in needs the same ones."""
+    """Hyperparameters a model was trained with; fold-in needs the same ones.
+
+    ``feedback`` is the model's objective: "explicit" fits the ratings themselves (a rating
+    model), "implicit" fits preferences weighted by confidence (a ranking model), on play counts
+    or, with a rating confidence scheme, on ratings.
+    """
 
     feedback: Feedback
     rank: int
@@ -44,7 +50,8 @@ class TrainingParams:
     # explicit: scale λ by each row's rating count (ALS-WR, as Spark MLlib does)
     weighted_regularization: bool = True
     use_biases: bool = True
-    # implicit: confidence = 1 + alpha * scale(plays), scale in raw | log1p | bm25
+    # implicit: confidence = 1 + alpha * scale(values), scale in raw | log1p | bm25 for plays,
+    # binary | rating | centred for ratings (model/confidence.py)
     alpha: float = 1.0
     confidence: str = "log1p"
     seed: int = 42
@@ -187,6 +194,56 @@ class FactorModel:
             item_bias=data.get("item_bias"),
             extras={k[len("extra_") :]: v for k, v in data.items() if k.startswith("extra_")},
         )
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """What one trained version carries: ``ranking`` orders the recommendation lists;
+    ``rating``, for ratings only, predicts the rating a user would give (None for play counts,
+    where the ranking model is all there is)."""
+
+    ranking: FactorModel
+    rating: FactorModel | None = None
+
+    def with_ids(self, user_ids: np.ndarray, item_ids: np.ndarray) -> ModelPair:
+        """Both models named with the same ids (:meth:`FactorModel.with_ids`)."""
+        return ModelPair(
+            ranking=self.ranking.with_ids(user_ids, item_ids),
+            rating=None if self.rating is None else self.rating.with_ids(user_ids, item_ids),
+        )
+
+    @property
+    def feedback(self) -> Feedback:
+        """What the pair was trained on: "explicit" (ratings) when it has a rating model."""
+        return "implicit" if self.rating is None else "explicit"
+
+    def models(self) -> dict[str, FactorModel]:
+        """The models by role, "ranking" then "rating" where there is one."""
+        return {"ranking": self.ranking} | ({} if self.rating is None else {"rating": self.rating})
+
+    def save(self, folder: str | Path, name: str) -> list[Path]:
+        """Write the ranking model as ``<folder>/<name>`` and the rating model, if any, as
+        ``<folder>/rating_<name>`` (:meth:`FactorModel.save`); returns every file written."""
+        written = []
+        for role, model in self.models().items():
+            npz = model.save(Path(folder) / _file_name(role, name))
+            written += [npz, npz.with_suffix(".json")]
+        return written
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str) -> ModelPair:
+        """The pair :meth:`save` wrote. A folder of a version logged before the pair holds one
+        model: it ranks, and it predicts ratings too when it was fitted on them."""
+        ranking = FactorModel.load(Path(folder) / name)
+        rating_path = Path(folder) / _file_name("rating", name)
+        if rating_path.with_suffix(".npz").exists():
+            return cls(ranking, FactorModel.load(rating_path))
+        return cls(ranking, ranking if ranking.params.feedback == "explicit" else None)
+
+
+def _file_name(role: str, name: str) -> str:
+    # the ranking model keeps the single model's old name, which older pyfunc code loads
+    return name if role == "ranking" else f"{role}_{name}"
 
 
 class Fitter(Protocol):

@@ -111,6 +111,8 @@ def spark_session(
         raise RuntimeError(missing)
     from pyspark.sql import SparkSession
 
+    # executors of a cluster bound to loopback can reach the driver only on loopback too
+    on_loopback = master.startswith(("spark://127.0.0.1:", "spark://localhost:"))
     with tempfile.TemporaryDirectory(prefix="musicrec-spark-") as scratch:
         settings = {
             "spark.driver.memory": driver_memory,
@@ -118,6 +120,11 @@ def spark_session(
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": str(_LOCAL_SHUFFLE_PARTITIONS),
             "spark.local.dir": str(Path(scratch, "local")),
+            **(
+                {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+                if on_loopback
+                else {}
+            ),
             **(conf or {}),
         }
         builder = SparkSession.builder.master(master).appName("musicrec")

@@ -97,13 +97,14 @@ def fold_in_item(model: FactorModel, user_index: np.ndarray, values: np.ndarray)
     """Factors (and bias) of a new artist from known users' ratings or plays of it.
 
     The item half-step, symmetric to :func:`fold_in_user`. An implicit model trained with
-    ``bm25`` confidence cannot fold in items: bm25 scales a play by the listener's total plays
-    including the new artist, which the model does not store.
+    ``bm25`` or ``centred`` confidence cannot fold in items: bm25 scales a play by the
+    listener's total plays including the new artist, centred a rating by the listener's mean
+    rating, neither of which the model stores.
 
     Raises
     ------
     ValueError
-        As :func:`fold_in_user`, and for bm25 models.
+        As :func:`fold_in_user`, and for bm25 and centred models.
     """
     interactions = _single_row(user_index, values, model.n_users)
     return _first_row(_half_step(model, "item").solve(interactions))
@@ -138,6 +139,19 @@ def recommend_new_users(
         user_bias=folded.bias,
     )
     return top_n_items(new_users.user_vectors(), model.item_vectors(), csr_matrix(interactions), n)
+
+
+def predict_new_user(
+    model: FactorModel, item_index: np.ndarray, values: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """The model's scores of ``items`` (rows) for a new listener folded in from their history
+    (:func:`fold_in_user`): for a rating model, the ratings it predicts, biases included."""
+    folded = fold_in_user(model, item_index, values)
+    items = np.asarray(items)
+    scores = model.item_factors[items].astype(np.float64) @ folded.factors.astype(np.float64)
+    if model.has_biases:
+        scores += model.global_mean + float(folded.bias) + model.item_bias[items]
+    return scores
 
 
 def promote_new_item(
@@ -178,9 +192,10 @@ def explain(
 
     and item ``j`` contributes ``(b_iᵀ A_u⁻¹ b_j) w_j``, an exact decomposition.
 
-    * implicit: ``b_j = y_j``, ``w_j = c_uj`` (``p_uj = 1``), ``A_u = YᵀC_uY + λI``; this is
+    * implicit: ``b_j = y_j``, ``w_j = c_uj p_uj``, ``A_u = YᵀC_uY + λI``; this is
       ``implicit``'s ``explain`` (Hu, Koren & Volinsky 2008, section 5) and the score is
-      ``y_i · x_u``.
+      ``y_i · x_u``. An item of negative feedback (``p_uj = 0``, centred confidence) shapes
+      ``A_u`` but contributes 0.
     * explicit with biases: ``b_j = [y_j, 1]``, ``z_u = [x_u, b_u]``,
       ``w_j = r_uj − μ − b_j`` and ``A_u = Σ_j b_j b_jᵀ + λ n_u I`` (``λI`` without weighted
       regularization); ``b_iᵀ z_u = y_i · x_u + b_u`` and ``μ + b_i`` is the baseline.
@@ -207,7 +222,7 @@ def explain(
     cholesky, basis_rows = half_step.system(weights.indices, weights.data)
     # one solve against the explained item instead of one per history item
     influence = basis_rows @ cho_solve(cholesky, half_step.basis_rows(np.array([item]))[0])
-    contributions = influence * weights.data
+    contributions = influence * half_step.targets(weights.data)
     order = np.argsort(-contributions, kind="stable")
     baseline = float(model.global_mean + model.item_bias[item]) if model.has_biases else 0.0
     return Explanation(
@@ -231,7 +246,10 @@ class _HalfStep:
     * implicit, as ``implicit``'s ``recalculate_user``: ``b_j = y_j``, ``w_j = c_uj`` the
       confidence of the model's scheme, and ``A = YᵀY + Σ_j (c_uj − 1) y_j y_jᵀ + λ I``, i.e.
       ``x_u = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u``; ``λ n_u I`` for a model with weighted
-      regularization (Spark's implicit ALS scales λ by the row's count too).
+      regularization (Spark's implicit ALS scales λ by the row's count too). A negative
+      confidence-matrix entry ``w`` (centred confidence: a rating below the user's mean) is
+      negative feedback, as in ``implicit``: ``c = |w|``, ``p = 0``, so it adds
+      ``(|w| − 1) y yᵀ`` to ``A`` and nothing to the right-hand side (:meth:`targets`).
 
     Holds the model's arrays but not the model, so that :func:`_half_step` can cache it for as
     long as the model lives.
@@ -269,12 +287,17 @@ class _HalfStep:
             if self.with_bias:
                 weights.data -= self.global_mean + self.known_bias[weights.indices]
             return weights
-        if self.scaler.scheme == "bm25" and self.solve_for == "item":
+        if self.solve_for == "item" and self.scaler.scheme in ("bm25", "centred"):
             raise ValueError(
-                "cannot fold in an item under bm25 confidence: it depends on each listener's "
-                "total plays, which the model does not store"
+                f"cannot fold in an item under {self.scaler.scheme} confidence: it depends on "
+                "each listener's total plays or mean rating, which the model does not store"
             )
         return csr_matrix(self.scaler.transform(interactions), dtype=np.float64)
+
+    def targets(self, weights: np.ndarray) -> np.ndarray:
+        """The right-hand side's weight of each entry: ``w_j`` (explicit), ``c_uj p_uj``
+        (implicit: the confidence of a positive entry, 0 for negative feedback)."""
+        return weights if self.explicit else np.where(weights > 0, weights, 0.0)
 
     def system(self, index: np.ndarray, weights: np.ndarray) -> tuple[tuple, np.ndarray]:
         """Cholesky factor of ``A`` and the basis rows ``b_j`` of one row's entries."""
@@ -282,7 +305,8 @@ class _HalfStep:
         if self.explicit:
             gram = basis_rows.T @ basis_rows
         else:
-            gram = self.shared_gram + basis_rows.T @ (basis_rows * (weights - 1.0)[:, None])
+            confidence = np.abs(weights)
+            gram = self.shared_gram + basis_rows.T @ (basis_rows * (confidence - 1.0)[:, None])
         penalty = self.params.regularization
         if self.params.weighted_regularization:
             penalty *= len(index)
@@ -296,7 +320,7 @@ class _HalfStep:
             entries = slice(weights.indptr[row], weights.indptr[row + 1])
             row_weights = weights.data[entries]
             cholesky, basis_rows = self.system(weights.indices[entries], row_weights)
-            solution[row] = cho_solve(cholesky, basis_rows.T @ row_weights)
+            solution[row] = cho_solve(cholesky, basis_rows.T @ self.targets(row_weights))
         solution = solution.astype(np.float32)
         if self.with_bias:
             return FoldIn(solution[:, :-1], solution[:, -1])

@@ -3,7 +3,9 @@ what ``musicrec recommend --ratings`` prints.
 
 A request names a known ``user_id``, or gives a new listener's ``ratings`` (a list of
 ``{"artist_id": ..., "rating": ...}`` or ``{"artist_id": ..., "plays": ...}``), which are
-folded into the model without retraining. A new artist is folded in the same way from known
+folded into the models without retraining. The ranking model orders the lists (``score``); for
+ratings the rating model predicts the rating the listener would give each artist
+(``predicted_rating``; None for play counts). A new artist is folded in the same way from known
 users' ratings of it (``{"user_id": ..., "rating": ...}``) to find whom to promote it to. Ids
 the model does not know are reported, never silently dropped.
 """
@@ -21,10 +23,18 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix, load_npz
 
-from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving import fold_in, topn
 
-RESULT_COLUMNS = ["request", "user_id", "rank", "artist_id", "artist_name", "score"]
+RESULT_COLUMNS = [
+    "request",
+    "user_id",
+    "rank",
+    "artist_id",
+    "artist_name",
+    "score",
+    "predicted_rating",
+]
 
 
 class UnknownIdError(ValueError):
@@ -33,7 +43,7 @@ class UnknownIdError(ValueError):
 
 @dataclass
 class Answer:
-    recommendations: pd.DataFrame  # rank, artist_id, artist_name, score
+    recommendations: pd.DataFrame  # rank, artist_id, artist_name, score, predicted_rating
     unknown_artist_ids: list[str] = field(default_factory=list)
 
 
@@ -70,36 +80,68 @@ def _is_valid(value, holds) -> bool:
 
 
 class Recommender:
-    def __init__(self, model: FactorModel, seen: csr_matrix, artist_names: pd.DataFrame):
-        self.model = model
+    """Answers requests from one registered version: ``model`` (its ranking model) orders every
+    list, ``rating_model`` (None for play counts) predicts ratings."""
+
+    def __init__(self, models: ModelPair, seen: csr_matrix, artist_names: pd.DataFrame):
+        self.models = models
+        self.model = models.ranking
+        self.rating_model = models.rating
+        self.feedback = models.feedback
         self.seen = seen.tocsr()
         # computed once: each call folds the biases in with a copy of the whole matrix
-        self._user_vectors = model.user_vectors()
-        self._item_vectors = model.item_vectors()
-        self._user_row = pd.Index(model.user_ids)
-        self._item_row = pd.Index(model.item_ids)
+        self._user_vectors = self.model.user_vectors()
+        self._item_vectors = self.model.item_vectors()
+        if self.rating_model is not None:
+            self._rating_user_vectors = self.rating_model.user_vectors()
+            self._rating_item_vectors = self.rating_model.item_vectors()
+        self._user_row = pd.Index(self.model.user_ids)
+        self._item_row = pd.Index(self.model.item_ids)
         names = artist_names.set_index("artist_id")["name"]
-        self._names = names.reindex(model.item_ids).to_numpy()
+        self._names = names.reindex(self.model.item_ids).to_numpy()
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Recommender:
-        """Load from the files :func:`musicrec_assets.tracking.registry.log_model` writes."""
+        """Load from the files :func:`musicrec_assets.tracking.registry.log_model` writes (or,
+        for a version logged before the rating model, its one model)."""
         folder = Path(folder)
         return cls(
-            FactorModel.load(folder / "factors"),
+            ModelPair.load(folder, "factors"),
             load_npz(folder / "seen.npz"),
             pd.read_parquet(folder / "artist_names.parquet"),
         )
 
-    def _frame(self, item_index: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    def predicted_ratings(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
+        """The rating model's predictions of (user row, item row) pairs; None for play counts."""
+        if self.rating_model is None:
+            return None
+        return np.einsum(
+            "ij,ij->i",
+            self._rating_user_vectors[user_rows].astype(np.float64),
+            self._rating_item_vectors[item_rows].astype(np.float64),
+        )
+
+    def predicted_rating(self, user_id: str, artist_id: str) -> float | None:
+        """The rating model's prediction of a known pair; None for play counts."""
+        user_row = self._user_row.get_indexer([user_id])[0]
+        item_row = self._item_row.get_indexer([artist_id])[0]
+        if user_row < 0 or item_row < 0:
+            raise UnknownIdError(f"unknown user {user_id!r} or artist {artist_id!r}")
+        predicted = self.predicted_ratings(np.array([user_row]), np.array([item_row]))
+        return None if predicted is None else float(predicted[0])
+
+    def _frame(self, item_index: np.ndarray, scores: np.ndarray, predict) -> pd.DataFrame:
+        """The answer's rows; ``predict(item rows)`` gives their predicted ratings or None."""
         valid = item_index >= 0
         item_index, scores = item_index[valid], scores[valid]
+        predicted = predict(item_index)
         return pd.DataFrame(
             {
                 "rank": np.arange(1, len(item_index) + 1, dtype=np.int32),
                 "artist_id": self.model.item_ids[item_index],
                 "artist_name": self._names[item_index],
                 "score": scores.astype(float),
+                "predicted_rating": [None] * len(item_index) if predicted is None else predicted,
             }
         )
 
@@ -113,14 +155,20 @@ class Recommender:
             self.seen[row],
             n,
         )
-        return Answer(self._frame(item_index[0], scores[0]))
+        return Answer(
+            self._frame(
+                item_index[0],
+                scores[0],
+                lambda items: self.predicted_ratings(np.full(len(items), row), items),
+            )
+        )
 
     def _history(
         self, ratings: list[dict], id_key: str, row_of: pd.Index, what: str
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Known rows, their values and the unknown ids of ``[{id_key: ..., rating|plays: ...}]``;
         a repeated id keeps its last value."""
-        value_key = "rating" if self.model.params.feedback == "explicit" else "plays"
+        value_key = "rating" if self.feedback == "explicit" else "plays"
         shape = f"ratings must be a non-empty list of {{{id_key}, {value_key}}}"
         if not all(isinstance(entry, Mapping) for entry in ratings):
             raise ValueError(shape)
@@ -136,9 +184,17 @@ class Recommender:
         return rows[rows >= 0], history[value_key][rows >= 0].to_numpy(float), unknown
 
     def for_new_listener(self, ratings: list[dict], n: int = 10) -> Answer:
+        """Top ``n`` for a listener the models do not know, folded into both from ``ratings``
+        (the ranking model with the confidence scheme it was trained with)."""
         rows, values, unknown = self._history(ratings, "artist_id", self._item_row, "rated artists")
         item_index, scores = fold_in.recommend_new_user(self.model, rows, values, n)
-        return Answer(self._frame(item_index, scores), unknown)
+
+        def predict(items: np.ndarray) -> np.ndarray | None:
+            if self.rating_model is None:
+                return None
+            return fold_in.predict_new_user(self.rating_model, rows, values, items)
+
+        return Answer(self._frame(item_index, scores, predict), unknown)
 
     def for_new_artist(self, ratings: list[dict], n: int = 10) -> Audience:
         """The users to promote a new artist to, from known users' ``ratings`` of it (a list of
@@ -166,7 +222,8 @@ class Recommender:
         return Audience(users, unknown)
 
     def explain(self, user_id: str, artist_id: str, top: int = 3) -> pd.DataFrame:
-        """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score."""
+        """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score,
+        the ranking model's."""
         user_row = self._user_row.get_indexer([user_id])[0]
         item_row = self._item_row.get_indexer([artist_id])[0]
         if user_row < 0 or item_row < 0:

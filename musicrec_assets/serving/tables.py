@@ -24,18 +24,34 @@ def _top_n_chunks(
     top_n: Callable[[slice], tuple[np.ndarray, np.ndarray]],
     columns: tuple[str, str, str, str],
     extra: dict,
+    pair_columns: Callable[[np.ndarray, np.ndarray], dict] | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Long-format top-N rows, ``CHUNK_ROWS`` queries at a time; ``top_n(rows)`` scores a slice."""
+    """Long-format top-N rows, ``CHUNK_ROWS`` queries at a time; ``top_n(rows)`` scores a slice,
+    ``pair_columns(query rows, candidate rows)`` adds columns computed per row."""
     for start in range(0, len(query_ids), CHUNK_ROWS):
         rows = slice(start, min(start + CHUNK_ROWS, len(query_ids)))
-        flat = topn.flatten_top_n(query_ids[rows], candidate_ids, *top_n(rows))
-        yield pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
+        index, scores = top_n(rows)
+        flat = topn.flatten_top_n(query_ids[rows], candidate_ids, index, scores)
+        frame = pd.DataFrame(dict(zip(columns, flat, strict=True)))
+        if pair_columns is not None:
+            # the pairs in flatten_top_n's order: query by query, rank by rank
+            valid = index >= 0
+            frame = frame.assign(**pair_columns(np.nonzero(valid)[0] + start, index[valid]))
+        yield frame.assign(**extra)
 
 
 def user_recommendations(recommender: Recommender, n: int, extra: dict) -> Iterator[pd.DataFrame]:
-    """``(user_id, rank, artist_id, score, *extra)``: each user's top ``n`` unrated artists."""
+    """``(user_id, rank, artist_id, score, predicted_rating, *extra)``: each user's top ``n``
+    unrated artists by the ranking model's score, with the rating model's prediction of each
+    (NULL for play counts)."""
     model = recommender.model
     user_vectors, item_vectors = model.user_vectors(), model.item_vectors()
+
+    def predicted_rating(users: np.ndarray, items: np.ndarray) -> dict:
+        predicted = recommender.predicted_ratings(users, items)
+        values = [pd.NA] * len(users) if predicted is None else predicted
+        return {"predicted_rating": pd.array(values, dtype="Float64")}
+
     return _top_n_chunks(
         model.user_ids,
         model.item_ids,
@@ -44,12 +60,13 @@ def user_recommendations(recommender: Recommender, n: int, extra: dict) -> Itera
         ),
         ("user_id", "rank", "artist_id", "score"),
         extra,
+        predicted_rating,
     )
 
 
 def artist_top_users(recommender: Recommender, n: int, extra: dict) -> Iterator[pd.DataFrame]:
     """``(artist_id, rank, user_id, score, *extra)``: the top ``n`` users to promote each
-    artist to, its current listeners excluded."""
+    artist to by the ranking model, its current listeners excluded."""
     model = recommender.model
     user_vectors, item_vectors = model.user_vectors(), model.item_vectors()
     listeners = recommender.seen.T.tocsr()
@@ -65,7 +82,8 @@ def artist_top_users(recommender: Recommender, n: int, extra: dict) -> Iterator[
 
 
 def similar_artists(recommender: Recommender, n: int, extra: dict) -> pd.DataFrame:
-    """``(artist_id, rank, similar_artist_id, similarity, *extra)`` by factor cosine."""
+    """``(artist_id, rank, similar_artist_id, similarity, *extra)`` by the cosine of the ranking
+    model's artist factors."""
     model = recommender.model
     index, similarity = topn.similar_items(model.item_factors, n)
     flat = topn.flatten_top_n(model.item_ids, model.item_ids, index, similarity)
@@ -73,14 +91,26 @@ def similar_artists(recommender: Recommender, n: int, extra: dict) -> pd.DataFra
     return pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
 
 
-def factors(ids: np.ndarray, id_column: str, vectors: np.ndarray, version: str) -> pa.Table:
-    """``(<id_column>, factors FLOAT[k], model_version)``: one row of vectors per id."""
-    width = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+def factors(
+    ids: np.ndarray, id_column: str, vectors: dict[str, np.ndarray], version: str
+) -> pa.Table:
+    """``(<id_column>, model, factors FLOAT[k], model_version)``: one row of vectors per id and
+    model (``vectors`` by model name, e.g. "ranking" and "rating").
+
+    The models' widths differ, and a DuckDB array column has one: each model's vectors are
+    padded with zeros to the widest, which leaves every inner product as it was.
+    """
+    width = max(values.shape[1] for values in vectors.values())
+    padded = [
+        np.pad(np.asarray(values, dtype=np.float32), ((0, 0), (0, width - values.shape[1])))
+        for values in vectors.values()
+    ]
+    flat = pa.array(np.ascontiguousarray(np.vstack(padded)).ravel())
     return pa.table(
         {
-            id_column: pa.array(ids.astype(str)),
+            id_column: pa.array(np.tile(ids.astype(str), len(vectors))),
+            "model": pa.array(np.repeat(list(vectors), len(ids))),
             "factors": pa.FixedSizeListArray.from_arrays(flat, width),
-            "model_version": pa.array([version] * len(ids)),
+            "model_version": pa.array([version] * (len(ids) * len(vectors))),
         }
     )

@@ -27,7 +27,7 @@ from scipy.sparse import csr_matrix, save_npz
 
 from musicrec_assets.evaluation.promotion import Champion
 from musicrec_assets.home import Home
-from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving.recommender import Recommender
 
 EXPERIMENT = "musicrec"
@@ -123,7 +123,8 @@ def _point_mlflow_at(home: Path) -> None:
 def run_url(experiment_id: str, run_id: str) -> str:
     """Where the run shows in the MLflow UI (``make mlflow``), at ``MUSICREC_MLFLOW_UI``."""
     ui = os.environ.get("MUSICREC_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
-    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+    # MLflow 3's UI opens in its GenAI mode whatever the experiment's kind, unless asked
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def log_png(png: bytes, file_name: str) -> None:
@@ -158,40 +159,48 @@ SIGNATURE = ModelSignature(
             ColSpec("string", "artist_id"),
             ColSpec("string", "artist_name", required=False),
             ColSpec("double", "score"),
+            ColSpec("double", "predicted_rating", required=False),
         ]
     ),
 )
 
 
-def _input_example(model: FactorModel) -> pd.DataFrame:
+def _input_example(model: ModelPair) -> pd.DataFrame:
     """A known listener and a new one who rated one artist, each asking for 3 artists."""
-    value = "rating" if model.params.feedback == "explicit" else "plays"
-    new_listener = json.dumps([{"artist_id": str(model.item_ids[0]), value: 5}])
+    ranking = model.ranking
+    value = "rating" if model.feedback == "explicit" else "plays"
+    new_listener = json.dumps([{"artist_id": str(ranking.item_ids[0]), value: 5}])
     return pd.DataFrame(
         [
-            {"user_id": str(model.user_ids[0]), "ratings": None, "n": 3},
+            {"user_id": str(ranking.user_ids[0]), "ratings": None, "n": 3},
             {"user_id": None, "ratings": new_listener, "n": 3},
         ]
     )
 
 
 def log_model(
-    serving_model: FactorModel,
-    evaluation_model: FactorModel,
+    serving_model: ModelPair,
+    evaluation_model: ModelPair,
     seen: csr_matrix,
     artist_names: pd.DataFrame,
 ) -> LoggedModel:
-    """Log the serving model (and the train-part model for later re-scoring) in the active run,
-    and register it as a new version of ``musicrec-als``."""
+    """Log the serving models (and the train-part models for later re-scoring) in the active
+    run, and register them as one new version of ``musicrec-als``.
+
+    The ranking model is ``factors.npz``/``.json``, the name a version holding one model used
+    (the pyfunc code of such versions loads it), the rating model ``rating_factors.*``.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        serving_model.save(folder / "factors")
-        evaluation_model.save(folder / "evaluation_factors")
+        factors = serving_model.save(folder, "factors")
+        evaluation_files = evaluation_model.save(folder, "evaluation_factors")
         save_npz(folder / "seen.npz", seen.tocsr())
         artist_names.to_parquet(folder / "artist_names.parquet", index=False)
         artifacts = {
+            # the single model's old keys, kept for the ranking model
             "factors": str(folder / "factors.npz"),
             "factors_meta": str(folder / "factors.json"),
+            **{path.name: str(path) for path in factors if path.stem != "factors"},
             "seen": str(folder / "seen.npz"),
             "artist_names": str(folder / "artist_names.parquet"),
         }
@@ -204,8 +213,8 @@ def log_model(
             input_example=_input_example(serving_model),
             pip_requirements=[f"mlflow=={mlflow.__version__}", "numpy", "pandas", "scipy"],
         )
-        mlflow.log_artifact(str(folder / "evaluation_factors.npz"), "evaluation_model")
-        mlflow.log_artifact(str(folder / "evaluation_factors.json"), "evaluation_model")
+        for path in evaluation_files:
+            mlflow.log_artifact(str(path), "evaluation_model")
     version = str(info.registered_model_version)
     return LoggedModel(model_uri=f"models:/{REGISTERED_MODEL}/{version}", version=version)
 
@@ -277,7 +286,7 @@ def champion(client: MlflowClient) -> Champion | None:
         folder = mlflow.artifacts.download_artifacts(
             run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
         )
-        model = FactorModel.load(Path(folder) / "evaluation_factors")
+        model = ModelPair.load(folder, "evaluation_factors")
     return Champion(str(version.version), model, split)
 
 

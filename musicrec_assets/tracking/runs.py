@@ -16,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.promotion import CandidateReport
+from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC, CandidateReport
 from musicrec_assets.evaluation.tuning import SearchResult
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.baselines import NeighbourParams
+from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.tracking import plots, registry
 
 
@@ -28,7 +29,8 @@ def tuning_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """The parent run of a tuning; :class:`TrialLog` nests each trial under it."""
     description = (
-        f"{n_folds}-fold cross-validation of {n_trials} ALS settings on the training part "
+        f"{n_folds}-fold cross-validation of {n_trials} settings (the ranking model's, for "
+        f"ratings the rating model's, and the item-kNN baseline's) on the training part "
         f"({feedback} feedback, {backend} backend); each trial is a nested run."
     )
     with mlflow.start_run(
@@ -51,8 +53,9 @@ class TrialLog:
 
     def __call__(
         self,
+        model: str,
         index: int,
-        params: TrainingParams,
+        params: TrainingParams | NeighbourParams,
         fold_metrics: list[dict[str, float]],
         mean_metrics: dict[str, float],
     ) -> None:
@@ -60,8 +63,8 @@ class TrialLog:
         started = MlflowClient().create_run(
             parent.info.experiment_id,
             start_time=self._last_end_ms,
-            tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id},
-            run_name=f"trial {index + 1}",
+            run_name=f"{model} trial {index + 1}",
+            tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "musicrec.model": model},
         )
         with mlflow.start_run(run_id=started.info.run_id, nested=True):
             mlflow.log_params(dataclasses.asdict(params))
@@ -75,13 +78,20 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def log_tuning_result(result: SearchResult, trials: pd.DataFrame) -> bytes:
-    """The chosen params, their CV score and the CV heatmap (returned as PNG) on the parent."""
-    best, metric = result.best, result.primary_metric
-    mlflow.log_params({f"best_{k}": v for k, v in dataclasses.asdict(best.params).items()})
-    mlflow.log_metric(f"best_cv_{metric}", best.mean_metrics[metric])
+def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -> bytes:
+    """Each model's chosen params and CV score (``<model>_best_*``) on the parent run, and the
+    ranking model's CV heatmap (returned as PNG)."""
+    for model, result in searches.items():
+        best, metric = result.best, result.primary_metric
+        mlflow.log_params(
+            {f"{model}_best_{k}": v for k, v in dataclasses.asdict(best.params).items()}
+        )
+        mlflow.log_metric(f"{model}_best_cv_{metric}", best.mean_metrics[metric])
+    ranking = searches["ranking"]
     heatmap = plots.cv_heatmap(
-        trials.rename(columns={"cv_score": metric}), metric, result.higher_is_better
+        trials[trials["model"] == "ranking"].rename(columns={"cv_score": ranking.primary_metric}),
+        ranking.primary_metric,
+        ranking.higher_is_better,
     )
     registry.log_png(heatmap, "cv_heatmap.png")
     return heatmap
@@ -98,24 +108,30 @@ class TrainingRun:
 def log_training(
     experiment_id: str,
     report: CandidateReport,
-    serving_model: FactorModel,
+    serving_model: ModelPair,
     interactions: csr_matrix,
     artist_names: pd.DataFrame,
     backend: str,
     sizes: dict[str, int],
     warehouse: Path,
 ) -> TrainingRun:
-    """Log a trained version: params, sizes, the data it was trained on (the warehouse's
-    ``ratings``, digest = the split's fingerprint), training curve, held-out scores of the
-    model and its baselines, plots; register the serving model with a description and its
-    headline metrics as tags, and give it the alias ``report`` chose."""
-    params = report.evaluation_model.params
-    metric = report.metric
-    description = (
-        f"ALS ({params.feedback} feedback, {backend} backend, rank {params.rank}, "
-        f"λ {params.regularization:g}) fitted on the training part, scored on the held-out part "
-        f"beside the baselines, then refitted on all {interactions.nnz:,} interactions."
+    """Log a trained version: params (``<role>_<name>``), sizes, the data it was trained on
+    (the warehouse's ``ratings``, digest = the split's fingerprint), training curves, held-out
+    scores of its models (``<role>_test_*``) and the baselines (``baseline_<name>_test_*``),
+    plots; register the serving models as one version with a description and its headline
+    metrics as tags, and give it the alias ``report`` chose."""
+    pair = report.evaluation_model
+    described = ", ".join(
+        f"{role} model rank {model.params.rank} λ {model.params.regularization:g}"
+        for role, model in pair.models().items()
     )
+    description = (
+        f"ALS on {pair.feedback} feedback ({backend} backend; {described}) fitted on the "
+        f"training part, scored on the held-out part beside the baselines, then refitted on "
+        f"all {interactions.nnz:,} interactions. The ranking model orders the recommendations"
+        + ("; the rating model predicts ratings." if pair.rating is not None else ".")
+    )
+    ours = set(pair.models())
     with mlflow.start_run(
         experiment_id=experiment_id, run_name="als_model", description=description
     ) as run:
@@ -126,47 +142,48 @@ def log_training(
         mlflow.set_tags(
             {
                 "musicrec.step": "training",
-                "feedback": params.feedback,
+                "feedback": pair.feedback,
                 "backend": backend,
                 registry.SPLIT_TAG: report.split_id,
             }
         )
-        mlflow.log_params(dataclasses.asdict(params))
+        for role, model in pair.models().items():
+            mlflow.log_params(
+                {f"{role}_{k}": v for k, v in dataclasses.asdict(model.params).items()}
+            )
+            for step, values in enumerate(report.history.get(role, [])):
+                mlflow.log_metrics({f"{role}_{k}": v for k, v in values.items()}, step=step)
+            mlflow.log_metric(f"{role}_fit_seconds", report.fit_seconds[role])
         mlflow.log_params({**sizes, "all_rows": interactions.nnz})
-        for step, values in enumerate(report.history):
-            mlflow.log_metrics(values, step=step)
-        mlflow.log_metrics({f"test_{k}": v for k, v in report.scores["als"].items()})
-        mlflow.log_metric("fit_seconds", report.fit_seconds)
         for name, values in report.scores.items():
-            if name != "als":
-                mlflow.log_metrics({f"baseline_{name}_test_{k}": v for k, v in values.items()})
+            prefix = f"{name}_test" if name in ours else f"baseline_{name}_test"
+            mlflow.log_metrics({f"{prefix}_{k}": v for k, v in values.items()})
         figures = {
             "model_vs_baselines.png": plots.model_vs_baselines(
                 {
-                    name: values[metric]
+                    name: values[RANKING_METRIC]
                     for name, values in report.scores.items()
-                    if metric in values
+                    if name != "rating" and RANKING_METRIC in values
                 },
-                metric,
+                RANKING_METRIC,
             )
         }
-        if report.history:
-            curve_metric = next(iter(report.history[0]))
-            figures["training_curve.png"] = plots.training_curve(report.history, curve_metric)
+        curve = report.history.get("ranking")
+        if curve:
+            figures["training_curve.png"] = plots.training_curve(curve, next(iter(curve[0])))
         for file_name, png in figures.items():
             registry.log_png(png, file_name)
-        logged = registry.log_model(
-            serving_model, report.evaluation_model, interactions, artist_names
-        )
+        logged = registry.log_model(serving_model, pair, interactions, artist_names)
         alias = registry.CHAMPION if report.promote else registry.CHALLENGER
+        headline = {
+            f"{role}_test_{metric}": f"{report.scores[role][metric]:.4f}"
+            for role, metric in (("ranking", RANKING_METRIC), ("rating", RATING_METRIC))
+            if role in ours
+        }
         registry.describe_version(
             logged.version,
             description,
-            {
-                f"test_{metric}": f"{report.scores['als'][metric]:.4f}",
-                "alias_at_registration": alias,
-                "promotion": report.reason,
-            },
+            {**headline, "alias_at_registration": alias, "promotion": report.reason},
         )
         registry.set_alias(MlflowClient(), alias, logged.version)
         mlflow.set_tags({"musicrec.alias": alias, "musicrec.promotion": report.reason})

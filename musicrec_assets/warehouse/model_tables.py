@@ -1,5 +1,6 @@
 """The training side's tables: ``tuning_trials`` (every CV trial) and ``model_metrics``
-(every trained version's held-out scores beside its baselines)."""
+(every trained version's held-out scores, its ranking and rating models beside the
+baselines)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from musicrec_assets.evaluation.promotion import CandidateSettings
+from musicrec_assets.model.baselines import NeighbourParams
 from musicrec_assets.model.factors import Feedback, TrainingParams
 from musicrec_assets.warehouse.tables import publish_table, table_exists, transaction
 
@@ -29,12 +32,33 @@ def publish_trials(con: duckdb.DuckDBPyConnection, trials: pd.DataFrame) -> int:
     return publish_table(con, "tuning_trials", [trials])
 
 
-def chosen_params(con: duckdb.DuckDBPyConnection) -> TrainingParams:
-    """The params of the last tuning's best trial (retraining reuses them)."""
+def has_current_tuning(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``tuning_trials`` holds a tuning that :func:`chosen_params` can reuse (one of
+    each model, from since there is a ranking model)."""
+    return table_exists(con, "tuning_trials") and "model" in {
+        name for name, *_ in con.execute("DESCRIBE tuning_trials").fetchall()
+    }
+
+
+def chosen_params(con: duckdb.DuckDBPyConnection) -> CandidateSettings:
+    """The settings of the last tuning's best trial of each model (retraining reuses them)."""
     if not table_exists(con, "tuning_trials"):
         raise RuntimeError("no tuning yet: materialize als_tuning first")
-    rows = con.execute("SELECT params FROM tuning_trials WHERE chosen").fetchall()
-    return TrainingParams(**json.loads(rows[0][0]))
+    if not has_current_tuning(con):
+        raise RuntimeError(
+            "the last tuning predates the ranking model: materialize als_tuning again"
+        )
+    chosen = {
+        model: json.loads(params)
+        for model, params in con.execute(
+            "SELECT model, params FROM tuning_trials WHERE chosen"
+        ).fetchall()
+    }
+    return CandidateSettings(
+        ranking=TrainingParams(**chosen["ranking"]),
+        rating=TrainingParams(**chosen["rating"]) if "rating" in chosen else None,
+        neighbours=NeighbourParams(**chosen["item_knn"]) if "item_knn" in chosen else None,
+    )
 
 
 def record_model_metrics(
@@ -45,7 +69,8 @@ def record_model_metrics(
     feedback: Feedback,
     scores: dict[str, dict[str, float]],
 ) -> None:
-    """Append one row per (model, metric) of ``scores`` ("als" and each baseline)."""
+    """Append one row per (model, metric) of ``scores`` ("ranking", "rating" and each
+    baseline)."""
     rows = pd.DataFrame(
         [
             (model_version, mlflow_run_id, trained_at, feedback, name, metric, value)

@@ -57,12 +57,14 @@ def ingested_and_rejected(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
 # The published tables come from the champion, which may be older than the newest data (a
 # retrain that did not beat it leaves them): judge them against the users and artists of its
-# factor tables and the ratings stored when it was trained.
+# factor tables (their ranking rows: one per id) and the ratings stored when it was trained.
 _CHAMPION_RATINGS = """
-WITH trained AS (SELECT max(trained_at) AS trained_at FROM model_metrics
+WITH user_ids AS (SELECT user_id FROM user_factors WHERE model = 'ranking'),
+     artist_ids AS (SELECT artist_id FROM artist_factors WHERE model = 'ranking'),
+     trained AS (SELECT max(trained_at) AS trained_at FROM model_metrics
                  WHERE model_version = (SELECT any_value(model_version) FROM user_factors)),
      champion_ratings AS (
-         SELECT r.user_id, r.artist_id FROM ratings r JOIN artist_factors USING (artist_id)
+         SELECT r.user_id, r.artist_id FROM ratings r JOIN artist_ids USING (artist_id)
          WHERE r.{value} IS NOT NULL AND r.ingested_at <= (SELECT trained_at FROM trained))"""
 
 
@@ -77,9 +79,9 @@ def users_short_of_recommendations(
         + """,
      rated AS (SELECT user_id, count(*) AS n_rated FROM champion_ratings GROUP BY ALL),
      listed AS (SELECT user_id, count(*) AS n_listed FROM user_recommendations GROUP BY ALL)
-SELECT count(*) FROM user_factors u LEFT JOIN rated USING (user_id) LEFT JOIN listed USING (user_id)
+SELECT count(*) FROM user_ids LEFT JOIN rated USING (user_id) LEFT JOIN listed USING (user_id)
 WHERE coalesce(n_listed, 0)
-      < least(?, (SELECT count(*) FROM artist_factors) - coalesce(n_rated, 0))""",
+      < least(?, (SELECT count(*) FROM artist_ids) - coalesce(n_rated, 0))""",
         [n],
     )
 
@@ -92,6 +94,20 @@ def recommended_but_rated(con: duckdb.DuckDBPyConnection, feedback: Feedback) ->
         _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback])
         + """
 SELECT count(*) FROM user_recommendations JOIN champion_ratings USING (user_id, artist_id)""",
+    )
+
+
+def wrong_predicted_ratings(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> int:
+    """Recommendations whose ``predicted_rating`` is missing or not finite (ratings), or
+    present at all (play counts: nothing predicts ratings there)."""
+    if feedback == "implicit":
+        return scalar(
+            con, "SELECT count(*) FROM user_recommendations WHERE predicted_rating IS NOT NULL"
+        )
+    return scalar(
+        con,
+        """SELECT count(*) FROM user_recommendations
+           WHERE predicted_rating IS NULL OR NOT isfinite(predicted_rating)""",
     )
 
 

@@ -77,10 +77,13 @@ def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str
 def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -> pd.DataFrame:
     _require(con, "user_recommendations")
     frame = con.execute(
-        "SELECT rank, artist_id, artist_name, score, model_version "
         "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
         [user_id, n],
     ).df()
+    # predicted_rating: NULL for play counts (no rating model), absent in older warehouses
+    rated = "predicted_rating" in frame and frame["predicted_rating"].notna().any()
+    shown = ["rank", "artist_id", "artist_name", "score"] + ["predicted_rating"] * rated
+    frame = frame[[*shown, "model_version"]]
     if frame.empty and not con.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchall():
         raise NotFound(f"unknown user {user_id!r}")
     return frame

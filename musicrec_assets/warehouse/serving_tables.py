@@ -14,7 +14,8 @@ NAMED_VIEWS = {
     "user_recommendations": """
 CREATE OR REPLACE VIEW user_recommendations_named AS
 SELECT r.user_id, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, r.rank,
-       r.artist_id, a.name AS artist_name, r.score, r.model_version, r.created_at
+       r.artist_id, a.name AS artist_name, r.score, r.predicted_rating, r.model_version,
+       r.created_at
 FROM user_recommendations r
 LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id""",
     "artist_top_users": """

@@ -213,10 +213,79 @@ def test_evaluate_explicit_scores_ratings_with_biases():
         "recall_at_10",
         "ndcg_at_10",
         "map_at_10",
+        "ndcg_liked_at_10",
+        "coverage_at_10",
     }
 
 
 def test_evaluate_implicit_accepts_vectors_and_skips_rating_errors():
     user_vectors, item_vectors, train, test = tiny_example()
     result = evaluate((user_vectors, item_vectors), train, test, "implicit", k=3)
-    assert set(result) == {"precision_at_3", "recall_at_3", "ndcg_at_3", "map_at_3"}
+    assert set(result) == {
+        "precision_at_3",
+        "recall_at_3",
+        "ndcg_at_3",
+        "map_at_3",
+        "coverage_at_3",
+    }
+
+
+def test_a_ranking_model_of_ratings_has_no_rating_errors():
+    user_vectors, item_vectors, train, test = tiny_example()
+    model = FactorModel(
+        params=TrainingParams(feedback="implicit", rank=1, regularization=1.0),
+        user_factors=user_vectors.astype(np.float32),
+        item_factors=item_vectors.astype(np.float32),
+    )
+    result = evaluate(model, train, test, "explicit", k=3)
+    assert "rmse" not in result
+    assert {"ndcg_at_3", "ndcg_liked_at_3", "coverage_at_3"} <= set(result)
+
+
+def rated_example():
+    """The scores of ``tiny_example`` with ratings; top 3 lists and liked held-out items:
+
+    user 0: train {1: 3, 5: 1} (mean 2), test {2: 1, 4: 2.5}: list 0, 2, 3, liked {4}
+    user 1: train {5: 4} (mean 4), test {3: 4, 4: 3}: list 4, 3, 2, liked {3}
+    user 2: train {0: 2}, test {1: 5}: list 5, 4, 3, liked {1}
+    """
+    user_vectors = np.array([[1.0], [-1.0], [-1.0]])
+    item_vectors = np.array([[6.0], [5.0], [4.0], [3.0], [2.0], [1.0]])
+    train = sp.csr_matrix(([3.0, 1.0, 4.0, 2.0], ([0, 0, 1, 2], [1, 5, 5, 0])), shape=(3, 6))
+    test = sp.csr_matrix(
+        ([1.0, 2.5, 4.0, 3.0, 5.0], ([0, 0, 1, 1, 2], [2, 4, 3, 4, 1])), shape=(3, 6)
+    )
+    return user_vectors, item_vectors, train, test
+
+
+def test_liked_items_are_held_out_ratings_at_or_above_the_users_training_mean():
+    _, _, train, test = rated_example()
+    liked = metrics.liked_items(train, test)
+    assert liked.toarray().tolist() == [
+        [0, 0, 0, 0, 2.5, 0],
+        [0, 0, 0, 4.0, 0, 0],
+        [0, 5.0, 0, 0, 0, 0],
+    ]
+    # no training ratings: nothing is liked
+    nothing = metrics.liked_items(sp.csr_matrix((3, 6)), test)
+    assert nothing.nnz == 0
+
+
+def test_liked_ndcg_and_coverage_by_hand():
+    user_vectors, item_vectors, train, test = rated_example()
+    result = evaluate((user_vectors, item_vectors), train, test, "explicit", k=3)
+    # lists: user 0 → 0, 2, 3; user 1 → 4, 3, 2; user 2 → 5, 4, 3 (its train item 0 left out)
+    # any:   user 0 hit 2 at rank 2 of 2 relevant; user 1 hits at ranks 1, 2; user 2 none
+    ideal_two = 1 + 1 / np.log2(3)
+    any_ndcg = [(1 / np.log2(3)) / ideal_two, 1.0, 0.0]
+    assert result["ndcg_at_3"] == pytest.approx(np.mean(any_ndcg))
+    # liked: user 0 → {4} missed; user 1 → {3} at rank 2; user 2 → {1} missed
+    assert result["ndcg_liked_at_3"] == pytest.approx(np.mean([0.0, 1 / np.log2(3), 0.0]))
+    # items 0, 2, 3, 4, 5 appear in some list, item 1 in none
+    assert result["coverage_at_3"] == pytest.approx(5 / 6)
+
+
+def test_catalogue_coverage_ignores_padding():
+    lists = np.array([[3, 1, -1], [1, -1, -1]])
+    assert metrics.catalogue_coverage(lists, 8) == pytest.approx(2 / 8)
+    assert metrics.catalogue_coverage(np.full((2, 3), -1), 8) == 0.0

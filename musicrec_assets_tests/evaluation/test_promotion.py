@@ -1,13 +1,19 @@
 """Champion and challenger: which model stands for the champion on this split, and when the
 candidate takes the alias."""
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation import promotion
+from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import fingerprint, train_test_split
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.backends import fit_local
+from musicrec_assets.model.baselines import NeighbourParams, fit_bias_model, fit_most_popular
+from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
 IDS = (np.array(["ann", "bob"]), np.array(["a1", "a2", "a3"]))
 TRAIN = csr_matrix(np.array([[5.0, 0, 3], [0, 4, 1]]))
@@ -22,8 +28,15 @@ def model(**params) -> FactorModel:
     )
 
 
+def pair(**params) -> ModelPair:
+    """One model in both roles (ratings) or ranking alone (play counts), as a version logged
+    before the ranking model loads."""
+    one = model(**params)
+    return ModelPair(one, one if one.params.feedback == "explicit" else None)
+
+
 def champion(split: str | None, **params) -> promotion.Champion:
-    return promotion.Champion("1", model(**params), split)
+    return promotion.Champion("1", pair(**params), split)
 
 
 def never_fit(*args):
@@ -48,7 +61,7 @@ def test_split_fingerprint_tells_splits_apart():
 
 def test_the_champion_scores_its_own_model_on_its_own_split():
     stand_in = promotion.comparable_champion(
-        champion("s1", rank=4), "s1", model(), never_fit, TRAIN, IDS
+        champion("s1", rank=4), "s1", pair(), never_fit, TRAIN, IDS
     )
     assert stand_in.model.params.rank == 4 and not stand_in.refit
 
@@ -61,24 +74,24 @@ def test_on_another_split_the_champion_settings_are_refit():
         return model(rank=params.rank)
 
     stand_in = promotion.comparable_champion(
-        champion("old split", rank=4), "s1", model(), fit, TRAIN, IDS
+        champion("old split", rank=4), "s1", pair(), fit, TRAIN, IDS
     )
     assert stand_in.refit and [p.rank for p in fitted] == [4]
     assert stand_in.model.params.rank == 4
 
 
 def test_on_another_split_the_same_settings_are_the_candidate_itself():
-    candidate = model()
+    candidate = pair()
     for split in ("old split", None):  # None: logged before splits were fingerprinted
         stand_in = promotion.comparable_champion(
             champion(split), "s1", candidate, never_fit, TRAIN, IDS
         )
-        assert stand_in.model is candidate and stand_in.refit
+        assert stand_in.model is candidate.ranking and stand_in.refit
 
 
 def test_a_champion_for_other_feedback_is_not_compared():
     stand_in = promotion.comparable_champion(
-        champion("s1", feedback="implicit"), "s1", model(), never_fit, TRAIN, IDS
+        champion("s1", feedback="implicit"), "s1", pair(), never_fit, TRAIN, IDS
     )
     assert stand_in.model is None
     assert stand_in.reason == "the champion was trained on implicit feedback"
@@ -91,13 +104,13 @@ def test_settings_this_backend_cannot_fit_leave_nothing_to_compare():
         raise ValueError("Spark's explicit ALS has no biases: set use_biases=False")
 
     stand_in = promotion.comparable_champion(
-        champion("old split", use_biases=True), "s1", model(use_biases=False), spark_fit, TRAIN, IDS
+        champion("old split", use_biases=True), "s1", pair(use_biases=False), spark_fit, TRAIN, IDS
     )
     assert stand_in.model is None and "has no biases" in stand_in.reason
 
 
 def test_no_champion_is_said_so():
-    stand_in = promotion.comparable_champion(None, "s1", model(), never_fit, TRAIN, IDS)
+    stand_in = promotion.comparable_champion(None, "s1", pair(), never_fit, TRAIN, IDS)
     assert stand_in.model is None and stand_in.reason == "no champion yet"
 
 
@@ -114,3 +127,117 @@ def test_no_champion_is_said_so():
 def test_should_promote(candidate, champion_score, tie_promotes, promoted):
     decision, reason = promotion.should_promote(candidate, champion_score, False, tie_promotes)
     assert decision is promoted and reason
+
+
+def test_each_role_is_gated_on_its_own_metric_against_its_own_baselines():
+    scores = {
+        "ranking": {"ndcg_at_10": 0.61},
+        "rating": {"rmse": 0.78, "ndcg_at_10": 0.01},
+        "most_popular": {"ndcg_at_10": 0.57},
+        "item_knn": {"ndcg_at_10": 0.50},
+        "bias": {"rmse": 0.79, "ndcg_at_10": 0.02},
+        "global_mean": {"rmse": 0.92, "ndcg_at_10": 0.0},
+    }
+    gate = promotion.beats_baselines
+    assert gate(scores, "ndcg_at_10", True, "ranking", promotion.RANKING_BASELINES)
+    assert gate(scores, "rmse", False, "rating", promotion.RATING_BASELINES)
+    # the rating model ranks worse than popularity: not a ranking model
+    assert not gate(scores, "ndcg_at_10", True, "rating", promotion.RANKING_BASELINES)
+    scores["item_knn"]["ndcg_at_10"] = 0.62
+    assert not gate(scores, "ndcg_at_10", True, "ranking", promotion.RANKING_BASELINES)
+    # by default every other model with the metric is a baseline
+    assert not gate(scores, "rmse", False, "bias")
+
+
+def test_models_are_scored_on_the_same_split():
+    ratings = csr_matrix(np.random.default_rng(0).integers(0, 5, (30, 12)).astype(float))
+    split = train_test_split(ratings, seed=42)
+    models = {
+        "bias": fit_bias_model(split.train),
+        "most_popular": fit_most_popular(split.train),
+    }
+    scores = promotion.score_models(models, split.train, split.test, "explicit")
+    assert list(scores) == ["bias", "most_popular"]
+    assert "rmse" in scores["bias"] and "rmse" not in scores["most_popular"]
+    assert scores["bias"] == evaluate(models["bias"], split.train, split.test, "explicit")
+
+
+def _popular_ratings(seed: int = 0) -> csr_matrix:
+    """Ratings whose held-out artists are mostly the popular ones."""
+    rng = np.random.default_rng(seed)
+    popularity = np.linspace(0.6, 0.02, 40)
+    rated = rng.random((80, 40)) < popularity
+    return csr_matrix(np.where(rated, rng.integers(1, 6, (80, 40)), 0).astype(float))
+
+
+def _report(
+    ranking: TrainingParams, rating: TrainingParams, fit=fit_local
+) -> promotion.CandidateReport:
+    split = train_test_split(_popular_ratings(), seed=3)
+    ids = (np.arange(80).astype(str), np.arange(40).astype(str))
+    settings = promotion.CandidateSettings(ranking, rating)
+    return promotion.evaluate_candidate(fit, settings, split.train, split.test, ids, None)
+
+
+RATING = TrainingParams("explicit", rank=2, regularization=0.1, iterations=10)
+RANKING = TrainingParams(
+    "implicit", rank=4, regularization=1.0, weighted_regularization=False, confidence="binary"
+)
+
+
+def test_a_ranking_model_that_loses_to_most_popular_fails_the_gate():
+    def fit_least_popular_first(matrix, params, callback=None):
+        """A ranking model that lists the least played artists first."""
+        if params.feedback == "explicit":
+            return fit_local(matrix, params, callback)
+        popular = fit_most_popular(matrix)
+        return dataclasses.replace(popular, params=params, item_factors=-popular.item_factors)
+
+    report = _report(RANKING, RATING, fit_least_popular_first)
+    gate = report.gate()
+    assert gate["ranking_ndcg_at_10"] < gate["most_popular_ndcg_at_10"]
+    assert not report.ranking_beats_baselines and not report.beats_baselines
+    assert set(gate) == {
+        "ranking_ndcg_at_10",
+        "most_popular_ndcg_at_10",
+        "rating_rmse",
+        "global_mean_rmse",
+        "bias_rmse",
+    }
+
+
+def test_a_candidate_whose_rating_model_loses_to_the_bias_baseline_is_refused():
+    # rank 8 without biases and almost no λ: it fits the training ratings' noise
+    overfit = TrainingParams(
+        "explicit", rank=8, regularization=1e-4, iterations=30, use_biases=False
+    )
+    report = _report(RANKING, overfit)
+    assert report.scores["rating"]["rmse"] > report.scores["bias"]["rmse"]
+    assert not report.promote and "rating model's RMSE" in report.reason
+    assert "rmse" not in report.scores["ranking"]  # a ranking score is no rating
+
+
+def test_on_lastfm_the_ranking_model_beats_most_popular_and_item_knn(lastfm_dir):
+    """Real play counts, the settings CV chose on Last.fm-2k's training part (bench_train.py):
+    the ranking model beside the baselines it is gated on."""
+    plays = pd.read_csv(lastfm_dir / "user_artists.dat", sep="\t")
+    users, user_ids = pd.factorize(plays["userID"])
+    items, item_ids = pd.factorize(plays["artistID"])
+    matrix = csr_matrix(
+        (plays["weight"].astype(float), (users, items)), shape=(len(user_ids), len(item_ids))
+    )
+    split = train_test_split(matrix, seed=42)
+    ranking = TrainingParams(
+        "implicit",
+        rank=64,
+        regularization=30.0,
+        alpha=1.0,
+        confidence="log1p",
+        weighted_regularization=False,
+    )
+    settings = promotion.CandidateSettings(ranking, neighbours=NeighbourParams(100, "bm25"))
+    ids = (user_ids.astype(str).to_numpy(), item_ids.astype(str).to_numpy())
+    report = promotion.evaluate_candidate(fit_local, settings, split.train, split.test, ids, None)
+    gate = report.gate()
+    assert report.beats_baselines, gate
+    assert gate["ranking_ndcg_at_10"] > 1.2 * gate["item_knn_ndcg_at_10"], gate

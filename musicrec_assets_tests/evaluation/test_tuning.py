@@ -10,10 +10,23 @@ from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.evaluation.tuning import (
     DEFAULT_EXPLICIT_GRID,
     DEFAULT_IMPLICIT_GRID,
+    DEFAULT_NEIGHBOUR_GRID,
+    DEFAULT_RATINGS_RANKING_GRID,
+    WIDE_NEIGHBOUR_GRID,
+    WIDE_RATINGS_RANKING_GRID,
     cross_validate,
     grid,
+    neighbour_candidates,
+    ranking_candidates,
 )
-from musicrec_assets.model.baselines import fit_bias_model, fit_most_popular
+from musicrec_assets.model.backends import ranking_base_params
+from musicrec_assets.model.baselines import (
+    NeighbourParams,
+    fit_bias_model,
+    fit_item_knn,
+    fit_most_popular,
+)
+from musicrec_assets.model.confidence import RATING_SCHEMES
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
@@ -48,11 +61,16 @@ def test_grid_is_the_cartesian_product_last_key_fastest():
         {"rank": 10, "regularization": 0.1},
         {"rank": 10, "regularization": 1.0},
     ]
-    assert len(grid(DEFAULT_EXPLICIT_GRID)) == 16
+    assert len(grid(DEFAULT_EXPLICIT_GRID)) == 9
 
 
 def test_default_grids_name_training_params_fields():
-    for params_grid in (DEFAULT_EXPLICIT_GRID, DEFAULT_IMPLICIT_GRID):
+    for params_grid in (
+        DEFAULT_EXPLICIT_GRID,
+        DEFAULT_IMPLICIT_GRID,
+        DEFAULT_RATINGS_RANKING_GRID,
+        WIDE_RATINGS_RANKING_GRID,
+    ):
         assert set(params_grid) <= set(TrainingParams.__dataclass_fields__)
 
 
@@ -157,3 +175,64 @@ def test_tuned_explicit_als_beats_the_bias_baseline_on_the_bundled_sample():
     als_rmse = evaluate(model, split.train, split.test, "explicit")["rmse"]
     bias_rmse = evaluate(fit_bias_model(split.train), split.train, split.test, "explicit")["rmse"]
     assert als_rmse <= 0.95 * bias_rmse
+
+
+def disliked_ratings(n_users=150, n_items=60, n_clusters=3, seed=0) -> csr_matrix:
+    """A user of cluster c rates three in ten of its own cluster's items, 4 or 5 stars, and
+    six in ten of cluster c + 1's, 0.5 or 1 star: they rate most what they like least."""
+    rng = np.random.default_rng(seed)
+    user_cluster = rng.integers(0, n_clusters, n_users)
+    item_cluster = np.arange(n_items) % n_clusters
+    own = user_cluster[:, None] == item_cluster[None, :]
+    next_one = (user_cluster[:, None] + 1) % n_clusters == item_cluster[None, :]
+    observed = rng.random((n_users, n_items)) < np.where(own, 0.3, np.where(next_one, 0.6, 0.0))
+    stars = np.where(own, rng.choice([4.0, 5.0], own.shape), rng.choice([0.5, 1.0], own.shape))
+    rows, cols = np.nonzero(observed)
+    return from_triples(rows, cols, stars[rows, cols], (n_users, n_items))
+
+
+def test_ranking_search_of_ratings_picks_the_better_confidence():
+    """Centred confidence reads the low ratings as dislikes: it ranks what users like (the
+    liked NDCG) and hides the items they will rate anyway (the NDCG of any rating, the
+    primary metric). Binary confidence does the opposite, and CV has to pick it."""
+    base = ranking_base_params("explicit", iterations=8, seed=0)
+    candidates = grid({"rank": [6], "regularization": [1.0], "confidence": ["binary", "centred"]})
+    result = cross_validate(
+        disliked_ratings(), base, candidates, n_folds=2, seed=0, data_feedback="explicit"
+    )
+    assert result.primary_metric == "ndcg_at_10" and result.higher_is_better
+    binary, centred = (trial.mean_metrics for trial in result.trials)
+    assert result.best.params.confidence == "binary"
+    assert binary["ndcg_at_10"] > centred["ndcg_at_10"] + 0.05
+    assert centred["ndcg_liked_at_10"] > binary["ndcg_liked_at_10"] + 0.05
+    assert "rmse" not in binary
+
+
+def test_ranking_candidates_by_feedback_kind():
+    explicit = ranking_candidates("explicit", {"rank": [7]})
+    assert {c["confidence"] for c in explicit} == set(RATING_SCHEMES)
+    assert {c["rank"] for c in explicit} == {7}
+    implicit = ranking_candidates("implicit", {})
+    assert implicit == grid(DEFAULT_IMPLICIT_GRID)
+    for params_grid in (DEFAULT_RATINGS_RANKING_GRID, DEFAULT_NEIGHBOUR_GRID):
+        assert all(params_grid.values())
+    # the benchmark's wide grids hold tuning's defaults
+    for default, wide in (
+        (DEFAULT_RATINGS_RANKING_GRID, WIDE_RATINGS_RANKING_GRID),
+        (DEFAULT_NEIGHBOUR_GRID, WIDE_NEIGHBOUR_GRID),
+    ):
+        assert all(set(values) <= set(wide[name]) for name, values in default.items())
+    assert neighbour_candidates({"neighbours": [3]}) == [
+        {"neighbours": 3, "similarity": "cosine"},
+        {"neighbours": 3, "similarity": "bm25"},
+    ]
+
+
+def test_item_knn_is_tuned_by_the_same_cross_validation():
+    candidates = grid({"neighbours": [1, 30]})
+    result = cross_validate(
+        clustered_plays(), NeighbourParams(), candidates, n_folds=2, seed=0, fit=fit_item_knn
+    )
+    assert result.primary_metric == "ndcg_at_10"
+    assert [trial.params.neighbours for trial in result.trials] == [1, 30]
+    assert result.best.params.neighbours == 30

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from implicit.cpu.als import AlternatingLeastSquares
@@ -8,7 +10,7 @@ from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.model.confidence import fit_confidence
 from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.model.sparse import from_triples
 
@@ -149,6 +151,14 @@ def test_implicit_als_returns_float32_factor_model_with_scaler_extras():
     assert np.array_equal(model.item_factors, again.item_factors)
 
 
+def implicit_user_factors(item_factors, regularization, confidence):
+    """What implicit's exact (non-CG) solver makes of ``confidence`` for fixed item factors."""
+    with threadpool_limits(1, "blas"):
+        solver = AlternatingLeastSquares(factors=4, regularization=regularization, use_cg=False)
+    solver.item_factors = item_factors
+    return solver.recalculate_user(np.arange(confidence.shape[0]), confidence)
+
+
 def test_implicit_reads_its_input_as_the_confidence_one_plus_alpha_scale():
     rng = np.random.default_rng(2)
     plays = csr_matrix(rng.poisson(0.5, size=(5, 30)).astype(float) * 7)
@@ -156,16 +166,47 @@ def test_implicit_reads_its_input_as_the_confidence_one_plus_alpha_scale():
     regularization, alpha = 0.5, 2.0
     confidence = fit_confidence(plays, "log1p", alpha).transform(plays)
 
-    with threadpool_limits(1, "blas"):
-        solver = AlternatingLeastSquares(factors=4, regularization=regularization, use_cg=False)
-    solver.item_factors = item_factors
-    user_factors = solver.recalculate_user(np.arange(5), confidence)
+    user_factors = implicit_user_factors(item_factors, regularization, confidence)
 
     # Hu et al.: x_u = (Yᵀ C_u Y + λI)⁻¹ Yᵀ C_u p_u with c_ui = 1 + α·log1p(plays), 1 elsewhere
     y = item_factors.astype(float)
     for user in range(5):
         c = 1.0 + alpha * np.log1p(plays[user].toarray().ravel())
         p = (plays[user].toarray().ravel() > 0).astype(float)
+        expected = np.linalg.solve(
+            y.T @ (c[:, None] * y) + regularization * np.eye(4), y.T @ (c * p)
+        )
+        assert np.allclose(user_factors[user], expected, rtol=1e-3, atol=1e-4)
+
+
+def test_ranking_model_of_ratings_is_a_factor_model_of_implicit_feedback():
+    ratings = planted_ratings(n_users=80, n_items=50, mean=3.0)
+    params = TrainingParams(
+        feedback="implicit", rank=6, regularization=1.0, iterations=4, confidence="centred"
+    )
+    model = fit_implicit_als(ratings, params)
+    assert isinstance(model, FactorModel)
+    assert model.user_factors.shape == (80, 6) and model.item_factors.shape == (50, 6)
+    assert not model.has_biases and model.extras == {}
+    assert model.params == dataclasses.replace(params, weighted_regularization=False)
+
+
+def test_implicit_reads_a_negative_entry_as_preference_zero_with_its_absolute_confidence():
+    """What centred confidence relies on in the installed implicit: −c means p = 0, weight c."""
+    rng = np.random.default_rng(3)
+    ratings = csr_matrix(np.where(rng.random((5, 30)) < 0.4, rng.integers(1, 9, (5, 30)) / 2, 0))
+    item_factors = rng.normal(size=(30, 4)).astype(np.float32)
+    regularization, alpha = 0.5, 2.0
+    confidence = fit_confidence(ratings, "centred", alpha).transform(ratings)
+    assert (confidence.data < 0).any()
+
+    user_factors = implicit_user_factors(item_factors, regularization, confidence)
+
+    y = item_factors.astype(float)
+    for user in range(5):
+        signed = confidence[user].toarray().ravel().astype(float)
+        c = np.where(signed == 0, 1.0, np.abs(signed))
+        p = (signed > 0).astype(float)
         expected = np.linalg.solve(
             y.T @ (c[:, None] * y) + regularization * np.eye(4), y.T @ (c * p)
         )

@@ -1,11 +1,20 @@
 import numpy as np
 import pytest
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.model.baselines import fit_bias_model, fit_global_mean, fit_most_popular
+from musicrec_assets.model.baselines import (
+    NeighbourParams,
+    fit_baselines,
+    fit_bias_model,
+    fit_global_mean,
+    fit_item_knn,
+    fit_most_popular,
+)
 from musicrec_assets.model.sparse import from_triples
+from musicrec_assets.serving.topn import top_n_items
 
 
 def biased_ratings(n_users=300, n_items=200, seed=0) -> csr_matrix:
@@ -59,3 +68,55 @@ def test_most_popular_ranks_by_training_users():
     result = evaluate(model, train, test, "implicit", k=1)
     # top unseen item: user 0 → 2 (hit), user 1 → 3 (hit), user 2 → 3 (miss), user 3 → 0 (hit)
     assert result["precision_at_1"] == pytest.approx(0.75)
+
+
+def two_taste_matrix() -> csr_matrix:
+    """Users 0-2 play items 0-2, users 3-5 items 3-5; user 6 has played item 0 only."""
+    rows = [0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6]
+    cols = [0, 1, 0, 1, 2, 1, 2, 3, 4, 3, 4, 5, 4, 5, 0]
+    return csr_matrix((np.arange(1.0, 16.0), (rows, cols)), shape=(7, 6))
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "bm25"])
+def test_item_knn_recommends_the_neighbours_of_what_the_user_played(similarity):
+    train = two_taste_matrix()
+    model = fit_item_knn(train, NeighbourParams(neighbours=3, similarity=similarity))
+    scores = model.user_vectors() @ model.item_vectors().T
+    # user 6 played item 0: its neighbours 1 and 2 score, the other taste's items do not
+    assert scores[6, 1] > 0 and scores[6, 2] > 0
+    assert np.all(scores[6, 3:] == 0)
+    # user 0 (items 0, 1) gets item 2 first among its unseen items
+    top, _ = top_n_items(model.user_vectors(), model.item_vectors(), seen=train, n=1)
+    assert top[0, 0] == 2 and top[3, 0] == 5
+
+
+@pytest.mark.parametrize(
+    ("similarity", "recommender"),
+    [("cosine", CosineRecommender(K=4)), ("bm25", BM25Recommender(K=4))],
+)
+def test_item_knn_scores_as_implicit_recommends(similarity, recommender):
+    rng = np.random.default_rng(4)
+    train = csr_matrix(np.where(rng.random((40, 25)) < 0.2, rng.integers(1, 50, (40, 25)), 0.0))
+    model = fit_item_knn(train, NeighbourParams(neighbours=4, similarity=similarity))
+    recommender.fit(csr_matrix(train, dtype=np.float32), show_progress=False)
+    users = np.arange(40)
+    expected_items, expected_scores = recommender.recommend(users, train[users], N=5)
+    top, scores = top_n_items(model.user_vectors(), model.item_vectors(), seen=train, n=5)
+    assert scores == pytest.approx(expected_scores, rel=1e-5)
+    has_ties = np.any(np.diff(expected_scores, axis=1) == 0)
+    assert has_ties or np.array_equal(top, expected_items)
+
+
+def test_item_knn_rejects_an_unknown_similarity():
+    with pytest.raises(ValueError, match="unknown similarity"):
+        fit_item_knn(two_taste_matrix(), NeighbourParams(similarity="jaccard"))
+
+
+def test_ranking_baselines_do_not_predict_ratings():
+    split = train_test_split(biased_ratings(n_users=60, n_items=40), seed=42)
+    models = fit_baselines(split.train, "explicit", NeighbourParams(neighbours=10))
+    assert list(models) == ["global_mean", "bias", "most_popular", "item_knn"]
+    for name in ("most_popular", "item_knn"):
+        scores = evaluate(models[name], split.train, split.test, "explicit")
+        assert "rmse" not in scores and "ndcg_liked_at_10" in scores
+    assert list(fit_baselines(split.train, "implicit")) == ["most_popular"]

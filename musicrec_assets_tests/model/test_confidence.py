@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight
 
-from musicrec_assets.model.confidence import ConfidenceScaler, fit_confidence
+from musicrec_assets.model.confidence import SCHEMES, ConfidenceScaler, fit_confidence
 
 
 def random_plays(n_users=50, n_items=80, seed=0) -> sp.csr_matrix:
@@ -46,7 +46,7 @@ def test_transform_does_not_modify_input():
     assert np.array_equal(plays.data, before)
 
 
-@pytest.mark.parametrize("scheme", ["raw", "log1p", "bm25"])
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_scaler_round_trips_through_extras(scheme):
     plays = random_plays()
     scaler = fit_confidence(plays, scheme, alpha=0.5)
@@ -67,3 +67,41 @@ def test_bm25_extras_hold_idf_per_item_and_scalars_as_one_element_arrays():
 def test_unknown_scheme_is_rejected():
     with pytest.raises(ValueError, match="unknown confidence scheme"):
         fit_confidence(random_plays(), "sqrt", alpha=1.0)
+
+
+def half_star_ratings() -> sp.csr_matrix:
+    """user 0 rates 4, 2, 3 (mean 3); user 1 rates 1, 1 (mean 1); user 2 nothing."""
+    return sp.csr_matrix(
+        ([4.0, 2.0, 3.0, 1.0, 1.0], ([0, 0, 0, 1, 1], [0, 2, 3, 1, 3])), shape=(3, 4)
+    )
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [
+        # c = 1 + α·1 on every rated pair
+        ("binary", [3.0, 3.0, 3.0, 3.0, 3.0]),
+        # c = 1 + α·rating
+        ("rating", [9.0, 5.0, 7.0, 3.0, 3.0]),
+        # r − mean_u: +1, −1, 0 and 0, 0; below the mean: preference 0 with c = 1 + α·|r − mean|
+        ("centred", [3.0, -3.0, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_rating_schemes_by_hand(scheme, expected):
+    ratings = half_star_ratings()
+    confidence = fit_confidence(ratings, scheme, alpha=2.0).transform(ratings)
+    assert confidence.dtype == np.float32
+    assert np.array_equal(confidence.indptr, ratings.indptr)
+    assert np.array_equal(confidence.indices, ratings.indices)
+    assert confidence.data.tolist() == expected
+    assert fit_confidence(ratings, scheme, alpha=2.0).extras() == {}
+
+
+def test_centred_scales_a_users_row_alone_as_inside_the_matrix():
+    ratings = random_plays()
+    ratings.data = np.ceil(ratings.data / 125) / 2  # half stars 0.5 .. 4
+    scaler = fit_confidence(ratings, "centred", alpha=1.5)
+    whole = scaler.transform(ratings).toarray()
+    assert (whole < 0).any() and (whole > 0).any()
+    for user in (0, 13, 49):
+        assert np.array_equal(scaler.transform(ratings[user]).toarray()[0], whole[user])

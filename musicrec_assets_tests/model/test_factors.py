@@ -1,9 +1,11 @@
 """FactorModel: ids attached by the caller, reindexing onto newer id maps, save and load."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
 EXPLICIT = TrainingParams(feedback="explicit", rank=2, regularization=0.1)
 
@@ -60,3 +62,22 @@ def test_save_and_load_round_trip(tmp_path):
     for name in ("user_ids", "item_ids", "user_factors", "item_factors", "user_bias", "item_bias"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
     np.testing.assert_array_equal(loaded.extras["idf"], model.extras["idf"])
+
+
+def test_a_model_pair_names_both_models_alike_and_lists_them_by_role():
+    ranking = FactorModel(
+        TrainingParams(feedback="implicit", rank=2, regularization=1.0, confidence="rating"),
+        user_factors=np.ones((2, 2), np.float32),
+        item_factors=np.ones((3, 2), np.float32),
+    )
+    rating = replace(biased_model(), user_ids=None, item_ids=None)
+    users, items = np.array(["u1", "u2"]), np.array(["x", "y", "z"])
+    pair = ModelPair(ranking, rating).with_ids(users, items)
+    assert list(pair.models()) == ["ranking", "rating"]
+    for model in pair.models().values():
+        assert model.user_ids.tolist() == ["u1", "u2"]
+        assert model.item_ids.tolist() == ["x", "y", "z"]
+    plays_only = ModelPair(ranking).with_ids(users, items)
+    assert plays_only.rating is None and list(plays_only.models()) == ["ranking"]
+    with pytest.raises(ValueError):
+        ModelPair(ranking, rating).with_ids(users, items[:2])

@@ -281,3 +281,40 @@ def test_prepared_fold_in_follows_the_model_object(implicit_model):
     gc.collect()
     assert len(fold_in._half_steps) == entries_before - 1
     assert all(model_ref() is not None for model_ref, _ in fold_in._half_steps.values())
+
+
+@pytest.fixture(scope="module")
+def centred_model() -> FactorModel:
+    """A ranking model of ratings whose below-the-mean ratings are negative feedback."""
+    params = TrainingParams(
+        feedback="implicit", rank=6, regularization=0.1, iterations=40, confidence="centred"
+    )
+    return fit_implicit_als(RATINGS, params).with_ids(USER_IDS, ITEM_IDS)
+
+
+def test_centred_fold_in_reads_ratings_below_the_mean_as_negative_feedback(centred_model):
+    """implicit reads a negative entry as preference 0 with confidence |value|: fold-in of a
+    trained user solves implicit's own user step."""
+    twin = _implicit_twin(centred_model)
+    confidence = _confidence(centred_model, RATINGS)
+    assert (confidence.data < 0).any()
+    for user in range(0, N_USERS, 20):
+        history = RATINGS[user]
+        folded = fold_in_user(centred_model, history.indices, history.data)
+        np.testing.assert_allclose(
+            folded.factors, twin.recalculate_user(user, confidence[user]), rtol=1e-4, atol=1e-5
+        )
+        explanation = explain(centred_model, history.indices, history.data, 3)
+        assert explanation.score == pytest.approx(
+            float(folded.factors @ centred_model.item_factors[3]), abs=1e-4
+        )
+        # a disliked artist shapes the fold-in but explains nothing of a score
+        disliked = set(history.indices[confidence[user].data < 0])
+        assert all(
+            contribution == 0
+            for item, contribution in zip(explanation.items, explanation.contributions, strict=True)
+            if item in disliked
+        )
+    with pytest.raises(ValueError, match="centred"):
+        by_item = RATINGS.T.tocsr()
+        fold_in_item(centred_model, by_item[0].indices, by_item[0].data)

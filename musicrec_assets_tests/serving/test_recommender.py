@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, save_npz
 
 from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.serving.fold_in import fold_in_item
-from musicrec_assets.serving.recommender import Recommender, UnknownIdError
-from musicrec_assets.serving.topn import top_n_users
+from musicrec_assets.serving.fold_in import fold_in_item, predict_new_user
+from musicrec_assets.serving.recommender import RESULT_COLUMNS, Recommender, UnknownIdError
+from musicrec_assets.serving.topn import top_n_items, top_n_users
 
 
 def _ratings(n_users: int = 150, n_items: int = 60, seed: int = 3) -> csr_matrix:
@@ -33,7 +33,8 @@ def recommender() -> Recommender:
     item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
     model = fit_explicit_als(ratings, params).with_ids(user_ids, item_ids)
     names = pd.DataFrame({"artist_id": item_ids, "name": [f"Artist {i}" for i in item_ids]})
-    return Recommender(model, ratings, names)
+    # one explicit model ranking and rating, as a version logged before the ranking model
+    return Recommender(ModelPair(model, model), ratings, names)
 
 
 def _ratings_of_artist(recommender: Recommender, column: int) -> list[dict]:
@@ -88,6 +89,88 @@ def test_new_artist_cannot_be_folded_into_a_bm25_model(recommender):
     bm25 = fit_implicit_als(recommender.seen, params).with_ids(model.user_ids, model.item_ids)
     names = pd.DataFrame({"artist_id": model.item_ids, "name": model.item_ids})
     with pytest.raises(ValueError, match="bm25"):
-        Recommender(bm25, recommender.seen, names).for_new_artist(
+        Recommender(ModelPair(bm25), recommender.seen, names).for_new_artist(
             [{"user_id": "u0", "plays": 12.0}]
         )
+
+
+@pytest.fixture(scope="module")
+def pair_recommender() -> Recommender:
+    """A ranking model of ratings (the rating as confidence) beside a rating model."""
+    ratings = _ratings()
+    user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
+    item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
+    ranking = fit_implicit_als(
+        ratings,
+        TrainingParams("implicit", rank=4, regularization=1.0, alpha=3.0, confidence="rating"),
+    )
+    rating = fit_explicit_als(
+        ratings, TrainingParams("explicit", rank=4, regularization=0.05, iterations=30)
+    )
+    names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
+    return Recommender(ModelPair(ranking, rating).with_ids(user_ids, item_ids), ratings, names)
+
+
+def test_the_ranking_model_orders_and_the_rating_model_predicts(pair_recommender):
+    recommender = pair_recommender
+    ranking, rating = recommender.model, recommender.rating_model
+    answer = recommender.for_user("u3", n=6).recommendations
+    items = pd.Index(ranking.item_ids).get_indexer(answer["artist_id"])
+    top, scores = top_n_items(
+        ranking.user_vectors()[3:4], ranking.item_vectors(), recommender.seen[3], 6
+    )
+    assert items.tolist() == top[0].tolist()
+    np.testing.assert_allclose(answer["score"], scores[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        answer["predicted_rating"], rating.predict(np.full(6, 3), items), rtol=1e-5
+    )
+    assert recommender.predicted_rating("u3", answer["artist_id"][0]) == pytest.approx(
+        answer["predicted_rating"][0]
+    )
+
+
+def test_a_new_listener_is_folded_into_both_models(pair_recommender):
+    recommender = pair_recommender
+    history = recommender.seen[5]
+    ratings = [
+        {"artist_id": recommender.model.item_ids[i], "rating": float(r)}
+        for i, r in zip(history.indices, history.data, strict=True)
+    ]
+    answer = recommender.for_new_listener(ratings, n=5).recommendations
+    items = pd.Index(recommender.model.item_ids).get_indexer(answer["artist_id"])
+    expected = predict_new_user(recommender.rating_model, history.indices, history.data, items)
+    np.testing.assert_allclose(answer["predicted_rating"], expected, rtol=1e-5)
+    # a listener replayed as new lands near their trained rating: fold-in is ALS's own step
+    trained = recommender.rating_model.predict(np.full(5, 5), items)
+    np.testing.assert_allclose(answer["predicted_rating"], trained, atol=0.05)
+    served = recommender.predict(pd.DataFrame([{"user_id": "u5", "ratings": None, "n": 2}]))
+    assert served.columns.tolist() == RESULT_COLUMNS
+
+
+def test_play_counts_predict_no_rating(tmp_path):
+    plays = _ratings() * 7
+    user_ids = np.array([f"u{row}" for row in range(plays.shape[0])])
+    item_ids = np.array([f"a{column}" for column in range(plays.shape[1])])
+    model = fit_implicit_als(plays, TrainingParams("implicit", rank=3, regularization=1.0))
+    names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
+    recommender = Recommender(ModelPair(model.with_ids(user_ids, item_ids)), plays, names)
+    assert recommender.feedback == "implicit"
+    answer = recommender.for_user("u1", n=3).recommendations
+    assert answer["predicted_rating"].isna().all()
+    assert recommender.predicted_rating("u1", "a1") is None
+
+
+def test_a_version_of_one_explicit_model_ranks_and_predicts_with_it(tmp_path):
+    """Versions logged before the ranking model hold one model as ``factors``."""
+    ratings = _ratings()
+    user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
+    item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
+    params = TrainingParams(feedback="explicit", rank=3, regularization=0.05, iterations=10)
+    fit_explicit_als(ratings, params).with_ids(user_ids, item_ids).save(tmp_path / "factors")
+    save_npz(tmp_path / "seen.npz", ratings)
+    names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
+    names.to_parquet(tmp_path / "artist_names.parquet", index=False)
+    recommender = Recommender.from_folder(tmp_path)
+    assert recommender.rating_model is recommender.model and recommender.feedback == "explicit"
+    answer = recommender.for_user("u0", n=3).recommendations
+    np.testing.assert_allclose(answer["predicted_rating"], answer["score"], rtol=1e-5)

@@ -12,7 +12,7 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.serving.recommender import Recommender
 
@@ -26,7 +26,9 @@ def _recommender(feedback: str) -> Recommender:
     params = TrainingParams(feedback=feedback, rank=3, regularization=0.1, iterations=10)
     fit = fit_explicit_als if feedback == "explicit" else fit_implicit_als
     names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
-    return Recommender(fit(seen, params).with_ids(user_ids, item_ids), seen, names)
+    model = fit(seen, params).with_ids(user_ids, item_ids)
+    models = ModelPair(model, model) if feedback == "explicit" else ModelPair(model)
+    return Recommender(models, seen, names)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,19 @@ def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
     [materialization] = result.asset_materializations_for_node("als_model")
     number = materialization.metadata["model_version"].value
     version = MlflowClient().get_model_version(registry.REGISTERED_MODEL, number)
-    assert "ALS (explicit feedback, local backend" in version.description
+    assert "ALS on explicit feedback (local backend" in version.description
     assert version.tags["alias_at_registration"] == "champion"
-    assert float(version.tags["test_rmse"]) > 0 and version.tags["promotion"]
+    assert float(version.tags["rating_test_rmse"]) > 0 and version.tags["promotion"]
+    assert float(version.tags["ranking_test_ndcg_at_10"]) > 0
     uri = materialization.metadata["model_uri"].value
     assert uri == f"models:/{registry.REGISTERED_MODEL}/{version.version}"
     signature = mlflow.models.get_model_info(uri).signature
     assert [c.name for c in signature.inputs.inputs] == ["user_id", "ratings", "n"]
-    assert "artist_id" in [c.name for c in signature.outputs.inputs]
+    assert {"artist_id", "score", "predicted_rating"} <= {c.name for c in signature.outputs.inputs}
+    # one version, both models: the ranking model where a single model used to be
+    _, folder = registry.champion_files(home)
+    files = {path.name for path in folder.iterdir()}
+    assert {"factors.npz", "rating_factors.npz", "rating_factors.json", "seen.npz"} <= files
 
 
 def run_of(result, node: str):
@@ -37,7 +42,7 @@ def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_hom
     client = MlflowClient()
     experiment = client.get_experiment_by_name(registry.EXPERIMENT)
     training = run_of(result, "als_model")
-    assert training.data.tags["mlflow.note.content"].startswith("ALS (explicit")
+    assert training.data.tags["mlflow.note.content"].startswith("ALS on explicit")
     [dataset] = training.inputs.dataset_inputs
     assert dataset.dataset.name == "ratings"
     assert dataset.dataset.digest == training.data.tags[registry.SPLIT_TAG][:32]
@@ -56,9 +61,16 @@ def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_hom
 
 
 def test_run_links_point_at_the_configured_mlflow_ui(monkeypatch):
-    assert registry.run_url("1", "abc") == "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    in_ml_mode = "?workflowType=machine_learning"  # not MLflow 3's default GenAI view
+    assert (
+        registry.run_url("1", "abc")
+        == f"http://127.0.0.1:5000/#/experiments/1/runs/abc{in_ml_mode}"
+    )
     monkeypatch.setenv("MUSICREC_MLFLOW_UI", "https://mlflow.example.org/")
-    assert registry.run_url("1", "abc") == "https://mlflow.example.org/#/experiments/1/runs/abc"
+    assert (
+        registry.run_url("1", "abc")
+        == f"https://mlflow.example.org/#/experiments/1/runs/abc{in_ml_mode}"
+    )
 
 
 def test_only_the_newest_champion_copy_is_kept(tmp_path):

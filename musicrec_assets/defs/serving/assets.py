@@ -31,8 +31,10 @@ _COMMON = {
 @dg.asset(
     **_COMMON,
     description="Top-N artists per user (already-rated artists excluded), the seed's "
-    "`recommendForAllUsers`: `user_recommendations(user_id, rank, artist_id, score, "
-    "model_version, created_at)`, and the view `user_recommendations_named`.",
+    "`recommendForAllUsers`, ordered by the ranking model: `user_recommendations(user_id, "
+    "rank, artist_id, score, predicted_rating, model_version, created_at)` (`score` the ranking "
+    "model's, `predicted_rating` the rating model's prediction, NULL for play counts), and the "
+    "view `user_recommendations_named`.",
 )
 def user_recommendations(
     duckdb: DuckDBResource,
@@ -48,14 +50,16 @@ def user_recommendations(
     with duckdb.get_connection() as con:
         rows = serving_tables.publish_with_view(con, "user_recommendations", chunks)
         coverage = serving_tables.catalogue_coverage(con, "user_recommendations", "artist_id")
-        return _published(con, "user_recommendations", rows, version, catalogue_coverage=coverage)
+        return _published(
+            con, "user_recommendations", rows, version, catalogue_coverage=round(coverage, 4)
+        )
 
 
 @dg.asset(
     **_COMMON,
-    description="Top-N users per artist, who to promote an artist to (its current listeners "
-    "excluded), the seed's `recommendForAllItems`: `artist_top_users(artist_id, rank, user_id, "
-    "score, model_version)` and the view `artist_top_users_named`.",
+    description="Top-N users per artist by the ranking model, who to promote an artist to (its "
+    "current listeners excluded), the seed's `recommendForAllItems`: `artist_top_users("
+    "artist_id, rank, user_id, score, model_version)` and the view `artist_top_users_named`.",
 )
 def artist_top_users(
     duckdb: DuckDBResource,
@@ -72,7 +76,7 @@ def artist_top_users(
 
 @dg.asset(
     **_COMMON,
-    description="Most similar artists by cosine similarity of their factors: "
+    description="Most similar artists by cosine similarity of their ranking-model factors: "
     "`similar_artists(artist_id, rank, similar_artist_id, similarity, model_version)` and the "
     "view `similar_artists_named`.",
 )
@@ -112,25 +116,37 @@ _FACTOR_SPEC = {key: _COMMON[key] for key in ("group_name", "owners", "tags", "k
         dg.AssetSpec(
             "user_factors",
             **_FACTOR_SPEC,
-            description="`user_factors(user_id, factors FLOAT[k], model_version)`: the "
-            "champion's user vectors, biases folded in, so that `array_inner_product(u.factors, "
-            "a.factors)` with `artist_factors` is the model's score for any pair.",
+            description="`user_factors(user_id, model, factors FLOAT[k], model_version)`: the "
+            "champion's user vectors of each model (`ranking`, and `rating` for ratings), "
+            "biases folded in and zero-padded to one width, so that `array_inner_product("
+            "u.factors, a.factors)` with the same model's `artist_factors` row is its score for "
+            "any pair: the ranking score, or the predicted rating.",
         ),
         dg.AssetSpec(
             "artist_factors",
             **_FACTOR_SPEC,
-            description="`artist_factors(artist_id, factors FLOAT[k], model_version)`: the "
-            "champion's artist vectors, biases folded in (see `user_factors`).",
+            description="`artist_factors(artist_id, model, factors FLOAT[k], model_version)`: "
+            "the champion's artist vectors of each model, biases folded in (see "
+            "`user_factors`).",
         ),
     ],
 )
 def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home: MusicrecHome):
     version, recommender = registry.load_champion(home.layout.root)
-    model = recommender.model
+    models = recommender.models.models()
+    ranking = recommender.model
     vectors = {
-        "user_factors": tables.factors(model.user_ids, "user_id", model.user_vectors(), version),
+        "user_factors": tables.factors(
+            ranking.user_ids,
+            "user_id",
+            {role: model.user_vectors() for role, model in models.items()},
+            version,
+        ),
         "artist_factors": tables.factors(
-            model.item_ids, "artist_id", model.item_vectors(), version
+            ranking.item_ids,
+            "artist_id",
+            {role: model.item_vectors() for role, model in models.items()},
+            version,
         ),
     }
     with duckdb.get_connection() as con:

@@ -16,7 +16,8 @@ from musicrec_assets.warehouse.interactions import resolve_feedback
 @dg.asset_check(
     asset=user_recommendations,
     description="Every user the champion knows gets top_n artists they had not rated (fewer "
-    "only when fewer are left), each with a finite score.",
+    "only when fewer are left), each with a finite score and, for ratings, a finite predicted "
+    "rating (none for play counts).",
 )
 def every_user_gets_unrated_recommendations(
     duckdb: DuckDBResource, settings: ModelSettings
@@ -29,6 +30,7 @@ def every_user_gets_unrated_recommendations(
             ),
             "recommended_but_rated": quality.recommended_but_rated(con, feedback),
             "non_finite_scores": quality.non_finite_scores(con, "user_recommendations"),
+            "wrong_predicted_ratings": quality.wrong_predicted_ratings(con, feedback),
         }
     return dg.AssetCheckResult(passed=not any(found.values()), metadata=found)
 

@@ -1,4 +1,5 @@
-"""Training assets: rating matrix → evaluation split → ALS tuning → ALS model (MLflow)."""
+"""Training assets: rating matrix → evaluation split → tuning → the ranking and rating models
+(MLflow)."""
 
 import dataclasses
 import time
@@ -20,10 +21,17 @@ from musicrec_assets.defs.resources import (
     SparkResource,
 )
 from musicrec_assets.evaluation import promotion, tuning
-from musicrec_assets.evaluation.metrics import primary_metric
+from musicrec_assets.evaluation.metrics import HEADLINE_METRICS, primary_metric
 from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.model.backends import LOCAL_FITTERS, Backend, base_params, spark_fitter
-from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, TrainingParams
+from musicrec_assets.model.backends import (
+    Backend,
+    base_params,
+    fit_local,
+    ranking_base_params,
+    spark_fitter,
+)
+from musicrec_assets.model.baselines import NeighbourParams, fit_item_knn, item_knn_fits
+from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, ModelPair, TrainingParams
 from musicrec_assets.tracking import plots, registry, runs
 from musicrec_assets.warehouse import model_tables
 from musicrec_assets.warehouse.interactions import (
@@ -43,9 +51,8 @@ _COMMON = {
     "tags": {"layer": "model"},
 }
 GATE = "als_model_beats_baselines"
-# the JSON and bookkeeping columns, and those that do not apply to the feedback kind
+# the JSON and bookkeeping columns of tuning_trials, left out of its preview
 _BOOKKEEPING = ["cv_metrics", "params", "mlflow_run_id", "tuned_at"]
-_NOT_IN_TOP_TRIALS = {"explicit": [*IMPLICIT_ONLY, *_BOOKKEEPING], "implicit": _BOOKKEEPING}
 
 
 def _quantiles(counts: np.ndarray) -> dict[str, float]:
@@ -120,16 +127,19 @@ def evaluation_split(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Mate
 
 
 @contextmanager
-def _fitter(settings: ModelSettings, feedback: Feedback, spark: SparkResource, home: MusicrecHome):
-    """The configured backend's fitter, with its Spark session open while it is in use."""
+def _fitter(settings: ModelSettings, spark: SparkResource, home: MusicrecHome):
+    """The configured backend's fitter of either objective (``params.feedback``), with its
+    Spark session open while it is in use."""
     if settings.backend == Backend.local:
-        yield LOCAL_FITTERS[feedback]
+        yield fit_local
         return
     with spark.session() as session:
         yield spark_fitter(session, home.layout.spark)
 
 
-def _describe(params: TrainingParams) -> str:
+def _describe(params: TrainingParams | NeighbourParams) -> str:
+    if isinstance(params, NeighbourParams):
+        return f"K={params.neighbours} {params.similarity}"
     text = f"rank={params.rank} λ={params.regularization:g}"
     if params.feedback == "implicit":
         text += f" α={params.alpha:g} {params.confidence}"
@@ -144,13 +154,38 @@ def _mlflow_links(experiment_id: str, run_id: str) -> dict:
     }
 
 
+def _searches(
+    feedback: Feedback, settings: ModelSettings, item_knn: bool
+) -> dict[str, tuple[TrainingParams | NeighbourParams, list[dict]]]:
+    """What tuning searches, by model: (fixed settings, candidates)."""
+    searches = {
+        "ranking": (
+            ranking_base_params(feedback, settings.iterations, settings.seed, settings.backend),
+            tuning.ranking_candidates(feedback, settings.ranking_grid_overrides(feedback)),
+        )
+    }
+    if feedback == "explicit":
+        searches["rating"] = (
+            base_params(feedback, settings.backend, settings.iterations, settings.seed),
+            tuning.candidates(feedback, settings.grid_overrides()),
+        )
+    if item_knn:
+        searches["item_knn"] = (
+            NeighbourParams(),
+            tuning.neighbour_candidates(settings.neighbour_overrides()),
+        )
+    return searches
+
+
 @dg.asset(
     **_COMMON,
     deps=[evaluation_split],
     kinds={"mlflow", "duckdb"},
-    description="k-fold cross-validation of ALS on the training part over a grid of rank, "
-    "regularization (and α and confidence scaling for play counts). Every trial is a nested "
-    "MLflow run; all trials go to the `tuning_trials` table, the best mean CV score is chosen.",
+    description="k-fold cross-validation on the training part of the ranking model (NDCG@10 "
+    "over rank, λ, α and the confidence scheme: binary, rating or centred for ratings, log1p "
+    "or bm25 for play counts), for ratings the rating model (RMSE over rank and λ), and the "
+    "item-kNN baseline's K and similarity. Every trial is a nested MLflow run; all go to the "
+    "`tuning_trials` table (column `model`), the best mean CV score of each model is chosen.",
 )
 def als_tuning(
     context: dg.AssetExecutionContext,
@@ -163,78 +198,92 @@ def als_tuning(
     with duckdb.get_connection() as con:
         feedback = resolve_feedback(con, settings.feedback)
         train, _ = load_split(con, feedback)
-    metric, higher_is_better = primary_metric(feedback)
-    base = base_params(feedback, settings.backend, settings.iterations, settings.seed)
-    candidates = tuning.candidates(feedback, settings.grid_overrides())
+    searches = _searches(feedback, settings, item_knn=item_knn_fits(train))
+    n_trials = sum(len(candidates) for _, candidates in searches.values())
 
     started = time.perf_counter()
     experiment_id = mlflow_tracking.experiment_id
+    results: dict[str, tuning.SearchResult] = {}
     with (
         runs.tuning_run(
-            experiment_id, feedback, settings.backend, settings.n_folds, len(candidates)
+            experiment_id, feedback, settings.backend, settings.n_folds, n_trials
         ) as parent,
-        _fitter(settings, feedback, spark, home) as fit,
+        _fitter(settings, spark, home) as fit,
     ):
         log_trial = runs.TrialLog()  # after Spark started: a trial's run spans only the trial
+        for model, (base, candidates) in searches.items():
+            metric = primary_metric(base.feedback)[0]
 
-        def on_trial(index, n_trials, params, fold_metrics, mean_metrics):
-            context.log.info(
-                f"trial {index + 1}/{n_trials}, {_describe(params)}: {metric} "
-                f"{mean_metrics[metric]:.4f}"
+            def on_trial(index, n, params, fold_metrics, mean_metrics, model=model, metric=metric):
+                context.log.info(
+                    f"{model} trial {index + 1}/{n}, {_describe(params)}: {metric} "
+                    f"{mean_metrics[metric]:.4f}"
+                )
+                log_trial(model, index, params, fold_metrics, mean_metrics)
+
+            results[model] = tuning.cross_validate(
+                train,
+                base,
+                candidates,
+                n_folds=settings.n_folds,
+                seed=settings.seed,
+                on_trial=on_trial,
+                fit=fit_item_knn if model == "item_knn" else fit,
+                max_ranked_users=settings.ranked_users,
+                data_feedback=feedback,
             )
-            log_trial(index, params, fold_metrics, mean_metrics)
-
-        result = tuning.cross_validate(
-            train,
-            base,
-            candidates,
-            n_folds=settings.n_folds,
-            seed=settings.seed,
-            on_trial=on_trial,
-            fit=fit,
-            max_ranked_users=settings.ranked_users,
-        )
         run_id = parent.info.run_id
         trials = tuning.trials_frame(
-            result, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
+            results, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
         )
-        heatmap = runs.log_tuning_result(result, trials)
+        heatmap = runs.log_tuning_result(results, trials)
     with duckdb.get_connection() as con:
         rows = model_tables.publish_trials(con, trials)
         table = table_metadata(con, "tuning_trials", rows)
 
-    best = result.best
-    context.log.info(f"chosen: {_describe(best.params)} ({metric} {best.mean_metrics[metric]:.4f})")
-    top = trials.sort_values("cv_score", ascending=not higher_is_better).head(10)
+    best = {}
+    for model, result in results.items():
+        metric = result.primary_metric
+        score = result.best.mean_metrics[metric]
+        context.log.info(f"chosen {model}: {_describe(result.best.params)} ({metric} {score:.4f})")
+        best[f"{model}_cv_{metric}"] = round(float(score), 4)
     return dg.MaterializeResult(
         metadata={
             **_mlflow_links(experiment_id, run_id),
             "trials": rows,
-            "seconds": time.perf_counter() - started,
-            f"best_cv_{metric}": float(best.mean_metrics[metric]),
-            "chosen_params": dg.MetadataValue.json(dataclasses.asdict(best.params)),
-            "top_trials": frame_table(top.drop(columns=_NOT_IN_TOP_TRIALS[feedback])),
+            "seconds": round(time.perf_counter() - started, 1),
+            **best,
+            "chosen_params": dg.MetadataValue.json(
+                {model: _applicable(result.best.params) for model, result in results.items()}
+            ),
+            "top_trials": frame_table(_top_trials(trials, results)),
             **table,
             "cv_heatmap": dg.MetadataValue.md(plots.markdown_image(heatmap, "CV heatmap")),
         }
     )
 
 
+def _top_trials(trials: pd.DataFrame, results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
+    """The best 5 trials of each model, the columns that mean something for some of them."""
+    best = [
+        trials[trials["model"] == model]
+        .sort_values("cv_score", ascending=not result.higher_is_better)
+        .head(5)
+        for model, result in results.items()
+    ]
+    return pd.concat(best).drop(columns=_BOOKKEEPING).dropna(axis="columns", how="all")
+
+
 def _gate(report: promotion.CandidateReport) -> dg.AssetCheckResult:
-    baselines = {
-        f"baseline_{name}": values[report.metric]
-        for name, values in report.scores.items()
-        if name != "als" and report.metric in values
-    }
     return dg.AssetCheckResult(
         check_name=GATE,
         passed=report.beats_baselines,
-        metadata={"metric": report.metric, "als": report.scores["als"][report.metric]} | baselines,
+        metadata={name: round(float(value), 4) for name, value in report.gate().items()},
     )
 
 
-def _applicable(params: TrainingParams) -> dict:
-    """The params that mean something for the model's feedback kind."""
+def _applicable(params: TrainingParams | NeighbourParams) -> dict:
+    """The params that mean something for the model's objective."""
     values = dataclasses.asdict(params)
     if params.feedback == "explicit":
         for name in IMPLICIT_ONLY:
@@ -242,25 +291,44 @@ def _applicable(params: TrainingParams) -> dict:
     return values
 
 
-def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) -> dict:
+def _headline(report: promotion.CandidateReport) -> dict:
+    """The few numbers a person reads first: our models' and their best baselines' scores."""
     scores = report.scores
-    comparison = pd.DataFrame(scores).T.rename_axis("model")
+    numbers = {}
+    for role, metric, baselines, higher in (
+        ("ranking", promotion.RANKING_METRIC, promotion.RANKING_BASELINES, True),
+        ("rating", promotion.RATING_METRIC, promotion.RATING_BASELINES, False),
+    ):
+        if role not in scores:
+            continue
+        present = [name for name in baselines if name in scores]
+        best = (max if higher else min)(present, key=lambda name: scores[name][metric])
+        numbers |= {
+            metric: scores[role][metric],
+            f"{metric}_best_baseline": scores[best][metric],
+            f"{metric}_best_baseline_model": best,
+        }
+    coverage = f"coverage_at_{promotion.RANKING_METRIC.rpartition('_')[2]}"
+    numbers[coverage] = scores["ranking"][coverage]
+    return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in numbers.items()}
+
+
+def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) -> dict:
+    pair = report.evaluation_model
+    comparison = pd.DataFrame(report.scores).T.rename_axis("model")
+    shown = [metric for metric in HEADLINE_METRICS if metric in comparison.columns]
     return {
         "model_version": run.logged.version,
         "model_uri": run.logged.model_uri,
         "alias": run.alias,
         "promotion": report.reason,
-        "feedback": report.evaluation_model.params.feedback,
-        "params": dg.MetadataValue.json(_applicable(report.evaluation_model.params)),
-        "fit_seconds": report.fit_seconds,
-        **{f"test_{k}": float(v) for k, v in scores["als"].items()},
-        **{
-            f"baseline_{name}_test_{k}": float(v)
-            for name, values in scores.items()
-            if name != "als"
-            for k, v in values.items()
-        },
-        "metrics_by_model": frame_table(comparison.reset_index()),
+        "feedback": pair.feedback,
+        **_headline(report),
+        "fit_seconds": round(sum(report.fit_seconds.values()), 1),
+        "params": dg.MetadataValue.json(
+            {role: _applicable(model.params) for role, model in pair.models().items()}
+        ),
+        "metrics_by_model": frame_table(comparison[shown].reset_index()),
         **{
             name.removesuffix(".png"): dg.MetadataValue.md(plots.markdown_image(png, name))
             for name, png in run.figures.items()
@@ -277,16 +345,20 @@ def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) ->
             GATE,
             asset="als_model",
             blocking=True,
-            description="The newest model beats every baseline on the held-out part (RMSE for "
-            "ratings, NDCG@10 for play counts); the recommendation tables are not rebuilt "
+            description="The newest ranking model beats most popular and item-kNN on NDCG@10 "
+            "on the held-out part and, for ratings, its rating model beats the bias and "
+            "global-mean baselines on RMSE; the recommendation tables are not rebuilt "
             "otherwise.",
         )
     ],
-    description="ALS with the chosen params: fitted on the training part and scored on the "
-    "held-out part beside the baselines, then refitted on all data, logged to MLflow and "
-    "registered as `musicrec-als`. Alias `champion` moves only when it beats the current "
-    "champion on the current split (the champion's settings refit on it, when new data drew "
-    "a new split); otherwise the version becomes `challenger`.",
+    description="The ranking model (and, for ratings, the rating model) with the chosen "
+    "params: fitted on the training part and scored on the held-out part beside the baselines "
+    "(most popular, item-kNN, and for ratings bias and global mean), then refitted on all "
+    "data, logged to MLflow and registered together as one version of `musicrec-als`. Alias "
+    "`champion` moves only when its ranking model beats the current champion's on NDCG@10 on "
+    "the current split (the champion's settings refit on it, when new data drew a new split) "
+    "and its rating model beats the rating baselines; otherwise the version becomes "
+    "`challenger`.",
 )
 def als_model(
     context: dg.AssetExecutionContext,
@@ -297,14 +369,15 @@ def als_model(
     home: MusicrecHome,
 ) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
-        params = model_tables.chosen_params(con)
-        train, test = load_split(con, params.feedback)
+        chosen = model_tables.chosen_params(con)
+        feedback = chosen.feedback
+        train, test = load_split(con, feedback)
         ids = load_ids(con)
         artist_names = model_tables.artist_names(con)
-    with _fitter(settings, params.feedback, spark, home) as fit:
+    with _fitter(settings, spark, home) as fit:
         report = promotion.evaluate_candidate(
             fit,
-            params,
+            chosen,
             train,
             test,
             ids,
@@ -320,8 +393,11 @@ def als_model(
         # one copy of the interactions at a time: the split goes before all data comes
         del train, test
         with duckdb.get_connection() as con:
-            interactions = load_matrix(con, params.feedback).values
-        serving_model = fit(interactions, params).with_ids(*ids)
+            interactions = load_matrix(con, feedback).values
+        serving_model = ModelPair(
+            fit(interactions, chosen.ranking),
+            None if chosen.rating is None else fit(interactions, chosen.rating),
+        ).with_ids(*ids)
 
     run = runs.log_training(
         mlflow_tracking.experiment_id,
@@ -343,7 +419,7 @@ def als_model(
             version,
             run.run_id,
             datetime.now(UTC).replace(tzinfo=None),
-            params.feedback,
+            feedback,
             report.scores,
         )
     return dg.MaterializeResult(

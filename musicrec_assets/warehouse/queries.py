@@ -80,10 +80,11 @@ def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -
         "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
         [user_id, n],
     ).df()
+    shown = ["rank", "artist_id", "artist_name", "score", "predicted_rating", "model_version"]
     # predicted_rating: NULL for play counts (no rating model), absent in older warehouses
-    rated = "predicted_rating" in frame and frame["predicted_rating"].notna().any()
-    shown = ["rank", "artist_id", "artist_name", "score"] + ["predicted_rating"] * rated
-    frame = frame[[*shown, "model_version"]]
+    if "predicted_rating" not in frame or frame["predicted_rating"].isna().all():
+        shown.remove("predicted_rating")
+    frame = frame[shown]
     if frame.empty and not con.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchall():
         raise NotFound(f"unknown user {user_id!r}")
     return frame

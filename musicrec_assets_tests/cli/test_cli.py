@@ -41,6 +41,16 @@ def test_recommend_known_user_with_explanations(pipeline_home):
     assert name in out
     assert "because you rated" in out
     assert out.count("because you rated") == 3
+    assert out.count("you would rate it") == 3  # the rating model's prediction
+    plain = musicrec("recommend", user, "-n", "3", home=home).stdout
+    assert plain.splitlines()[0].split() == [
+        "rank",
+        "artist_id",
+        "artist_name",
+        "score",
+        "predicted_rating",
+        "model_version",
+    ]
 
 
 def test_recommend_new_listener_from_a_ratings_file(pipeline_home, tmp_path):

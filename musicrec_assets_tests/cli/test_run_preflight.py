@@ -15,20 +15,13 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from conftest import small_world
+from conftest import TINY_RUN, small_world
 
 from musicrec_assets.cli import preflight
 from musicrec_assets.datasets.synthetic import write_landing
 
 MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY_RUN = {
-    "resources": {
-        "settings": {
-            "config": {"ranks": [4], "regularizations": [0.1], "iterations": 5, "n_folds": 2}
-        }
-    }
-}
 
 
 class SlowWriter(threading.Thread):

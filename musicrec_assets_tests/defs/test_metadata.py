@@ -52,18 +52,28 @@ def test_model_page_shows_tables_not_markdown(pipeline_home):
     comparison = model["metrics_by_model"]
     assert isinstance(comparison, dg.TableMetadataValue)
     rows = {record.data["model"]: record.data for record in comparison.records}
-    assert set(rows) == {"als", "global_mean", "bias", "most_popular"}
-    assert rows["als"]["rmse"] == round(rows["als"]["rmse"], 4)
+    assert set(rows) == {"ranking", "rating", "global_mean", "bias", "most_popular", "item_knn"}
+    assert rows["rating"]["rmse"] == round(rows["rating"]["rmse"], 4)
     assert rows["most_popular"]["rmse"] is None  # popularity predicts no ratings
-    # an explicit model's params leave out what only play counts use
-    assert {"alpha", "confidence"}.isdisjoint(model["params"].value)
+    assert rows["ranking"]["rmse"] is None  # nor does the ranking model
+    # a handful of headline numbers, rounded, not one key per model and metric
+    assert len(model) < 25 and not any(key.startswith("baseline_") for key in model)
+    assert model["ndcg_at_10"].value == rows["ranking"]["ndcg_at_10"]
+    assert model["rmse"].value == rows["rating"]["rmse"]
+    # the rating model's params leave out what only the ranking model uses
+    params = model["params"].value
+    assert {"alpha", "confidence"}.isdisjoint(params["rating"])
+    assert {"alpha", "confidence"} <= set(params["ranking"])
     assert model["model_uri"].value.startswith("models:/musicrec-als/")
 
     tuning = metadata(result, "als_tuning")
     top = tuning["top_trials"]
     assert isinstance(top, dg.TableMetadataValue)
-    assert {"alpha", "confidence"}.isdisjoint(c.name for c in top.schema.columns)
-    assert sum(record.data["chosen"] is True for record in top.records) == 1
+    chosen = [record.data for record in top.records if record.data["chosen"] is True]
+    chosen_models = [trial["model"] for trial in chosen]  # one chosen trial per model
+    assert {"ranking", "rating"} <= set(chosen_models) and len(chosen_models) == len(
+        set(chosen_models)
+    )
 
 
 def test_ingest_shows_the_rows_this_run_took_and_what_it_rejected(tmp_path):

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO_ROOT, small_world
-
-from musicrec_assets.datasets.synthetic import write_landing
+from conftest import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
+SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -134,6 +133,8 @@ def dagster_dev(tmp_path):
         "MUSICREC_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
         "MUSICREC_SENSOR_INTERVAL": "5",
+        # the daily schedule (03:00 UTC) would start a run of its own if the test spans it
+        "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log_path = tmp_path / "dagster-dev.log"
@@ -158,9 +159,13 @@ def dagster_dev(tmp_path):
                 return False
 
         server.wait_for(webserver_up, "the webserver", deadline)
-        # written aside, then each file renamed into place, as the README says to drop one
-        for written in write_landing(small_world(), tmp_path / "drop").values():
-            dropped = home / "landing" / written.parent.name / written.name
+        # the bundled sample (what the daemon's default settings are sized for), each file
+        # copied aside, then renamed into place, as the README says to drop one
+        for sample in sorted(SAMPLE_DATA.glob("*/*.json*")):
+            written = tmp_path / "drop" / sample.parent.name / sample.name
+            written.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sample, written)
+            dropped = home / "landing" / sample.parent.name / sample.name
             dropped.parent.mkdir(parents=True, exist_ok=True)
             written.rename(dropped)
 

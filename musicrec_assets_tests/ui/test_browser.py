@@ -229,8 +229,8 @@ def test_the_ui_shows_lineage_tables_metrics_and_the_gate(dagster_dev, page, tmp
     with duckdb.connect(str(dagster_dev.home / "warehouse.duckdb"), read_only=True) as con:
         columns = [row[0] for row in con.execute("DESCRIBE user_recommendations").fetchall()]
         [(n_recommendations,)] = con.execute("SELECT count(*) FROM user_recommendations").fetchall()
-        [(als_rmse,)] = con.execute(
-            "SELECT value FROM model_metrics WHERE model = 'als' AND metric = 'rmse'"
+        [(ranking_ndcg,)] = con.execute(
+            "SELECT value FROM model_metrics WHERE model = 'ranking' AND metric = 'ndcg_at_10'"
         ).fetchall()
 
     # the lineage: three groups, each asset drawn inside its group's box
@@ -256,19 +256,20 @@ def test_the_ui_shows_lineage_tables_metrics_and_the_gate(dagster_dev, page, tmp
     schema = page.get_by_role("table").filter(has_text="Column name")
     expect(schema.locator("tbody tr")).to_have_count(len(columns))
     assert [cells[0] for cells in cell_texts(schema.locator("tbody tr"))] == columns
-    expect(page.get_by_text("predicted rating (explicit) or preference (implicit)")).to_be_visible()
+    expect(page.get_by_text("the ranking model's score, which orders the list")).to_be_visible()
     page.screenshot(path=shots / "user-recommendations.png", full_page=True)
 
     # als_model: the model beside the baselines, the numbers the warehouse keeps
     page.goto(f"{dagster_dev.url}/assets/als_model")
     entry = page.get_by_role("row").filter(has=page.get_by_text("metrics_by_model", exact=True))
     metrics = entry.get_by_role("table")
-    expect(metrics.locator("tbody tr")).to_have_count(4)
+    models = {"ranking", "rating", "global_mean", "bias", "most_popular", "item_knn"}
+    expect(metrics.locator("tbody tr")).to_have_count(len(models))
     header = metrics.locator("thead th").all_inner_texts()
-    assert header[:2] == ["model", "rmse"], header
+    assert header[:2] == ["model", "ndcg_at_10"], header
     by_model = {cells[0]: cells for cells in cell_texts(metrics.locator("tbody tr"))}
-    assert set(by_model) == {"als", "global_mean", "bias", "most_popular"}, by_model
-    assert float(by_model["als"][1]) == round(als_rmse, 4), by_model["als"]
+    assert set(by_model) == models, by_model
+    assert float(by_model["ranking"][1]) == round(ranking_ndcg, 4), by_model["ranking"]
     entry.scroll_into_view_if_needed()
     page.screenshot(path=shots / "als-model.png", full_page=True)
 

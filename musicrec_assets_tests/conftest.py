@@ -1,4 +1,6 @@
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -102,3 +104,20 @@ def pipeline_home(tmp_path_factory):
         os.environ.pop("MUSICREC_HOME", None)
     else:
         os.environ["MUSICREC_HOME"] = previous
+
+
+def dagster_dev_env(home: Path) -> dict[str, str]:
+    """The environment of a `dagster dev` on ``home`` (its instance in ``home/dagster``, made
+    here from the repository's dagster.yaml): sensors every 5 s, the schedule kept out."""
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    return {
+        **os.environ,
+        "MUSICREC_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "MUSICREC_SENSOR_INTERVAL": "5",
+        # the daily schedule (03:00 UTC) would start a run of its own if a test spans it
+        "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import FAST_SETTINGS, REPO_ROOT, TRAINING_ASSETS, small_world
+from conftest import FAST_SETTINGS, REPO_ROOT, TRAINING_ASSETS, dagster_dev_env, small_world
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
@@ -78,19 +78,8 @@ def tuned_home(tmp_path):
 
 def test_dropped_file_is_ingested_and_served_by_the_running_daemon(tuned_home):
     home, world, held_back = tuned_home
-    dagster_home = home / "dagster"
-    dagster_home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     port = free_port()
-    env = {
-        **os.environ,
-        "MUSICREC_HOME": str(home),
-        "DAGSTER_HOME": str(dagster_home),
-        "MUSICREC_SENSOR_INTERVAL": "5",
-        # the daily schedule (03:00 UTC) would start a run of its own if the test spans it
-        "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = dagster_dev_env(home)
     log = (home / "dagster-dev.log").open("w")
     process = subprocess.Popen(
         [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, dagster_dev_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
@@ -124,19 +124,8 @@ def dagster_dev(tmp_path):
     """`dagster dev` on a fresh home, fed a small world through the landing folder; yields once
     the sensors' runs (ingest, then the first training, which tunes) have all succeeded."""
     home = tmp_path / "home"
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     port = free_port()
-    env = {
-        **os.environ,
-        "MUSICREC_HOME": str(home),
-        "DAGSTER_HOME": str(dagster_home),
-        "MUSICREC_SENSOR_INTERVAL": "5",
-        # the daily schedule (03:00 UTC) would start a run of its own if the test spans it
-        "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = dagster_dev_env(home)
     log_path = tmp_path / "dagster-dev.log"
     command = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml"]
     with log_path.open("w") as log:

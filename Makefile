@@ -14,7 +14,7 @@ SPARK_WORKER_MEMORY ?= 1g
 SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
-.PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale \
+.PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -78,3 +78,8 @@ bench-serve: $(INSTALLED)
 ## bench-scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark (about an hour)
 bench-scale: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_scale.py
+
+## bench-spark: the whole graph at 1×, 2×, 4× a Last.fm-360K-shaped base on Spark and locally: the Dagster process's peak RSS by size (BENCH_SPARK_SCALE: the base as a share of 360K)
+BENCH_SPARK_SCALE ?= 1.0
+bench-spark: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_spark.py --base-scale $(BENCH_SPARK_SCALE)

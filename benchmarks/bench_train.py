@@ -80,7 +80,7 @@ from musicrec_assets.evaluation.tuning import (
     ranking_candidates,
 )
 from musicrec_assets.model import explicit_als as als
-from musicrec_assets.model.backends import LOCAL_FITTERS, Backend, base_params, ranking_base_params
+from musicrec_assets.model.backends import LOCAL_FITTERS, base_params, ranking_base_params
 from musicrec_assets.model.baselines import (
     NeighbourParams,
     fit_bias_model,
@@ -176,7 +176,7 @@ def quality(name: str, matrix: csr_matrix, feedback: Feedback) -> None:
     if ratings:
         rating_search, rating_seconds = search(
             split.train,
-            base_params(feedback, Backend.local, ITERATIONS, SEED),
+            base_params(feedback, ITERATIONS, SEED),
             candidates(feedback, {}),
         )
         notes.append(f"rating model: {chosen(rating_search, rating_seconds)}")
@@ -292,7 +292,7 @@ def synthetic_ratings(n_users=1_000, n_items=2_000, nnz=100_000, seed=0) -> csr_
 
 def speed_target(matrix: csr_matrix, repeat: int) -> None:
     rows = []
-    for name, use_biases in (("no biases (Spark's objective)", False), ("with biases", True)):
+    for name, use_biases in (("no biases", False), ("with biases", True)):
         params = TrainingParams(
             "explicit", rank=10, regularization=0.1, iterations=10, use_biases=use_biases
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
@@ -176,3 +177,11 @@ class SparkResource(dg.ConfigurableResource):
 
         with spark_session(self.master, self.driver_memory, self.conf) as spark:
             yield spark
+
+    @contextmanager
+    def workspace(self, root: Path):
+        """A session and a fresh folder under ``root`` (``MUSICREC_HOME/spark``, the storage
+        executors must share) for one step's Parquet, removed when the step ends."""
+        root.mkdir(parents=True, exist_ok=True)
+        with self.session() as spark, tempfile.TemporaryDirectory(dir=root, prefix="step-") as work:
+            yield spark, Path(work)

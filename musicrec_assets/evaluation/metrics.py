@@ -144,7 +144,7 @@ def ranking_stats(
         Row indices to rank (those without held-out items are skipped); default all.
     """
     users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, users)
-    return _stats(users, top_items, test, k)
+    return stats_of_lists(users, top_items, test, k)
 
 
 def liked_items(train: csr_matrix, test: csr_matrix) -> csr_matrix:
@@ -223,9 +223,9 @@ def evaluate(
             mae=mae(test.data, predicted),
         )
     users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, ranked)
-    metrics.update(_stats(users, top_items, test, k).means())
+    metrics.update(stats_of_lists(users, top_items, test, k).means())
     if feedback == "explicit":
-        liked = _stats(users, top_items, liked_items(train, test), k)
+        liked = stats_of_lists(users, top_items, liked_items(train, test), k)
         metrics[f"ndcg_liked_at_{k}"] = liked.means()[f"ndcg_at_{k}"]
     metrics[f"coverage_at_{k}"] = catalogue_coverage(top_items, item_vectors.shape[0])
     return metrics
@@ -253,9 +253,12 @@ def _ranked_lists(
     return users, top_items
 
 
-def _stats(users: np.ndarray, top_items: np.ndarray, relevant: csr_matrix, k: int) -> RankingStats:
-    """Metrics of the lists ``top_items`` of ``users`` against ``relevant``'s entries, over the
-    users with at least one relevant item."""
+def stats_of_lists(
+    users: np.ndarray, top_items: np.ndarray, relevant: csr_matrix, k: int
+) -> RankingStats:
+    """Metrics of the lists ``top_items`` of ``users`` (rows of ``relevant``) against
+    ``relevant``'s entries, over the users with at least one relevant item; the Spark backend
+    scores its blocks of users with it too."""
     relevant = csr_matrix(relevant)
     n_relevant = np.diff(relevant.indptr)[users]
     has_relevant = n_relevant > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,15 +252,39 @@ def evaluate_candidate(
 
     split_id = fingerprint(train, test, *ids)
     stand_in = comparable_champion(champion, split_id, pair, fit, train, ids)
+    return decide(
+        pair,
+        history,
+        fit_seconds,
+        scores,
+        split_id,
+        len(ranked),
+        stand_in,
+        lambda model: evaluate(model.reindexed(*ids), train, test, feedback, ranked=ranked)[
+            RANKING_METRIC
+        ],
+    )
+
+
+def decide(
+    pair: ModelPair,
+    history: dict[str, list[dict[str, float]]],
+    fit_seconds: dict[str, float],
+    scores: dict[str, dict[str, float]],
+    split_id: str,
+    ranked_users: int,
+    stand_in: StandIn,
+    score_stand_in: Callable[[FactorModel], float],
+) -> CandidateReport:
+    """The report of a scored candidate and the champion decision, whichever backend scored
+    it: ``score_stand_in(model)`` is the champion stand-in's NDCG@K on the same split."""
     own = scores["ranking"][RANKING_METRIC]
     if stand_in.model is None:
         champion_score = None
     elif stand_in.model is pair.ranking:
         champion_score = own
     else:
-        champion_score = evaluate(
-            stand_in.model.reindexed(*ids), train, test, feedback, ranked=ranked
-        )[RANKING_METRIC]
+        champion_score = score_stand_in(stand_in.model)
     promote, reason = should_promote(
         own, champion_score, True, tie_promotes=stand_in.refit, no_champion=stand_in.reason
     )
@@ -271,7 +296,7 @@ def evaluate_candidate(
         fit_seconds=fit_seconds,
         scores=scores,
         split_id=split_id,
-        ranked_users=len(ranked),
+        ranked_users=ranked_users,
         promote=promote,
         reason=reason,
     )

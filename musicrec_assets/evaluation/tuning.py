@@ -138,6 +138,20 @@ def ranking_candidates(feedback: Feedback, overrides: dict[str, list]) -> list[d
     return grid({name: overrides.get(name) or values for name, values in defaults.items()})
 
 
+def as_row_scaled(candidates: list[dict[str, Any]], users_per_interaction: float) -> list[dict]:
+    """Candidates of implicit's plain λ with Spark's row-scaled λ of about the same strength:
+    Spark multiplies λ by each row's count, so λ · n_users / nnz (``model/spark_als.py``)."""
+    return [
+        {
+            **candidate,
+            "regularization": float(f"{candidate['regularization'] * users_per_interaction:.3g}"),
+        }
+        if "regularization" in candidate
+        else candidate
+        for candidate in candidates
+    ]
+
+
 def neighbour_candidates(overrides: dict[str, list]) -> list[dict[str, Any]]:
     """The item-kNN baseline's grid (``neighbours``, ``similarity``), each non-empty list of
     ``overrides`` replacing its default values."""
@@ -193,17 +207,42 @@ def cross_validate(
     SearchResult
         All trials in candidate order and the best one (the first among equals).
     """
-    if not candidates:
-        raise ValueError("no candidates to cross-validate")
     matrix = csr_matrix(matrix)
     fit = fit or LOCAL_FITTERS[base_params.feedback]
-    metric, higher_is_better = primary_metric(base_params.feedback, k)
     data_feedback = data_feedback or base_params.feedback
     folds = [
         (train, validation, ranked_users(validation, max_ranked_users, seed))
         for train, validation in kfold_splits(matrix, n_folds=n_folds, seed=seed)
     ]
+    return search_folds(
+        folds,
+        base_params,
+        candidates,
+        fit=lambda train, params: fit(train, params),
+        score=lambda model, train, validation, ranked: evaluate(
+            model, train, validation, data_feedback, k, ranked
+        ),
+        k=k,
+        on_trial=on_trial,
+    )
 
+
+def search_folds(
+    folds: list[tuple[Any, Any, Any]],
+    base_params: TrainingParams | NeighbourParams,
+    candidates: list[dict[str, Any]],
+    fit: Callable[[Any, TrainingParams], Any],
+    score: Callable[[Any, Any, Any, Any], dict[str, float]],
+    k: int = 10,
+    on_trial: TrialCallback | None = None,
+) -> SearchResult:
+    """The grid search of :func:`cross_validate` over folds of any representation (scipy
+    matrices here, Spark frames in :mod:`~musicrec_assets.evaluation.spark_tuning`):
+    ``folds`` holds (train, validation, ranked users), ``fit(train, params)`` fits a model,
+    ``score(model, train, validation, ranked)`` returns its metrics."""
+    if not candidates:
+        raise ValueError("no candidates to cross-validate")
+    metric, higher_is_better = primary_metric(base_params.feedback, k)
     trials: list[Trial] = []
     for index, overrides in enumerate(candidates):
         params = dataclasses.replace(base_params, **overrides)
@@ -212,7 +251,7 @@ def cross_validate(
             started = time.perf_counter()
             model = fit(train, params)
             fit_seconds = time.perf_counter() - started
-            scores = evaluate(model, train, validation, data_feedback, k, ranked)
+            scores = score(model, train, validation, ranked)
             fold_metrics.append({**scores, "fit_seconds": fit_seconds})
         mean_metrics = {
             name: float(np.mean([fold[name] for fold in fold_metrics])) for name in fold_metrics[0]

@@ -1,12 +1,11 @@
-"""Who fits ALS: the local fitters (numpy/scipy for ratings, ``implicit`` for play counts) or
-Spark MLlib, all behind the one :class:`~musicrec_assets.model.factors.Fitter` shape."""
+"""Who fits ALS: the local fitters (numpy/scipy for ratings, ``implicit`` for play counts) behind
+the one :class:`~musicrec_assets.model.factors.Fitter` shape, or Spark MLlib
+(:func:`~musicrec_assets.model.spark_als.fit_spark_frame`, on frames the driver never holds),
+and the fixed settings tuning starts from on either."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.explicit_als import fit_explicit_als
@@ -18,11 +17,6 @@ from musicrec_assets.model.factors import (
     TrainingParams,
 )
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.model.spark_als import fit_spark_als
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
 
 # member names equal their values, so run config says `backend: spark`
 class Backend(StrEnum):
@@ -44,30 +38,18 @@ def fit_local(
     return LOCAL_FITTERS[params.feedback](matrix, params, callback)
 
 
-def spark_fitter(spark: SparkSession, workdir: Path) -> Fitter:
-    """Spark's ALS as a :class:`Fitter`, exchanging Parquet files under ``workdir``: explicit
-    ALS for a rating model, ``implicitPrefs`` for a ranking model (``params.feedback``)."""
-
-    def fit(
-        matrix: csr_matrix, params: TrainingParams, callback: IterationCallback | None = None
-    ) -> FactorModel:
-        del callback  # Spark's ALS reports no per-iteration loss
-        return fit_spark_als(spark, matrix, params, workdir)
-
-    return fit
-
-
-def base_params(feedback: Feedback, backend: Backend, iterations: int, seed: int) -> TrainingParams:
-    """The fixed settings tuning starts from, for the model of ``feedback``'s own objective
-    (the rating model of ratings, the ranking model of play counts); the grid overrides rank,
-    λ (and α, confidence)."""
+def base_params(feedback: Feedback, iterations: int, seed: int) -> TrainingParams:
+    """The fixed settings tuning starts from, on either backend, for the model of
+    ``feedback``'s own objective (the rating model of ratings, the ranking model of play
+    counts); the grid overrides rank, λ (and α, confidence)."""
     return TrainingParams(
         feedback=feedback,
         rank=10,
         regularization=0.1,
         iterations=iterations,
-        # Spark's explicit ALS has no biases: tune what it can fit
-        use_biases=backend == Backend.local,
+        # both backends fit μ + b_u + b_i (Spark alternates bias sweeps with its ALS), so a
+        # rating model never loses to the bias baseline for lack of them
+        use_biases=True,
         seed=seed,
     )
 

@@ -23,7 +23,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
-from scipy.sparse import csr_matrix, save_npz
 
 from musicrec_assets.evaluation.promotion import Champion
 from musicrec_assets.home import Home
@@ -181,7 +180,7 @@ def _input_example(model: ModelPair) -> pd.DataFrame:
 def log_model(
     serving_model: ModelPair,
     evaluation_model: ModelPair,
-    seen: csr_matrix,
+    seen: Path,
     artist_names: pd.DataFrame,
 ) -> LoggedModel:
     """Log the serving models (and the train-part models for later re-scoring) in the active
@@ -189,19 +188,22 @@ def log_model(
 
     The ranking model is ``factors.npz``/``.json``, the name a version holding one model used
     (the pyfunc code of such versions loads it), the rating model ``rating_factors.*``.
+    ``seen`` is the CSR ``seen.npz`` of every interaction, which serving leaves out of a known
+    user's lists (``warehouse.exchange.write_seen_npz`` streams it from the warehouse).
     """
+    if seen.name != "seen.npz":
+        raise ValueError(f"the interactions file must be named seen.npz, not {seen.name}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         factors = serving_model.save(folder, "factors")
         evaluation_files = evaluation_model.save(folder, "evaluation_factors")
-        save_npz(folder / "seen.npz", seen.tocsr())
         artist_names.to_parquet(folder / "artist_names.parquet", index=False)
         artifacts = {
             # the single model's old keys, kept for the ranking model
             "factors": str(folder / "factors.npz"),
             "factors_meta": str(folder / "factors.json"),
             **{path.name: str(path) for path in factors if path.stem != "factors"},
-            "seen": str(folder / "seen.npz"),
+            "seen": str(seen),
             "artist_names": str(folder / "artist_names.parquet"),
         }
         info = mlflow.pyfunc.log_model(

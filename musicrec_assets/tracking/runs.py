@@ -14,7 +14,6 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC, CandidateReport
 from musicrec_assets.evaluation.tuning import SearchResult
@@ -109,7 +108,8 @@ def log_training(
     experiment_id: str,
     report: CandidateReport,
     serving_model: ModelPair,
-    interactions: csr_matrix,
+    seen: Path,
+    n_interactions: int,
     artist_names: pd.DataFrame,
     backend: str,
     sizes: dict[str, int],
@@ -128,7 +128,7 @@ def log_training(
     description = (
         f"ALS on {pair.feedback} feedback ({backend} backend; {described}) fitted on the "
         f"training part, scored on the held-out part beside the baselines, then refitted on "
-        f"all {interactions.nnz:,} interactions. The ranking model orders the recommendations"
+        f"all {n_interactions:,} interactions. The ranking model orders the recommendations"
         + ("; the rating model predicts ratings." if pair.rating is not None else ".")
     )
     ours = set(pair.models())
@@ -154,7 +154,7 @@ def log_training(
             for step, values in enumerate(report.history.get(role, [])):
                 mlflow.log_metrics({f"{role}_{k}": v for k, v in values.items()}, step=step)
             mlflow.log_metric(f"{role}_fit_seconds", report.fit_seconds[role])
-        mlflow.log_params({**sizes, "all_rows": interactions.nnz})
+        mlflow.log_params({**sizes, "all_rows": n_interactions})
         for name, values in report.scores.items():
             prefix = f"{name}_test" if name in ours else f"baseline_{name}_test"
             mlflow.log_metrics({f"{prefix}_{k}": v for k, v in values.items()})
@@ -173,7 +173,7 @@ def log_training(
             figures["training_curve.png"] = plots.training_curve(curve, next(iter(curve[0])))
         for file_name, png in figures.items():
             registry.log_png(png, file_name)
-        logged = registry.log_model(serving_model, pair, interactions, artist_names)
+        logged = registry.log_model(serving_model, pair, seen, artist_names)
         alias = registry.CHAMPION if report.promote else registry.CHALLENGER
         headline = {
             f"{role}_test_{metric}": f"{report.scores[role][metric]:.4f}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 
@@ -146,3 +147,73 @@ def load_split(con, feedback: Feedback) -> tuple[csr_matrix, csr_matrix]:
     """(train, test) matrices of the stored evaluation split, aligned with the indexes."""
     where = "JOIN evaluation_split s USING (user_id, artist_id) WHERE s.part = ?"
     return _matrix(con, feedback, where, ["train"]), _matrix(con, feedback, where, ["test"])
+
+
+@dataclass(frozen=True)
+class MatrixSummary:
+    """What the matrix holds, computed in SQL (no matrix in memory): its shape and number of
+    interactions, a histogram of values (ratings rounded to 0.1; log10 of play counts, rounded)
+    and quantiles of the interactions per user and per artist."""
+
+    users: int
+    artists: int
+    interactions: int
+    histogram: pd.DataFrame  # value | log10(plays), count
+    per_user: dict[str, float]
+    per_artist: dict[str, float]
+
+
+_QUANTILES = {"min": 0.0, "p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9, "max": 1.0}
+
+
+def summary(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> MatrixSummary:
+    """The :class:`MatrixSummary` of the indexed interactions of ``feedback``'s kind."""
+    value = VALUE_COLUMN[feedback]
+    interactions = f"""
+        SELECT u.user_idx, a.artist_idx, r.{value}::DOUBLE AS value FROM ratings r
+        JOIN user_index u USING (user_id) JOIN artist_index a USING (artist_id)
+        WHERE r.{value} IS NOT NULL"""
+    bucket, label = (
+        ("round(value, 1)", "value")
+        if feedback == "explicit"
+        else ("round(log10(value))", "log10(plays)")
+    )
+    histogram = con.execute(
+        f'SELECT {bucket} AS "{label}", count(*) AS count FROM ({interactions}) '
+        "GROUP BY 1 ORDER BY 1"
+    ).df()
+
+    def quantiles(index: str, idx: str) -> dict[str, float]:
+        # every indexed id counts, those without an interaction of this kind as 0
+        points = ", ".join(f"quantile_cont(n, {q}) AS {name}" for name, q in _QUANTILES.items())
+        row = con.execute(
+            f"""SELECT {points} FROM (
+                    SELECT count(i.{idx}) AS n FROM {index} x
+                    LEFT JOIN ({interactions}) i ON i.{idx} = x.{idx} GROUP BY x.{idx})"""
+        ).df()
+        return {name: float(row[name].iloc[0] if len(row) else 0.0) for name in _QUANTILES}
+
+    return MatrixSummary(
+        users=scalar(con, "SELECT count(*) FROM user_index"),
+        artists=scalar(con, "SELECT count(*) FROM artist_index"),
+        interactions=int(histogram["count"].sum()),
+        histogram=histogram,
+        per_user=quantiles("user_index", "user_idx"),
+        per_artist=quantiles("artist_index", "artist_idx"),
+    )
+
+
+def split_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows per part of ``evaluation_split`` and the users with rows in each."""
+    train, test, train_users, test_users = con.execute(
+        """SELECT count(*) FILTER (WHERE part = 'train'), count(*) FILTER (WHERE part = 'test'),
+                  count(DISTINCT user_id) FILTER (WHERE part = 'train'),
+                  count(DISTINCT user_id) FILTER (WHERE part = 'test')
+           FROM evaluation_split"""
+    ).fetchall()[0]
+    return {
+        "train": train,
+        "test": test,
+        "users_with_train_rows": train_users,
+        "users_with_test_rows": test_users,
+    }

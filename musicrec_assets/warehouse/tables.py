@@ -170,6 +170,20 @@ def publish_table(con: duckdb.DuckDBPyConnection, name: str, chunks: Iterable[pd
     return rows
 
 
+def publish_query(
+    con: duckdb.DuckDBPyConnection, name: str, query: str, params: list | None = None
+) -> int:
+    """:func:`publish_table` from a query (e.g. over ``read_parquet``), which DuckDB streams
+    into the staging table without the rows passing through Python; returns the row count."""
+    staging = f"{name}__staging"
+    con.execute(f'DROP TABLE IF EXISTS "{staging}"')
+    con.execute(f'CREATE TABLE "{staging}" AS {query}', params or [])
+    with transaction(con):
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        con.execute(f'ALTER TABLE "{staging}" RENAME TO "{name}"')
+    return scalar(con, f'SELECT count(*) FROM "{name}"')
+
+
 def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | dict | None = None):
     """The single value a query returns (fetches it all: DuckDB 2 keeps a result open until
     it is exhausted, which blocks the connection's next statement)."""

@@ -3,7 +3,9 @@
 config."""
 
 import argparse
+import dataclasses
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,38 +15,50 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from conftest import small_world
 
 from musicrec_assets.cli import preflight
 from musicrec_assets.cli.main import _resource_flags, main
 from musicrec_assets.cli.spark_cluster import process_running
-from musicrec_assets.datasets.synthetic import write_landing
+from musicrec_assets.datasets.lastfm import import_lastfm
+from musicrec_assets.evaluation.metrics import evaluate
+from musicrec_assets.model.backends import base_params, fit_local, ranking_base_params
 from musicrec_assets.model.spark_als import missing_spark_requirement
+from musicrec_assets.warehouse.interactions import load_split
 
 MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
 CLUSTER = [sys.executable, "-m", "musicrec_assets.cli.spark_cluster"]
-# One trial, so as few Spark fits as can be. The test is about where the fit runs, not how good
-# the model is, yet the gate has to pass for the tables to be published: item-kNN, the
-# baseline a small ALS loses to here, gets its weak cosine setting only.
-SMALL_RUN = {
-    "resources": {
-        "settings": {
-            "config": {
-                "ranks": [4],
-                "regularizations": [0.05],
-                "alphas": [1.0],
-                "confidences": ["log1p"],
-                "neighbours": [100],
-                "similarities": ["cosine"],
-                "iterations": 3,
-                "n_folds": 2,
-                "top_n": 5,
-            }
-        },
-        "spark": {"config": {"driver_memory": "1g"}},
-    }
+# One trial of each model, on both backends. The ranking model's λ differs: Spark scales it by
+# each row's count, implicit does not (model/spark_als.py: λ_spark ≈ λ_implicit · n_users / nnz,
+# 1/100 on the sample, 1/48 on Last.fm-2k)
+COMMON = {
+    "iterations": 10,
+    "n_folds": 2,
+    "top_n": 10,
+    "neighbours": [100],
+    "similarities": ["cosine"],
 }
+SAMPLE = {
+    "ranks": [10],
+    "regularizations": [0.1],
+    "ranking_ranks": [32],
+    "ranking_alphas": [10.0],
+    "ranking_confidences": ["rating"],
+}
+RANKING_LAMBDA = {"sample": {"local": 100.0, "spark": 1.0}, "lastfm": {"local": 30.0, "spark": 0.6}}
+LASTFM = {"ranks": [32], "alphas": [1.0], "confidences": ["log1p"]}
+
+
+def run_config(world: str, backend: str) -> dict:
+    """The run config of one backend on one data set, as `musicrec run --config` reads it."""
+    settings = COMMON | (SAMPLE if world == "sample" else LASTFM)
+    key = "ranking_regularizations" if world == "sample" else "regularizations"
+    settings[key] = [RANKING_LAMBDA[world][backend]]
+    resources = {"settings": {"config": settings}}
+    if backend == "spark":
+        resources["spark"] = {"config": {"driver_memory": "1g"}}
+    return {"resources": resources}
 
 
 def test_run_flags_become_run_config_over_the_file(tmp_path):
@@ -79,24 +93,11 @@ def master_status(webui_port: int) -> dict:
         return json.load(answer)
 
 
-def play_counts_only(landing: Path) -> None:
-    """Drop the ratings' `rating`: on play counts Spark's model beats the baselines, whereas on
-    ratings Spark's ALS, which has no biases, loses to the bias baseline and the gate keeps the
-    recommendation tables unpublished."""
-    ratings = landing / "ratings" / "ratings.jsonl"
-    records = [json.loads(line) for line in ratings.read_text().splitlines()]
-    for record in records:
-        del record["rating"]
-    ratings.write_text("".join(json.dumps(record) + "\n" for record in records))
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, request):
-    """A home with a small synthetic world in its landing folder and a two-worker cluster,
-    stopped at the end whatever happened."""
+    """A two-worker cluster on free loopback ports, its files in a home of its own, stopped at
+    the end whatever happened."""
     home = tmp_path_factory.mktemp("spark_cluster_home")
-    write_landing(small_world(), home / "landing")
-    play_counts_only(home / "landing")
     port, webui_port = free_port(), free_port()
     start = [*CLUSTER, "--home", str(home), "start", "--workers", "2"]
     start += ["--port", str(port), "--webui-port", str(webui_port)]
@@ -113,37 +114,106 @@ def cluster(tmp_path_factory, request):
     return home, start, port, webui_port
 
 
+def run_on_cluster(home: Path, world: str, master_url: str) -> None:
+    config = home / "run.yaml"
+    config.write_text(yaml.safe_dump(run_config(world, "spark")))
+    command = [MUSICREC, "run", "--home", str(home), "--backend", "spark"]
+    command += ["--spark-master", master_url, "--config", str(config)]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+
+
+def published_scores(home: Path) -> dict[str, dict[str, float]]:
+    """``model_metrics`` of the newest version: {model: {metric: value}}."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT model, metric, value FROM model_metrics "
+            "WHERE model_version = (SELECT max(model_version::INT)::VARCHAR FROM model_metrics)"
+        ).fetchall()
+    scores: dict[str, dict[str, float]] = {}
+    for model, metric, value in rows:
+        scores.setdefault(model, {})[metric] = value
+    return scores
+
+
+def local_scores_on_the_same_split(home: Path, world: str) -> dict[str, dict[str, float]]:
+    """The local backend's models, with the local grid's settings, fitted and scored on the
+    split the Spark run published: the two backends compared on the same held-out pairs."""
+    settings = run_config(world, "local")["resources"]["settings"]["config"]
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        feedback = "explicit" if world == "sample" else "implicit"
+        train, test = load_split(con, feedback)
+    ranking = ranking_base_params(feedback, settings["iterations"], 42)
+    ranking = dataclasses.replace(
+        ranking,
+        rank=settings.get("ranking_ranks", settings["ranks"])[0],
+        regularization=RANKING_LAMBDA[world]["local"],
+        alpha=settings.get("ranking_alphas", settings.get("alphas"))[0],
+        confidence=settings.get("ranking_confidences", settings.get("confidences"))[0],
+    )
+    models = {"ranking": fit_local(train, ranking)}
+    if feedback == "explicit":
+        rating = dataclasses.replace(
+            base_params(feedback, settings["iterations"], 42),
+            rank=settings["ranks"][0],
+            regularization=settings["regularizations"][0],
+        )
+        models["rating"] = fit_local(train, rating)
+    return {name: evaluate(model, train, test, feedback) for name, model in models.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
 )
-def test_run_trains_on_a_standalone_cluster(cluster, tmp_path):
+def test_the_cluster_starts_once_and_lists_its_workers(cluster):
     home, start, port, webui_port = cluster
-    master_url = f"spark://127.0.0.1:{port}"
     pids = {pid_file.name: pid_file.read_text() for pid_file in home.glob("spark/cluster/*.pid")}
     assert sorted(pids) == ["master.pid", "worker-1.pid", "worker-2.pid"]
     assert [worker["state"] for worker in master_status(webui_port)["workers"]] == ["ALIVE"] * 2
 
     again = subprocess.run(start, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 0 and "already running: " + master_url in again.stdout
+    assert again.returncode == 0 and f"already running: spark://127.0.0.1:{port}" in again.stdout
     assert {f.name: f.read_text() for f in home.glob("spark/cluster/*.pid")} == pids
 
-    config = tmp_path / "small.yaml"
-    config.write_text(yaml.safe_dump(SMALL_RUN))
-    command = [MUSICREC, "run", "--home", str(home), "--backend", "spark"]
-    command += ["--spark-master", master_url, "--config", str(config)]
-    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=480)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
 
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        for table in ("user_recommendations", "artist_top_users", "similar_artists"):
-            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+@pytest.mark.slow
+@pytest.mark.skipif(
+    missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
+)
+@pytest.mark.parametrize("world", ["sample", "lastfm"])
+def test_the_whole_graph_runs_on_the_cluster_and_agrees_with_the_local_backend(
+    cluster, world, tmp_path, request
+):
+    _, _, port, webui_port = cluster
+    if world == "sample":
+        shutil.copytree(SAMPLE_DATA, tmp_path / "landing", ignore=shutil.ignore_patterns("*.md"))
+    else:
+        import_lastfm(request.getfixturevalue("lastfm_dir"), tmp_path / "landing")
+    finished_before = len(master_status(webui_port)["completedapps"])
+
+    run_on_cluster(tmp_path, world, f"spark://127.0.0.1:{port}")
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        users = con.execute("SELECT count(*) FROM user_index").fetchone()[0]
         counts = con.execute("SELECT count(*), count(DISTINCT user_id) FROM user_recommendations")
-        assert counts.fetchone() == (120 * 5, 120)
-    # it ran on the cluster, not in local mode: the master saw the runs' applications end
+        assert counts.fetchone() == (users * 10, users)
+        for table in ("artist_top_users", "similar_artists", "user_factors", "artist_factors"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+        versions = con.execute("SELECT DISTINCT model_version FROM user_recommendations")
+        assert versions.fetchall() == [("1",)]
+    # it ran on the cluster, not in local mode: the master saw the run's applications end
     status = master_status(webui_port)
     assert status["activeapps"] == []
-    assert status["completedapps"], "no application ran on the cluster"
-    assert {(app["name"], app["state"]) for app in status["completedapps"]} == {
-        ("musicrec", "FINISHED")
-    }
+    assert len(status["completedapps"]) > finished_before, "no application ran on the cluster"
+    apps = {(app["name"], app["state"]) for app in status["completedapps"]}
+    assert apps == {("musicrec", "FINISHED")}
+
+    spark = published_scores(tmp_path)
+    assert spark["ranking"]["ndcg_at_10"] > spark["most_popular"]["ndcg_at_10"]
+    local = local_scores_on_the_same_split(tmp_path, world)
+    # the tolerances of model/test_spark_als.py's parity tests
+    assert spark["ranking"]["ndcg_at_10"] == pytest.approx(local["ranking"]["ndcg_at_10"], rel=0.1)
+    if world == "sample":
+        assert spark["rating"]["rmse"] < spark["bias"]["rmse"]
+        assert spark["rating"]["rmse"] == pytest.approx(local["rating"]["rmse"], rel=0.01)

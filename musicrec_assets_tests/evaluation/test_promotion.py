@@ -101,12 +101,15 @@ def test_a_champion_for_other_feedback_is_not_compared():
 
 def test_settings_this_backend_cannot_fit_leave_nothing_to_compare():
     def spark_fit(matrix, params, *ids):
-        raise ValueError("Spark's explicit ALS has no biases: set use_biases=False")
+        raise ValueError(
+            "Spark's ALS always scales λ by each row's count: set weighted_regularization=True"
+        )
 
     stand_in = promotion.comparable_champion(
         champion("old split", use_biases=True), "s1", pair(use_biases=False), spark_fit, TRAIN, IDS
     )
-    assert stand_in.model is None and "has no biases" in stand_in.reason
+    assert stand_in.model is None and "cannot be refit here" in stand_in.reason
+    assert "weighted_regularization" in stand_in.reason
 
 
 def test_no_champion_is_said_so():

@@ -15,15 +15,20 @@ from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.evaluation.tuning import cross_validate, grid
 from musicrec_assets.model import spark_als
+from musicrec_assets.model.baselines import fit_bias_model
+from musicrec_assets.model.confidence import SCHEMES, fit_confidence
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.model.spark_als import (
     fit_spark_als,
+    fit_spark_frame,
     missing_spark_requirement,
+    scale_confidence_frame,
     spark_session,
 )
-from musicrec_assets.model.sparse import from_triples
+from musicrec_assets.model.spark_factors import SparkFactors
+from musicrec_assets.model.sparse import from_triples, to_triples
 
 SAMPLE_RATINGS = (
     Path(__file__).resolve().parents[2] / "musicrec_assets/sample_data/ratings/ratings.jsonl.gz"
@@ -122,6 +127,132 @@ def test_explicit_matches_local_als_in_its_spark_setting(spark, tmp_path, datase
     spark_rmse = evaluate(spark_model, split.train, split.test, "explicit")["rmse"]
     local_rmse = evaluate(local_model, split.train, split.test, "explicit")["rmse"]
     assert local_rmse == pytest.approx(spark_rmse, rel=0.01)
+
+
+@pytest.mark.parametrize("dataset", [sample_ratings, movielens_like], ids=lambda f: f.__name__)
+def test_explicit_with_biases_matches_local_als_and_beats_the_bias_baseline(
+    spark, tmp_path, dataset
+):
+    matrix = dataset()
+    split = train_test_split(matrix, seed=42)
+    # rank 10, λ 0.1 of DEFAULT_EXPLICIT_GRID, the objective the local backend tunes
+    params = TrainingParams(
+        feedback="explicit",
+        rank=10,
+        regularization=0.1,
+        iterations=15,
+        use_biases=True,
+        weighted_regularization=True,
+    )
+
+    spark_model = fit_spark_als(spark, split.train, params, tmp_path)
+    local_model = fit_explicit_als(split.train, params)
+
+    assert spark_model.has_biases
+    assert spark_model.global_mean == pytest.approx(split.train.data.mean())
+    spark_rmse = evaluate(spark_model, split.train, split.test, "explicit")["rmse"]
+    local_rmse = evaluate(local_model, split.train, split.test, "explicit")["rmse"]
+    bias_rmse = evaluate(fit_bias_model(split.train), split.train, split.test, "explicit")["rmse"]
+    assert spark_rmse == pytest.approx(local_rmse, rel=0.01)
+    assert spark_rmse < bias_rmse
+    assert not list(tmp_path.iterdir()), "the Parquet exchange folder is left behind"
+
+
+def interactions_frame(spark, matrix: csr_matrix):
+    """The ``user_idx INT, item_idx INT, value FLOAT`` frame of a matrix's stored entries."""
+    rows, cols, values = to_triples(matrix)
+    triples = pd.DataFrame(
+        {
+            "user_idx": rows.astype(np.int32),
+            "item_idx": cols.astype(np.int32),
+            "value": values.astype(np.float32),
+        }
+    )
+    return spark.createDataFrame(triples, schema="user_idx INT, item_idx INT, value FLOAT")
+
+
+def frame_matrix(frame, shape) -> csr_matrix:
+    triples = frame.toPandas()
+    return from_triples(
+        triples["user_idx"].to_numpy(), triples["item_idx"].to_numpy(), triples["value"], shape
+    )
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_confidence_scaled_in_spark_equals_the_local_scaler(spark, scheme):
+    plays = generated_plays(n_users=60, n_items=80, per_user=10)
+    # a user without plays and an artist nobody played count in bm25's average and idf
+    n_users, n_items = plays.shape[0] + 1, plays.shape[1] + 1
+    plays = from_triples(*to_triples(plays), (n_users, n_items))
+    local = fit_confidence(plays, scheme, alpha=0.5)
+
+    scaled, scaler = scale_confidence_frame(
+        interactions_frame(spark, plays), scheme, 0.5, n_users, n_items
+    )
+
+    np.testing.assert_allclose(
+        frame_matrix(scaled, plays.shape).toarray(), local.scale(plays).toarray(), rtol=1e-9
+    )
+    assert (scaler.scheme, scaler.alpha) == (local.scheme, local.alpha)
+    assert scaler.extras().keys() == local.extras().keys()
+    for name, values in local.extras().items():
+        np.testing.assert_allclose(scaler.extras()[name], values, rtol=1e-12)
+
+
+def test_scale_confidence_frame_rejects_an_unknown_scheme(spark):
+    with pytest.raises(ValueError, match="unknown confidence scheme"):
+        scale_confidence_frame(interactions_frame(spark, csr_matrix(np.eye(2))), "tf", 1, 2, 2)
+
+
+@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+def test_fit_spark_frame_writes_a_model_folder_that_scores_like_the_factor_model(
+    spark, tmp_path, feedback
+):
+    if feedback == "explicit":
+        matrix = movielens_like(n_users=80, n_items=120, n_ratings=2000)
+        params = TrainingParams(feedback="explicit", rank=4, regularization=0.1, iterations=5)
+    else:
+        matrix = generated_plays(n_users=80, n_items=120, per_user=10)
+        params = TrainingParams(
+            feedback="implicit",
+            rank=4,
+            regularization=0.1,
+            iterations=5,
+            alpha=0.02,
+            confidence="bm25",
+        )
+    folder = tmp_path / "model"
+
+    written = fit_spark_frame(
+        spark, interactions_frame(spark, matrix), params, folder, *matrix.shape
+    )
+
+    stored = SparkFactors.load(folder)
+    assert stored == written
+    assert (stored.n_users, stored.n_items) == matrix.shape and stored.params == params
+    for side in ("users", "items"):
+        n_files = len(list((folder / side).glob("*.parquet")))
+        assert 1 <= n_files <= spark.sparkContext.defaultParallelism
+    model = stored.to_factor_model()
+    assert model.user_factors.shape == (matrix.shape[0], params.rank)
+    assert model.item_factors.shape == (matrix.shape[1], params.rank)
+    if feedback == "explicit":
+        assert stored.has_biases and model.has_biases
+        assert model.global_mean == pytest.approx(matrix.data.mean())
+        assert model.user_bias.any() and model.item_bias.any()
+        assert not (folder / "extras.npz").exists()
+    else:
+        assert not stored.has_biases and not model.has_biases
+        local_extras = fit_confidence(matrix, "bm25", params.alpha).extras()
+        assert model.extras.keys() == local_extras.keys()
+        for name, values in local_extras.items():
+            np.testing.assert_allclose(model.extras[name], values, rtol=1e-12)
+    scores = stored.vectors("users") @ stored.vectors("items").T
+    np.testing.assert_allclose(
+        scores, model.user_vectors() @ model.item_vectors().T, rtol=1e-6, atol=1e-6
+    )
+    rows, cols, _ = to_triples(matrix)
+    np.testing.assert_allclose(scores[rows, cols], model.predict(rows, cols), rtol=1e-5, atol=1e-5)
 
 
 def assert_implicit_parity(spark, workdir, plays, rank, implicit_regularization):
@@ -242,15 +373,12 @@ def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spar
     assert [(index, n_trials) for index, n_trials, *_ in calls] == [(0, 2), (1, 2)]
 
 
-@pytest.mark.parametrize(
-    "overrides", [{"use_biases": True}, {"weighted_regularization": False}], ids=str
-)
-def test_rejects_settings_spark_cannot_fit(spark, tmp_path, overrides):
-    params = replace(
-        TrainingParams(feedback="explicit", rank=2, regularization=0.1, use_biases=False),
-        **overrides,
+@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+def test_rejects_unweighted_regularization(spark, tmp_path, feedback):
+    params = TrainingParams(
+        feedback=feedback, rank=2, regularization=0.1, weighted_regularization=False
     )
-    with pytest.raises(ValueError, match="Spark"):
+    with pytest.raises(ValueError, match="Spark's ALS always scales λ"):
         fit_spark_als(spark, csr_matrix(np.eye(3)), params, tmp_path)
 
 

@@ -2,12 +2,14 @@
 (MLflow)."""
 
 import dataclasses
+import tempfile
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
@@ -22,27 +24,28 @@ from musicrec_assets.defs.resources import (
 )
 from musicrec_assets.evaluation import promotion, tuning
 from musicrec_assets.evaluation.metrics import HEADLINE_METRICS, primary_metric
+from musicrec_assets.evaluation.spark_promotion import evaluate_spark_candidate
+from musicrec_assets.evaluation.spark_split import hold_out
+from musicrec_assets.evaluation.spark_tuning import cross_validate_spark
 from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.model.backends import (
-    Backend,
-    base_params,
-    fit_local,
-    ranking_base_params,
-    spark_fitter,
-)
+from musicrec_assets.model.backends import Backend, base_params, fit_local, ranking_base_params
 from musicrec_assets.model.baselines import NeighbourParams, fit_item_knn, item_knn_fits
 from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, ModelPair, TrainingParams
+from musicrec_assets.model.spark_als import fit_spark_frame
 from musicrec_assets.tracking import plots, registry, runs
 from musicrec_assets.warehouse import model_tables
+from musicrec_assets.warehouse.exchange import export_interactions, publish_split, write_seen_npz
 from musicrec_assets.warehouse.interactions import (
     load_ids,
     load_matrix,
     load_split,
     resolve_feedback,
     save_split,
+    split_counts,
+    summary,
     update_indexes,
 )
-from musicrec_assets.warehouse.tables import transaction
+from musicrec_assets.warehouse.tables import scalar, transaction
 
 _COMMON = {
     "group_name": "training",
@@ -53,11 +56,6 @@ _COMMON = {
 GATE = "als_model_beats_baselines"
 # the JSON and bookkeeping columns of tuning_trials, left out of its preview
 _BOOKKEEPING = ["cv_metrics", "params", "mlflow_run_id", "tuned_at"]
-
-
-def _quantiles(counts: np.ndarray) -> dict[str, float]:
-    points = np.quantile(counts, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]) if len(counts) else [0] * 6
-    return dict(zip(["min", "p25", "median", "p75", "p90", "max"], map(float, points), strict=True))
 
 
 @dg.asset(
@@ -72,30 +70,18 @@ def rating_matrix(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Materia
         feedback = resolve_feedback(con, settings.feedback)
         with transaction(con):
             update_indexes(con, feedback)
-        matrix = load_matrix(con, feedback)
-    values = matrix.values
-    n_users, n_items = values.shape
-    histogram = (
-        pd.Series(values.data).round(1).value_counts().sort_index().rename_axis("value")
-        if feedback == "explicit"
-        else pd.Series(np.log10(values.data).round())
-        .value_counts()
-        .sort_index()
-        .rename_axis("log10(plays)")
-    )
+        shape = summary(con, feedback)
     return dg.MaterializeResult(
         metadata={
             "feedback": feedback,
-            "users": n_users,
-            "artists": n_items,
-            "interactions": int(values.nnz),
-            "density": float(values.nnz / max(n_users * n_items, 1)),
-            "dagster/row_count": int(values.nnz),
-            "histogram": frame_table(histogram.rename("count").reset_index()),
-            "interactions_per_user": dg.MetadataValue.json(_quantiles(np.diff(values.indptr))),
-            "interactions_per_artist": dg.MetadataValue.json(
-                _quantiles(np.bincount(values.indices, minlength=n_items))
-            ),
+            "users": shape.users,
+            "artists": shape.artists,
+            "interactions": shape.interactions,
+            "density": float(shape.interactions / max(shape.users * shape.artists, 1)),
+            "dagster/row_count": shape.interactions,
+            "histogram": frame_table(shape.histogram),
+            "interactions_per_user": dg.MetadataValue.json(shape.per_user),
+            "interactions_per_artist": dg.MetadataValue.json(shape.per_artist),
         }
     )
 
@@ -108,33 +94,78 @@ def rating_matrix(duckdb: DuckDBResource, settings: ModelSettings) -> dg.Materia
     "with fewer than 5 keep all in train), stored as `evaluation_split(user_id, artist_id, "
     "part)` so every model and baseline is scored on the same rows.",
 )
-def evaluation_split(duckdb: DuckDBResource, settings: ModelSettings) -> dg.MaterializeResult:
+def evaluation_split(
+    duckdb: DuckDBResource, settings: ModelSettings, spark: SparkResource, home: MusicrecHome
+) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         feedback = resolve_feedback(con, settings.feedback)
-        matrix = load_matrix(con, feedback)
-        split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)
-        rows = save_split(con, split.train, split.test)
+        if settings.backend == Backend.spark:
+            with spark.workspace(home.layout.spark) as (session, workdir):
+                exported = export_interactions(con, feedback, workdir / "interactions")
+                split = hold_out(
+                    session.read.parquet(exported.as_uri()), settings.test_share, seed=settings.seed
+                )
+                dropped = split.counts()["dropped"]
+                written = workdir / "split"
+                split.frame.select("user_idx", "item_idx", "part").write.parquet(written.as_uri())
+                rows = publish_split(con, written)
+        else:
+            matrix = load_matrix(con, feedback)
+            split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)
+            dropped = split.dropped
+            rows = save_split(con, split.train, split.test)
+            del matrix, split
         table = table_metadata(con, "evaluation_split", rows)
+        parts = split_counts(con)
     return dg.MaterializeResult(
         metadata={
             **table,
-            "train_rows": int(split.train.nnz),
-            "test_rows": int(split.test.nnz),
-            "dropped_test_rows_unseen_in_train": int(split.dropped),
-            "users_with_test_rows": int((np.diff(split.test.indptr) > 0).sum()),
+            "train_rows": parts["train"],
+            "test_rows": parts["test"],
+            "dropped_test_rows_unseen_in_train": int(dropped),
+            "users_with_test_rows": parts["users_with_test_rows"],
         }
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _SparkData:
+    """What a Spark step works on: its session, its folder, the interactions it reads (by
+    part of the evaluation split, None for all) and the matrix's shape."""
+
+    session: Any
+    workdir: Path
+    parts: dict[str | None, Any]
+    shape: tuple[int, int]
+
+
 @contextmanager
-def _fitter(settings: ModelSettings, spark: SparkResource, home: MusicrecHome):
-    """The configured backend's fitter of either objective (``params.feedback``), with its
-    Spark session open while it is in use."""
-    if settings.backend == Backend.local:
-        yield fit_local
+def _backend(
+    settings: ModelSettings,
+    spark: SparkResource,
+    home: MusicrecHome,
+    duckdb: DuckDBResource,
+    feedback: str,
+    parts: list[str | None],
+):
+    """For ``backend: spark``, a :class:`_SparkData` with ``parts`` exported as Parquet for
+    Spark to read (the warehouse connection is closed again before Spark works); None for the
+    local backend."""
+    if settings.backend != Backend.spark:
+        yield None
         return
-    with spark.session() as session:
-        yield spark_fitter(session, home.layout.spark)
+    with spark.workspace(home.layout.spark) as (session, workdir):
+        with duckdb.get_connection() as con:
+            folders = {
+                part: export_interactions(con, feedback, workdir / (part or "all"), part)
+                for part in parts
+            }
+            shape = (
+                scalar(con, "SELECT count(*) FROM user_index"),
+                scalar(con, "SELECT count(*) FROM artist_index"),
+            )
+        frames = {part: session.read.parquet(folder.as_uri()) for part, folder in folders.items()}
+        yield _SparkData(session, workdir, frames, shape)
 
 
 def _describe(params: TrainingParams | NeighbourParams) -> str:
@@ -155,18 +186,24 @@ def _mlflow_links(experiment_id: str, run_id: str) -> dict:
 
 
 def _searches(
-    feedback: Feedback, settings: ModelSettings, item_knn: bool
+    feedback: Feedback, settings: ModelSettings, item_knn: bool, users_per_interaction: float
 ) -> dict[str, tuple[TrainingParams | NeighbourParams, list[dict]]]:
-    """What tuning searches, by model: (fixed settings, candidates)."""
+    """What tuning searches, by model: (fixed settings, candidates). On Spark the default λ of
+    the ranking model (implicit's plain λ) become Spark's row-scaled λ of the same strength;
+    a grid the settings give is taken as it is."""
+    overrides = settings.ranking_grid_overrides(feedback)
+    ranking = tuning.ranking_candidates(feedback, overrides)
+    if settings.backend == Backend.spark and not overrides["regularization"]:
+        ranking = tuning.as_row_scaled(ranking, users_per_interaction)
     searches = {
         "ranking": (
             ranking_base_params(feedback, settings.iterations, settings.seed, settings.backend),
-            tuning.ranking_candidates(feedback, settings.ranking_grid_overrides(feedback)),
+            ranking,
         )
     }
     if feedback == "explicit":
         searches["rating"] = (
-            base_params(feedback, settings.backend, settings.iterations, settings.seed),
+            base_params(feedback, settings.iterations, settings.seed),
             tuning.candidates(feedback, settings.grid_overrides()),
         )
     if item_knn:
@@ -195,10 +232,20 @@ def als_tuning(
     spark: SparkResource,
     home: MusicrecHome,
 ) -> dg.MaterializeResult:
+    on_spark = settings.backend == Backend.spark
     with duckdb.get_connection() as con:
         feedback = resolve_feedback(con, settings.feedback)
-        train, _ = load_split(con, feedback)
-    searches = _searches(feedback, settings, item_knn=item_knn_fits(train))
+        # Spark reads the training part from Parquet; the local backend holds it as a matrix
+        train = None if on_spark else load_split(con, feedback)[0]
+        # item-kNN's scores are dense users × items: a local baseline only
+        parts = split_counts(con)
+        users_per_interaction = parts["users_with_train_rows"] / max(parts["train"], 1)
+    searches = _searches(
+        feedback,
+        settings,
+        item_knn=not on_spark and item_knn_fits(train),
+        users_per_interaction=users_per_interaction,
+    )
     n_trials = sum(len(candidates) for _, candidates in searches.values())
 
     started = time.perf_counter()
@@ -208,7 +255,7 @@ def als_tuning(
         runs.tuning_run(
             experiment_id, feedback, settings.backend, settings.n_folds, n_trials
         ) as parent,
-        _fitter(settings, spark, home) as fit,
+        _backend(settings, spark, home, duckdb, feedback, parts=["train"]) as backend,
     ):
         log_trial = runs.TrialLog()  # after Spark started: a trial's run spans only the trial
         for model, (base, candidates) in searches.items():
@@ -221,17 +268,31 @@ def als_tuning(
                 )
                 log_trial(model, index, params, fold_metrics, mean_metrics)
 
-            results[model] = tuning.cross_validate(
-                train,
-                base,
-                candidates,
-                n_folds=settings.n_folds,
-                seed=settings.seed,
-                on_trial=on_trial,
-                fit=fit_item_knn if model == "item_knn" else fit,
-                max_ranked_users=settings.ranked_users,
-                data_feedback=feedback,
-            )
+            search = {
+                "n_folds": settings.n_folds,
+                "seed": settings.seed,
+                "on_trial": on_trial,
+                "max_ranked_users": settings.ranked_users,
+                "data_feedback": feedback,
+            }
+            if on_spark:
+                results[model] = cross_validate_spark(
+                    backend.session,
+                    backend.parts["train"],
+                    backend.shape,
+                    base,
+                    candidates,
+                    backend.workdir / model,
+                    **search,
+                )
+            else:
+                results[model] = tuning.cross_validate(
+                    train,
+                    base,
+                    candidates,
+                    fit=fit_item_knn if model == "item_knn" else fit_local,
+                    **search,
+                )
         run_id = parent.info.run_id
         trials = tuning.trials_frame(
             results, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
@@ -371,44 +432,83 @@ def als_model(
     with duckdb.get_connection() as con:
         chosen = model_tables.chosen_params(con)
         feedback = chosen.feedback
-        train, test = load_split(con, feedback)
         ids = load_ids(con)
         artist_names = model_tables.artist_names(con)
-    with _fitter(settings, spark, home) as fit:
-        report = promotion.evaluate_candidate(
-            fit,
-            chosen,
-            train,
-            test,
-            ids,
-            registry.champion(MlflowClient()),
-            max_ranked_users=settings.ranked_users,
-            seed=settings.seed,
-        )
-        sizes = {
-            "train_rows": train.nnz,
-            "test_rows": test.nnz,
-            "ranked_users": report.ranked_users,
-        }
-        # one copy of the interactions at a time: the split goes before all data comes
-        del train, test
+        sizes = split_counts(con)
+    champion = registry.champion(MlflowClient())
+    roles = {"ranking": chosen.ranking, "rating": chosen.rating}
+    with tempfile.TemporaryDirectory() as scratch:
+        seen = Path(scratch, "seen.npz")
+        if settings.backend == Backend.spark:
+            with _backend(
+                settings, spark, home, duckdb, feedback, parts=["train", "test", None]
+            ) as data:
+                report = evaluate_spark_candidate(
+                    data.session,
+                    chosen,
+                    data.parts["train"],
+                    data.parts["test"],
+                    ids,
+                    champion,
+                    data.workdir / "evaluation",
+                    max_ranked_users=settings.ranked_users,
+                    seed=settings.seed,
+                )
+                serving_model = ModelPair(
+                    **{
+                        role: fit_spark_frame(
+                            data.session,
+                            data.parts[None],
+                            params,
+                            data.workdir / role,
+                            *data.shape,
+                        ).to_factor_model()
+                        for role, params in roles.items()
+                        if params is not None
+                    }
+                ).with_ids(*ids)
+        else:
+            with duckdb.get_connection() as con:
+                train, test = load_split(con, feedback)
+            report = promotion.evaluate_candidate(
+                fit_local,
+                chosen,
+                train,
+                test,
+                ids,
+                champion,
+                max_ranked_users=settings.ranked_users,
+                seed=settings.seed,
+            )
+            # one copy of the interactions at a time: the split goes before all data comes
+            del train, test
+            with duckdb.get_connection() as con:
+                interactions = load_matrix(con, feedback).values
+            serving_model = ModelPair(
+                **{
+                    role: fit_local(interactions, params)
+                    for role, params in roles.items()
+                    if params is not None
+                }
+            ).with_ids(*ids)
+            del interactions
         with duckdb.get_connection() as con:
-            interactions = load_matrix(con, feedback).values
-        serving_model = ModelPair(
-            fit(interactions, chosen.ranking),
-            None if chosen.rating is None else fit(interactions, chosen.rating),
-        ).with_ids(*ids)
-
-    run = runs.log_training(
-        mlflow_tracking.experiment_id,
-        report,
-        serving_model,
-        interactions,
-        artist_names,
-        backend=settings.backend,
-        sizes=sizes,
-        warehouse=home.layout.warehouse,
-    )
+            n_interactions = write_seen_npz(con, feedback, seen)
+        run = runs.log_training(
+            mlflow_tracking.experiment_id,
+            report,
+            serving_model,
+            seen,
+            n_interactions,
+            artist_names,
+            backend=settings.backend,
+            sizes={
+                "train_rows": sizes["train"],
+                "test_rows": sizes["test"],
+                "ranked_users": report.ranked_users,
+            },
+            warehouse=home.layout.warehouse,
+        )
     version = run.logged.version
     context.log.info(
         f"registered {registry.REGISTERED_MODEL} v{version} as {run.alias}: {report.reason}"

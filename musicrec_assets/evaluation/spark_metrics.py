@@ -1,0 +1,196 @@
+"""The metrics of :func:`musicrec_assets.evaluation.metrics.evaluate` on Spark frames, for a
+model stored as :class:`~musicrec_assets.model.spark_factors.SparkFactors`.
+
+Same keys, same definitions (see :mod:`musicrec_assets.evaluation.metrics`). Each ranked user's
+training and held-out items travel to the executors grouped per user, in blocks, with the
+user's stored factors; each task reads the item vectors from the model folder, ranks its block
+with the kernel of :mod:`musicrec_assets.serving.spark_topn` (the lists the tables publish)
+and scores it with :func:`~musicrec_assets.evaluation.metrics.stats_of_lists`; Spark averages
+the per-user rows. Only the averages reach the driver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from musicrec_assets.evaluation.metrics import liked_items, stats_of_lists
+from musicrec_assets.model.factors import Feedback
+from musicrec_assets.serving.spark_topn import (
+    block_matrix,
+    block_vectors,
+    predict_frame,
+    rank_block,
+    stored_factors,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from musicrec_assets.model.spark_factors import SparkFactors
+
+_PER_USER = (
+    "user_idx int, hits long, n_relevant long, ndcg double, ap double, ndcg_liked double, "
+    "top_items array<int>"
+)
+
+
+def ranked_users_frame(test: DataFrame, max_users: int, seed: int) -> DataFrame:
+    """``user_idx`` of the users to rank: all with held-out rows when there are at most
+    ``max_users`` of them (or ``max_users`` is 0), else the ``max_users`` first in a seeded hash
+    order, a uniform sample (not :func:`~musicrec_assets.evaluation.metrics.ranked_users`'
+    one). Pass the same frame to every model compared."""
+    from pyspark.sql import functions as F
+
+    users = test.select("user_idx").distinct()
+    if max_users <= 0:
+        return users
+    order = F.xxhash64(F.lit(seed), F.col("user_idx"))
+    return users.orderBy(order, "user_idx").limit(max_users)
+
+
+def evaluate_spark(
+    model: SparkFactors,
+    train: DataFrame,
+    test: DataFrame,
+    feedback: Feedback,
+    k: int = 10,
+    ranked: DataFrame | None = None,
+) -> dict[str, float]:
+    """All metrics of a stored model on held-out frames, as
+    :func:`~musicrec_assets.evaluation.metrics.evaluate` computes them on matrices.
+
+    Parameters
+    ----------
+    model : SparkFactors
+        Scored through both sides' ``vectors``; a rating model (``params.feedback ==
+        "explicit"``) on ratings adds the rating errors.
+    train, test : DataFrame
+        ``user_idx, item_idx, value`` training and held-out interactions (ratings or plays),
+        one row per pair.
+    feedback : "explicit" or "implicit"
+        What the frames hold; ratings add ``ndcg_liked_at_{k}``.
+    k : int
+        Length of the ranked list.
+    ranked : DataFrame, optional
+        ``user_idx`` of the users the ranking metrics average over (e.g.
+        :func:`ranked_users_frame`); default all with held-out rows. Rating errors always cover
+        every held-out row.
+
+    Returns
+    -------
+    dict
+        The keys of ``evaluate``: "rmse", "mse", "mae" (ratings and a rating model only),
+        "precision_at_{k}", "recall_at_{k}", "ndcg_at_{k}", "map_at_{k}",
+        "ndcg_liked_at_{k}" (ratings only), "coverage_at_{k}".
+    """
+    from pyspark.sql import functions as F
+
+    metrics: dict[str, float] = {}
+    if feedback == "explicit" and model.params.feedback == "explicit":
+        error = F.col("value").cast("double") - F.col("prediction")
+        squared, absolute = (
+            predict_frame(model, test.select("user_idx", "item_idx", "value"))
+            .agg(F.avg(error * error), F.avg(F.abs(error)))
+            .first()
+        )
+        metrics.update(
+            rmse=math.sqrt(_number(squared)), mse=_number(squared), mae=_number(absolute)
+        )
+
+    per_user = _per_user_stats(model, train, test, feedback, k, ranked).persist()
+    try:
+        liked = F.col("ndcg_liked")
+        means = per_user.agg(
+            F.avg(F.col("hits") / k),
+            F.avg(F.col("hits") / F.col("n_relevant")),
+            F.avg("ndcg"),
+            F.avg("ap"),
+            F.avg(F.when(~F.isnan(liked), liked)),
+        ).first()
+        covered = (
+            per_user.select(F.explode("top_items").alias("item"))
+            .where(F.col("item") >= 0)
+            .agg(F.countDistinct("item"))
+            .first()[0]
+        )
+    finally:
+        per_user.unpersist()
+    for name, value in zip(("precision", "recall", "ndcg", "map"), means[:4], strict=True):
+        metrics[f"{name}_at_{k}"] = _number(value)
+    if feedback == "explicit":
+        metrics[f"ndcg_liked_at_{k}"] = _number(means[4])
+    metrics[f"coverage_at_{k}"] = covered / model.n_items if model.n_items else 0.0
+    return metrics
+
+
+def _per_user_stats(
+    model: SparkFactors,
+    train: DataFrame,
+    test: DataFrame,
+    feedback: Feedback,
+    k: int,
+    ranked: DataFrame | None,
+) -> DataFrame:
+    """One row per ranked user with held-out rows (:data:`_PER_USER`): the user's list and its
+    stats, ``ndcg_liked`` NaN for a user without liked items (or not on ratings)."""
+    from pyspark.sql import functions as F
+
+    def split_pairs(frame: DataFrame, name: str) -> DataFrame:
+        # one list of (item, value) structs, split after: two collect_lists need not agree
+        pairs = F.collect_list(F.struct("item_idx", "value")).alias("pairs")
+        return (
+            frame.groupBy("user_idx")
+            .agg(pairs)
+            .select(
+                "user_idx",
+                F.transform("pairs", lambda pair: pair["item_idx"]).alias(f"{name}_items"),
+                F.transform("pairs", lambda pair: pair["value"]).alias(f"{name}_values"),
+            )
+        )
+
+    relevant = split_pairs(test, "test")
+    if ranked is not None:
+        relevant = relevant.join(ranked.select("user_idx"), "user_idx", "left_semi")
+    factors = stored_factors(model, "users", test).withColumnRenamed("idx", "user_idx")
+    blocks = relevant.join(factors, "user_idx", "left").join(
+        split_pairs(train, "train"), "user_idx", "left"
+    )
+    n_items = model.n_items
+    top = min(k, n_items)
+
+    def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        items = model.vectors("items")
+        for block in batches:
+            rows = np.arange(len(block))
+            seen = block_matrix(block["train_items"], None, n_items)
+            index, _ = rank_block(block_vectors(model, "users", block), items, seen, top)
+            test_block = block_matrix(block["test_items"], block["test_values"], n_items)
+            stats = stats_of_lists(rows, index, test_block, k)
+            ndcg_liked = np.full(len(block), np.nan)
+            if feedback == "explicit":
+                train_block = block_matrix(block["train_items"], block["train_values"], n_items)
+                liked = stats_of_lists(rows, index, liked_items(train_block, test_block), k)
+                ndcg_liked[liked.users] = liked.ndcg
+            yield pd.DataFrame(
+                {
+                    "user_idx": block["user_idx"].to_numpy(np.int32),
+                    "hits": stats.hits,
+                    "n_relevant": stats.n_relevant,
+                    "ndcg": stats.ndcg,
+                    "ap": stats.average_precision,
+                    "ndcg_liked": ndcg_liked,
+                    "top_items": list(index),
+                }
+            )
+
+    return blocks.mapInPandas(score_partition, _PER_USER)
+
+
+def _number(value: float | None) -> float:
+    """An aggregate as a float, NaN for the average of nothing (as numpy's mean of nothing)."""
+    return float("nan") if value is None else float(value)

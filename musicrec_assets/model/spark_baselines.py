@@ -1,0 +1,189 @@
+"""The baselines of :mod:`musicrec_assets.model.baselines` fitted on a Spark interaction frame
+and written as :class:`~musicrec_assets.model.spark_factors.SparkFactors` folders by Spark's
+own writers, so that no interaction and no factor passes through the driver (only μ does).
+
+The models are the local ones to float rounding: the same factors, biases and params. Item-kNN
+has no Spark version: its scores are dense users × items, a local-only baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from musicrec_assets.model.factors import Feedback, TrainingParams
+from musicrec_assets.model.spark_factors import Side, SparkFactors
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+# fit_bias_model's defaults
+_BIAS_REGULARIZATION = 10.0
+_BIAS_ITERATIONS = 5
+
+
+def fit_spark_baselines(
+    train: DataFrame, feedback: Feedback, folder: Path, n_users: int, n_items: int
+) -> dict[str, SparkFactors]:
+    """Every Spark baseline that applies to the feedback kind, by name: "global_mean" and
+    "bias" for ratings, "most_popular" for both, as
+    :func:`~musicrec_assets.model.baselines.fit_baselines` without item-kNN.
+
+    Parameters
+    ----------
+    train : DataFrame
+        ``user_idx INT, item_idx INT, value FLOAT`` training interactions, one row per pair.
+    feedback : "explicit" or "implicit"
+        What ``value`` holds, ratings or play counts.
+    folder : Path
+        Each model is written to ``folder/<name>/``; on a cluster, storage every executor sees.
+    n_users, n_items : int
+        The matrix's shape: every user and item gets a row, as the local models have.
+    """
+    folder = Path(folder)
+    models = {"most_popular": _fit_most_popular(train, folder / "most_popular", n_users, n_items)}
+    if feedback == "explicit":
+        models = {
+            "global_mean": _fit_global_mean(train, folder / "global_mean", n_users, n_items),
+            "bias": _fit_bias_model(train, folder / "bias", n_users, n_items),
+            **models,
+        }
+    for model in models.values():
+        model.folder.mkdir(parents=True, exist_ok=True)
+        model.write_meta()
+    return models
+
+
+def _fit_most_popular(train: DataFrame, folder: Path, n_users: int, n_items: int) -> SparkFactors:
+    """x_u = 1, y_i = the number of training users of item i."""
+    from pyspark.sql import functions as F
+
+    popularity = train.groupBy("item_idx").agg(F.count(F.lit(1)).alias("popularity"))
+    model = SparkFactors(
+        folder=folder,
+        params=TrainingParams(feedback="implicit", rank=1, regularization=0.0, iterations=0),
+        global_mean=0.0,
+        has_biases=False,
+        n_users=n_users,
+        n_items=n_items,
+    )
+    _write_side(train, model, "users", "user_idx", factors=F.array(F.lit(1.0)))
+    factors = F.array(F.coalesce(F.col("popularity"), F.lit(0)))
+    _write_side(train, model, "items", "item_idx", popularity, factors)
+    return model
+
+
+def _fit_global_mean(train: DataFrame, folder: Path, n_users: int, n_items: int) -> SparkFactors:
+    """Rank 0, zero biases: μ for every pair."""
+    model = SparkFactors(
+        folder=folder,
+        params=TrainingParams(feedback="explicit", rank=0, regularization=0.0, iterations=0),
+        global_mean=_mean(train),
+        has_biases=True,
+        n_users=n_users,
+        n_items=n_items,
+    )
+    _write_side(train, model, "users", "user_idx")
+    _write_side(train, model, "items", "item_idx")
+    return model
+
+
+def _fit_bias_model(train: DataFrame, folder: Path, n_users: int, n_items: int) -> SparkFactors:
+    """μ + b_u + b_i by the updates of rank-0 explicit ALS with a plain λ (``fit_bias_model``):
+    from zero biases, each pass sets ``b_u = Σ_i (r_ui − μ − b_i) / (n_u + λ)``, then the same
+    for items from the new user biases; a row without ratings keeps 0."""
+    from pyspark.sql import functions as F
+
+    params = TrainingParams(
+        feedback="explicit",
+        rank=0,
+        regularization=_BIAS_REGULARIZATION,
+        iterations=_BIAS_ITERATIONS,
+        weighted_regularization=False,
+        use_biases=True,
+    )
+    mean = _mean(train)
+    ratings = train.select("user_idx", "item_idx", F.col("value").cast("double").alias("value"))
+    # a copy partitioned like each side's biases: a half-step's join then shuffles nothing, only
+    # its per-row sums do
+    by_user = ratings.repartition("user_idx").cache()
+    by_item = ratings.repartition("item_idx").cache()
+    user_bias = item_bias = None
+    # each pass reads the last; cached, the next pass and both writes do not refit them all
+    fitted = [by_user, by_item]
+    for _ in range(params.iterations):
+        user_bias = _damped_means(by_item, item_bias, "user_idx", "item_idx", mean, params)
+        item_bias = _damped_means(by_user, user_bias, "item_idx", "user_idx", mean, params)
+        fitted += [user_bias.cache(), item_bias.cache()]
+    model = SparkFactors(
+        folder=folder,
+        params=params,
+        global_mean=mean,
+        has_biases=True,
+        n_users=n_users,
+        n_items=n_items,
+    )
+    _write_side(train, model, "users", "user_idx", user_bias)
+    _write_side(train, model, "items", "item_idx", item_bias)
+    for frame in fitted:
+        frame.unpersist()
+    return model
+
+
+def _damped_means(
+    ratings: DataFrame,
+    other_bias: DataFrame | None,
+    key: str,
+    other: str,
+    mean: float,
+    params: TrainingParams,
+) -> DataFrame:
+    """``key, bias``: Σ (r − μ − b_other) / (n + λ) over each row's ratings, in float64 as
+    ``fit_explicit_als`` solves them."""
+    from pyspark.sql import functions as F
+
+    if other_bias is None:
+        residual = F.col("value") - mean
+    else:
+        ratings = ratings.join(other_bias.withColumnRenamed("bias", "other_bias"), other, "left")
+        residual = F.col("value") - mean - F.coalesce(F.col("other_bias"), F.lit(0.0))
+    return (
+        ratings.groupBy(key)
+        .agg(F.sum(residual).alias("total"), F.count(F.lit(1)).alias("n"))
+        .select(key, (F.col("total") / (F.col("n") + params.regularization)).alias("bias"))
+    )
+
+
+def _mean(train: DataFrame) -> float:
+    """μ, the mean training value (0 without any, as ``fit_explicit_als`` has it)."""
+    from pyspark.sql import functions as F
+
+    mean = train.agg(F.avg(F.col("value").cast("double"))).first()[0]
+    return 0.0 if mean is None else float(mean)
+
+
+def _write_side(
+    train: DataFrame,
+    model: SparkFactors,
+    side: Side,
+    key: str,
+    values: DataFrame | None = None,
+    factors: Column | None = None,
+) -> None:
+    """Write one side of ``model``, a row per index up to the side's count: ``factors`` (a
+    column over ``values``' columns; default empty, rank 0) and ``values``' ``bias`` if it has
+    one (else 0; 0 too for an index ``values`` lacks)."""
+    from pyspark.sql import functions as F
+
+    rows = train.sparkSession.range(model.count(side)).select(F.col("id").cast("int").alias(key))
+    bias = F.lit(0.0)
+    if values is not None:
+        rows = rows.join(values, key, "left")
+        if "bias" in values.columns:
+            bias = F.coalesce(F.col("bias"), bias)
+    factors = F.array() if factors is None else factors
+    rows.select(
+        F.col(key).alias("idx"),
+        factors.cast("array<float>").alias("factors"),
+        bias.cast("float").alias("bias"),
+    ).write.mode("overwrite").parquet(Path(model.folder, side).absolute().as_uri())

@@ -1,0 +1,66 @@
+"""The rows of the recommendation tables computed by Spark (``backend: spark``), by index: the
+tables of :mod:`musicrec_assets.serving.tables`, which the warehouse names with ids when it
+loads them (:func:`musicrec_assets.warehouse.exchange.publish_top_n`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.spark_factors import SparkFactors, write_factor_model
+from musicrec_assets.serving.spark_topn import (
+    predict_frame,
+    similar_items_frame,
+    top_n_items_frame,
+    top_n_users_frame,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def stored_models(models: ModelPair, folder: Path) -> dict[str, SparkFactors]:
+    """The champion's models by role, written where executors read them."""
+    return {
+        role: write_factor_model(model, folder / role) for role, model in models.models().items()
+    }
+
+
+def _known(spark: SparkSession, seen: DataFrame, models: dict[str, SparkFactors]):
+    """The model's users and items, and the interactions between them (the index maps only
+    grow, so rows past the model's are ids that came after it was trained)."""
+    ranking = models["ranking"]
+    users = spark.range(ranking.n_users).selectExpr("CAST(id AS INT) AS user_idx")
+    items = spark.range(ranking.n_items).selectExpr("CAST(id AS INT) AS item_idx")
+    pairs = seen.where(f"user_idx < {ranking.n_users} AND item_idx < {ranking.n_items}").select(
+        "user_idx", "item_idx"
+    )
+    return users, items, pairs
+
+
+def user_recommendations(
+    spark: SparkSession, models: dict[str, SparkFactors], seen: DataFrame, n: int
+) -> DataFrame:
+    """``(user_idx, rank, item_idx, score, predicted_rating)``: each user's top ``n`` unseen
+    artists by the ranking model, the rating model's prediction beside (NULL without one)."""
+    users, _, pairs = _known(spark, seen, models)
+    top = top_n_items_frame(models["ranking"], users, pairs, n)
+    if "rating" not in models:
+        return top.selectExpr("*", "CAST(NULL AS DOUBLE) AS predicted_rating")
+    return predict_frame(models["rating"], top).withColumnRenamed("prediction", "predicted_rating")
+
+
+def artist_top_users(
+    spark: SparkSession, models: dict[str, SparkFactors], seen: DataFrame, n: int
+) -> DataFrame:
+    """``(item_idx, rank, user_idx, score)``: each artist's top ``n`` users by the ranking
+    model, its listeners left out."""
+    _, items, pairs = _known(spark, seen, models)
+    return top_n_users_frame(models["ranking"], items, pairs, n)
+
+
+def similar_artists(models: dict[str, SparkFactors], n: int) -> DataFrame:
+    """``(item_idx, rank, similar_idx, similarity)`` by the cosine of the ranking model's
+    artist factors."""
+    return similar_items_frame(models["ranking"], n)

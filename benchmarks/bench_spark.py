@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def main() -> None:
             counts = generate_lastfm360k_shape(landing, scale=scale, seed=0)
             for backend in args.backends.split(","):
                 home = Path(tmp, backend)
-                subprocess.run(["cp", "-r", str(landing), str(Home(home).landing)], check=True)
+                shutil.copytree(landing, Home(home).landing)
                 result = run_graph(home, backend, args.timeout)
                 print(f"{multiple:g}× {backend}: {result}", flush=True)
                 if result["exit"] != 0:

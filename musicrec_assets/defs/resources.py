@@ -95,7 +95,10 @@ class ModelSettings(dg.ConfigurableResource):
     n_folds: int = Field(default=3, ge=2)
     test_share: float = Field(default=0.2, gt=0.0, lt=1.0)
     backend: Backend = Field(
-        default=Backend.local, description="who fits ALS in tuning and training"
+        default=Backend.local,
+        description="where the evaluation split, tuning, training, scoring and the serving "
+        "tables are computed: local (in this process) or spark (on the `spark` resource's "
+        "master, over Parquet the driver never loads)",
     )
     top_n: int = Field(default=10, ge=1)
     ranked_users: int = Field(

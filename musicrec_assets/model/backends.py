@@ -6,6 +6,7 @@ and the fixed settings tuning starts from on either."""
 from __future__ import annotations
 
 from enum import StrEnum
+
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.explicit_als import fit_explicit_als
@@ -17,6 +18,7 @@ from musicrec_assets.model.factors import (
     TrainingParams,
 )
 from musicrec_assets.model.implicit_als import fit_implicit_als
+
 
 # member names equal their values, so run config says `backend: spark`
 class Backend(StrEnum):

@@ -61,9 +61,11 @@ _BOOKKEEPING = ["cv_metrics", "params", "mlflow_run_id", "tuned_at"]
 @dg.asset(
     **_COMMON,
     deps=[ratings],
-    kinds={"duckdb", "scipy"},
-    description="The users × artists matrix (ratings or play counts) and the stable id ↔ "
-    "index maps `user_index` and `artist_index` it is built with.",
+    kinds={"duckdb"},
+    description="The users × artists matrix (ratings or play counts): the stable id ↔ index "
+    "maps `user_index` and `artist_index` it is built with, and its shape, density and "
+    "histogram (computed in SQL; each training step builds the matrix from the maps, as scipy "
+    "locally, as Parquet for Spark).",
 )
 def rating_matrix(duckdb: DuckDBResource, settings: ModelSettings) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:

@@ -104,13 +104,14 @@ def evaluation_split(
         if settings.backend == Backend.spark:
             with spark.workspace(home.layout.spark) as (session, workdir):
                 exported = export_interactions(con, feedback, workdir / "interactions")
-                split = hold_out(
-                    session.read.parquet(exported.as_uri()), settings.test_share, seed=settings.seed
-                )
-                dropped = split.counts()["dropped"]
+                interactions = session.read.parquet(exported.as_uri())
+                split = hold_out(interactions, settings.test_share, seed=settings.seed)
                 written = workdir / "split"
                 split.frame.select("user_idx", "item_idx", "part").write.parquet(written.as_uri())
                 rows = publish_split(con, written)
+                # what the split left out is the cold held-out rows: counted from Parquet's
+                # footers, not by a second pass of Spark over the hashes and windows
+                dropped = interactions.count() - rows
         else:
             matrix = load_matrix(con, feedback)
             split = train_test_split(matrix.values, settings.test_share, seed=settings.seed)

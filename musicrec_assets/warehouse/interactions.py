@@ -17,9 +17,9 @@ import pyarrow as pa
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import Feedback
+from musicrec_assets.warehouse import feedback_kind
+from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
 from musicrec_assets.warehouse.tables import publish_table, scalar
-
-VALUE_COLUMN = {"explicit": "rating", "implicit": "plays"}
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS user_index (user_id VARCHAR NOT NULL, user_idx INTEGER NOT NULL);
@@ -36,17 +36,17 @@ class RatingMatrix:
 
 
 def resolve_feedback(con: duckdb.DuckDBPyConnection, requested: str) -> Feedback:
-    """``auto`` means explicit when any rating carries a ``rating``, else implicit.
+    """The home's kind of feedback (:mod:`~musicrec_assets.warehouse.feedback_kind`), which
+    ``auto`` takes and ``explicit`` or ``implicit`` decides on a home that has none (and is an
+    error on a home of the other kind); a home from before the kind was kept decides by its
+    stored ratings. No ratings at all: implicit, deciding nothing.
 
     ``requested`` may be a str enum (the settings' ``FeedbackSetting``): the result is a
     plain str either way, as Dagster's metadata and run storage accept only those."""
-    requested = str(requested)
-    if requested in ("explicit", "implicit"):
-        return requested
-    if requested != "auto":
-        raise ValueError(f"feedback must be auto, explicit or implicit, not {requested!r}")
-    has_ratings = scalar(con, "SELECT count(rating) > 0 FROM ratings")
-    return "explicit" if has_ratings else "implicit"
+    home = feedback_kind.settle(con, requested) or feedback_kind.decide_by_majority(
+        con, "ratings", "rating", "plays", "the stored ratings"
+    )
+    return home or "implicit"
 
 
 def update_indexes(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> None:

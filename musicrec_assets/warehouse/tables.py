@@ -14,6 +14,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from musicrec_assets.warehouse import feedback_kind
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id          VARCHAR NOT NULL,
@@ -75,6 +77,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the input tables where missing: once per ingest step, by the ingest asset
     (``ingest_file`` and ``retry_pending_ratings`` take the schema as given)."""
     con.execute(SCHEMA)
+    con.execute(feedback_kind.SCHEMA)
 
 
 # what a read-only connection may not do besides writing the database file, which read_only

@@ -52,15 +52,29 @@ def test_only_ids_with_a_value_of_the_feedback_kind_are_indexed(con):
     ]
 
 
-def test_resolve_feedback(con):
-    add_ratings(con, ("ann", "abba", None, 3))
+def test_the_kind_of_feedback_is_decided_once(con):
+    """A home from before the kind was kept decides by its stored ratings; then a stray rating
+    changes nothing, and a setting of the other kind is an error that says why."""
+    add_ratings(con, ("ann", "abba", None, 3), ("bob", "abba", None, 5))
     assert interactions.resolve_feedback(con, "auto") == "implicit"
-    add_ratings(con, ("bob", "abba", 4.5, None))
-    assert interactions.resolve_feedback(con, "auto") == "explicit"
+    add_ratings(con, ("bob", "blur", 4.5, None), ("zoe", "blur", 4.5, None))
+    assert interactions.resolve_feedback(con, "auto") == "implicit"
     assert interactions.resolve_feedback(con, "implicit") == "implicit"
-    assert interactions.resolve_feedback(con, "explicit") == "explicit"
+    with pytest.raises(ValueError, match="holds play counts .implicit, decided by the stored"):
+        interactions.resolve_feedback(con, "explicit")
     with pytest.raises(ValueError, match="auto, explicit or implicit"):
         interactions.resolve_feedback(con, "ratings")
+
+
+def test_a_setting_that_names_a_kind_decides_it(con):
+    add_ratings(con, ("ann", "abba", 4.0, 3))
+    assert interactions.resolve_feedback(con, "implicit") == "implicit"
+    assert interactions.resolve_feedback(con, "auto") == "implicit"
+
+
+def test_a_home_of_ratings_and_play_counts_alike_holds_ratings(con):
+    add_ratings(con, ("ann", "abba", 4.0, 3), ("bob", "abba", None, 5), ("bob", "air", 2.0, None))
+    assert interactions.resolve_feedback(con, "auto") == "explicit"
 
 
 def test_resolve_feedback_of_a_setting_enum_is_a_plain_str(con):

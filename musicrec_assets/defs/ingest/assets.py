@@ -7,8 +7,8 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from musicrec_assets.defs.metadata import frame_table, table_metadata
-from musicrec_assets.defs.resources import MusicrecHome
-from musicrec_assets.warehouse import ingest, landing
+from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
+from musicrec_assets.warehouse import feedback_kind, ingest, landing
 from musicrec_assets.warehouse.tables import ensure_schema, scalar
 
 PREVIEW_ROWS = 5
@@ -16,13 +16,19 @@ RAW_SHOWN = 200  # characters of a rejected record's raw text (the table has all
 
 
 def _ingest_kind(
-    context: dg.AssetExecutionContext, kind: str, home: MusicrecHome, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    kind: str,
+    home: MusicrecHome,
+    duckdb: DuckDBResource,
+    feedback: str = "auto",
 ) -> dg.MaterializeResult:
     files = [f for f in landing.scan(home.layout.landing) if f.kind == kind]
     reports: list[ingest.IngestReport] = []
     failures: list[ingest.IngestReport] = []
     with duckdb.get_connection() as con:
         ensure_schema(con)
+        if kind == "ratings":
+            feedback_kind.settle(con, feedback)
         retried = ingest.retry_pending_ratings(con) if kind == "ratings" else 0
         if retried:
             context.log.info(f"{retried} ratings waiting for their user or artist now accepted")
@@ -101,11 +107,16 @@ def artists(
     **_COMMON,
     deps=[users, artists],
     description=(
-        "User→artist ratings and/or play counts from `landing/ratings/`; the newest rating "
-        "of a pair wins. Ratings that waited for an unknown user or artist are retried first."
+        "User→artist ratings or play counts from `landing/ratings/`, whichever the home holds "
+        "(the `feedback` setting, else the first ratings file decides, once); the newest "
+        "rating of a pair wins. Ratings that waited for an unknown user or artist are retried "
+        "first."
     ),
 )
 def ratings(
-    context: dg.AssetExecutionContext, home: MusicrecHome, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    home: MusicrecHome,
+    duckdb: DuckDBResource,
+    settings: ModelSettings,
 ) -> dg.MaterializeResult:
-    return _ingest_kind(context, "ratings", home, duckdb)
+    return _ingest_kind(context, "ratings", home, duckdb, settings.feedback)

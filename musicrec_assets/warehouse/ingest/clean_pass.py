@@ -8,8 +8,11 @@ from datetime import datetime
 
 import duckdb
 
+from musicrec_assets.warehouse import feedback_kind
+from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
 from musicrec_assets.warehouse.ingest import ledger
 from musicrec_assets.warehouse.ingest.fields import (
+    CONTROL_CHARACTER,
     FIELDS,
     KEYS,
     checked,
@@ -36,11 +39,13 @@ def insert(con, file: LandingFile, json_format: str, ingested_at: datetime) -> i
     rows, where they come back dictionary-encoded and each distinct id costs once:
 
     - an id that is not known (ratings);
+    - an id that holds a control character;
     - an id whose text is itself JSON: VARCHAR gives a string's content but any other
       value's JSON text, so ``1.5``, ``true`` or ``[1]`` may have been the wrong type. Only
       the general path, which reads ids as JSON, can tell; integers mean the same either way.
 
-    Keys repeated within the file are checked on the inserted rows too.
+    Keys repeated within the file are checked on the inserted rows too, and so is the kind of
+    feedback when these are the home's first ratings.
     """
     kind = file.kind
     keys = KEYS[kind]
@@ -65,9 +70,23 @@ def insert(con, file: LandingFile, json_format: str, ingested_at: datetime) -> i
     known_in = {"user_id": "users", "artist_id": "artists"}
     for key in keys:
         unknown = f"OR id NOT IN (SELECT id FROM {known_in[key]})" if key in known_in else ""
-        objections[f"a {key} may not be a string, or is not known"] = f"""
+        objections[f"a {key} may not be a string, holds a control character or is not known"] = f"""
             SELECT 1 FROM (SELECT DISTINCT {key} AS id FROM {new_rows})
-            WHERE (json_valid(id) AND NOT regexp_full_match(id, '-?[0-9]+')) {unknown}"""
+            WHERE (json_valid(id) AND NOT regexp_full_match(id, '-?[0-9]+'))
+               OR regexp_matches(id, '{CONTROL_CHARACTER}') {unknown}"""
+    if kind == "ratings" and feedback_kind.decided(con) is None:
+        # the home's first ratings: the checks could not know the kind, which these decide
+        # now, inside the transaction; a record of the other kind sends the file on
+        home = feedback_kind.decide_by_majority(
+            con,
+            new_rows,
+            "rating",
+            "plays",
+            f"the first ratings file, {file.relative_path}",
+            params,
+        )
+        value = VALUE_COLUMN[home]
+        objections[f"a rating without {value}"] = f"SELECT 1 FROM {new_rows} WHERE {value} IS NULL"
     for objection, query in objections.items():
         if scalar(con, f"SELECT EXISTS ({query})", params):
             raise NotClean(f"{file.relative_path}: {objection}")

@@ -7,6 +7,9 @@ accepted or rejected for the same reason whichever path it takes.
 
 from __future__ import annotations
 
+from musicrec_assets.warehouse import feedback_kind
+from musicrec_assets.warehouse.feedback_kind import HOME_KIND
+
 FIELDS = {
     "users": ("id", "first_name", "last_name"),
     "artists": ("id", "name"),
@@ -19,7 +22,17 @@ UNKNOWN_ARTIST = "unknown artist_id"
 DUPLICATE = "duplicate key within file"
 MALFORMED = "malformed JSON"
 NOT_AN_OBJECT = "not a JSON object"
+REPEATED_FIELD = "a field given twice in the record"
 NOT_FINITE_TIMESTAMP = "timestamp not finite"
+NOT_HALF_STARS = "rating not a multiple of 0.5"
+# the home's kind of feedback (:mod:`musicrec_assets.warehouse.feedback_kind`): a record
+# without that kind's value is rejected, whatever else it carries
+NO_RATING = "no rating: this home holds ratings (feedback explicit)"
+NO_PLAYS = "no plays: this home holds play counts (feedback implicit)"
+
+
+def control_character(name: str) -> str:
+    return f"control character in {name}"
 
 
 def _json_columns(kind: str, ids_as_text: bool) -> str:
@@ -49,15 +62,23 @@ _STARTS_AN_OBJECT = r"^[ \t\n\r]*\{"
 def parsed_text(kind: str, source: str, carried: str) -> str:
     """The records of ``source`` (their text ``raw``, and the ``problem`` that the text
     reader found, if any) as :func:`checked` takes them: the ``carried`` columns, the problem
-    (else that the text is not JSON, or not an object) and the fields as JSON."""
+    (else that the text is not JSON, or not an object, or gives one of the kind's fields
+    twice) and the fields as JSON."""
     # one parse for all the fields: a json_extract per field would parse the text each time
     paths = ", ".join(f"""'$."{name}"'""" for name in FIELDS[kind])
     fields = ", ".join(f'fields[{i}] AS "{name}"' for i, name in enumerate(FIELDS[kind], 1))
+    # json_extract takes the first of a repeated field and a JSON reader elsewhere the last:
+    # such a record means two things, so it is rejected (read_json refuses it too, which sends
+    # its file here). Other keys are never read, so they may repeat.
+    names = ", ".join(f"'{name}'" for name in FIELDS[kind])
+    own_keys = f"list_filter(json_keys(raw), lambda key: list_contains([{names}], key))"
     return f"""
         SELECT {carried},
                CASE WHEN problem IS NOT NULL THEN problem
                     WHEN NOT is_json THEN '{MALFORMED}'
                     WHEN NOT regexp_matches(raw, '{_STARTS_AN_OBJECT}') THEN '{NOT_AN_OBJECT}'
+                    WHEN len({own_keys}) > len(list_distinct({own_keys}))
+                        THEN '{REPEATED_FIELD}'
                END AS problem,
                {fields}
         FROM (SELECT *, CASE WHEN is_json THEN json_extract(raw, [{paths}]) END AS fields
@@ -80,6 +101,14 @@ def _number(column: str) -> str:
     return f"TRY_CAST({column}::VARCHAR AS DOUBLE)"
 
 
+def decide_feedback_kind(con, source: str, decided_by: str) -> str | None:
+    """Decide the home's kind of feedback by the ratings of ``source`` (records as
+    :func:`checked` takes them), if it has none yet."""
+    return feedback_kind.decide_by_majority(
+        con, source, _number('"rating"'), _number('"plays"'), decided_by
+    )
+
+
 def _identifier(column: str) -> str:
     """Ids are JSON strings, or integers taken as their decimal text."""
     text = f"{column}::VARCHAR"
@@ -92,17 +121,27 @@ def _identifier(column: str) -> str:
 _BLANK = r"[\s\v\x{85}\pZ]*"
 
 
-def _id_checks(name: str) -> list[str]:
+# C0, DEL and C1: a NUL cuts an id short in numpy's strings (two ids become one), and none of
+# them can be typed or shown; format characters (RTL marks, joiners) stay allowed
+CONTROL_CHARACTER = r"\p{Cc}"
+
+
+def _id_checks(name: str, clean_pass: bool = False) -> list[str]:
     # a regular expression, not trim(): trim copies every id. Only ids that start with a
     # control character, a space or a non-ASCII character pay for it.
     value = f"{name}_value"
     blank = (
         f"(ascii({value}) <= 32 OR ascii({value}) > 127) AND regexp_full_match({value}, '{_BLANK}')"
     )
-    return [
+    checks = [
         f"WHEN {name}_text IS NULL OR ({blank}) THEN 'missing or empty {name}'",
         f"WHEN {name}_value IS NULL THEN 'wrong type: {name} must be a string'",
     ]
+    if not clean_pass:  # which checks each distinct id once, after its insert
+        checks.append(
+            f"WHEN regexp_matches({value}, '{CONTROL_CHARACTER}') THEN '{control_character(name)}'"
+        )
+    return checks
 
 
 def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = False) -> str:
@@ -137,16 +176,20 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
                  ELSE TRY_CAST({_string("p.timestamp")} AS TIMESTAMPTZ)::TIMESTAMP
             END AS timestamp_value"""
         checks = [
-            *_id_checks("user_id"),
-            *_id_checks("artist_id"),
+            *_id_checks("user_id", clean_pass),
+            *_id_checks("artist_id", clean_pass),
             "WHEN rating_text IS NOT NULL AND rating_value IS NULL "
             "THEN 'wrong type: rating must be a number'",
             "WHEN rating_value NOT BETWEEN 0.5 AND 5.0 THEN 'rating outside 0.5-5.0'",
+            # doubling is exact in binary floating point, so only half stars come out whole
+            f"WHEN rating_value * 2 <> round(rating_value * 2) THEN '{NOT_HALF_STARS}'",
             "WHEN plays_text IS NOT NULL AND (plays_number IS NULL "
             "OR plays_number <> floor(plays_number)) THEN 'wrong type: plays must be an integer'",
             "WHEN plays_number < 0 THEN 'negative plays'",
             "WHEN plays_text IS NOT NULL AND plays_value IS NULL THEN 'plays too large'",
             "WHEN rating_value IS NULL AND plays_value IS NULL THEN 'missing rating and plays'",
+            f"WHEN rating_value IS NULL AND {HOME_KIND} = 'explicit' THEN '{NO_RATING}'",
+            f"WHEN plays_value IS NULL AND {HOME_KIND} = 'implicit' THEN '{NO_PLAYS}'",
             # before the type: a NaN or infinite number is no time either
             "WHEN NOT isfinite(coalesce(timestamp_number, 0)) OR NOT isfinite(timestamp_value) "
             f"THEN '{NOT_FINITE_TIMESTAMP}'",
@@ -166,7 +209,7 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
             [f"{identifier('id')} AS id_value"]
             + [f"{_string(f'p.{n}')} AS {n}_value" for n in names]
         )
-        checks = _id_checks("id") + [
+        checks = _id_checks("id", clean_pass) + [
             f"WHEN {n}_text IS NOT NULL AND {n}_value IS NULL "
             f"THEN 'wrong type: {n} must be a string'"
             for n in names

@@ -14,12 +14,14 @@ from datetime import datetime
 
 import duckdb
 
+from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.ingest import ledger, records
 from musicrec_assets.warehouse.ingest.fields import (
     DUPLICATE,
     FIELDS,
     KEYS,
     checked,
+    decide_feedback_kind,
     parsed_text,
     read_json_records,
     replaces_stored,
@@ -167,6 +169,8 @@ def ingest(
     upserts the accepted, quarantines the rejected with their text and records the file in
     the ledger."""
     numbered_by_rowid = _parse(con, file, json_format)
+    if file.kind == "ratings" and feedback_kind.decided(con) is None:
+        decide_feedback_kind(con, "parsed", f"the first ratings file, {file.relative_path}")
     # records are numbered now: what follows may write rows in any order
     with insertion_order(con, preserve=False):
         validate(con, file.kind, numbered_by_rowid)

@@ -89,3 +89,19 @@ def test_ids_are_compared_exactly_as_written(con, landing_dir):
     write(landing_dir, "users/u.json", json.dumps([{"id": composed}, {"id": decomposed}]))
     ingest_all(con, landing_dir)
     assert sorted(table(con, "SELECT id FROM users")) == sorted([(composed,), (decomposed,)])
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+@pytest.mark.parametrize("inside", ["array", "object"])
+def test_a_deeply_nested_element_rejects_only_itself(con, landing_dir, depth, inside):
+    """Python's JSON scanner recurses: past its limit the whole array was one rejected record
+    and the good rating beside the deep element was lost."""
+    seed_catalogue(con, landing_dir)
+    deep = '{"a": ' * depth + '"]}\\""' + "}" * depth if inside == "object" else None
+    deep = deep or "[" * depth + '"]}\\""' + "]" * depth
+    elements = [json.dumps(GOOD_RATING), deep, '{"user_id": "bob", "artist_id": "a2", "rating": 2}']
+    write(landing_dir, "ratings/r.json", "[" + ", ".join(elements) + "]")
+    ingest_all(con, landing_dir)
+    expected = "not a JSON object" if inside == "array" else "missing or empty user_id"
+    assert reasons(con) == [("ratings", 2, expected)]
+    assert table(con, "SELECT user_id FROM ratings ORDER BY 1") == [("ann",), ("bob",)]

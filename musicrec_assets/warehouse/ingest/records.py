@@ -222,7 +222,13 @@ def _element_spans(text: str) -> tuple[array, array] | None:
     while True:
         try:
             _, end = decoder.raw_decode(text, at)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            # nested deeper than Python's scanner goes: that element alone is rejected (the
+            # checks find what it is), so its end is found without recursion
+            end = _end_of_nested(text, at)
+            if end is None:
+                return None
+        except ValueError:
             return None
         starts.append(at)
         ends.append(end)
@@ -233,3 +239,42 @@ def _element_spans(text: str) -> tuple[array, array] | None:
             return (starts, ends) if at == len(text) else None
         if separator != ",":
             return None
+
+
+_OPENS = {"[": "]", "{": "}"}
+# what may sit inside a string: anything but the quote and the backslash, in one match
+_STRING_BODY = re.compile(r'[^"\\]*')
+
+
+def _end_of_nested(text: str, at: int) -> int | None:
+    """Where the array or object that starts at ``at`` ends, by its brackets alone (strings
+    and their escapes skipped): None when they do not close, or close on the wrong kind."""
+    expected = []
+    position = at
+    while position < len(text):
+        character = text[position]
+        if character in _OPENS:
+            expected.append(_OPENS[character])
+        elif character in "]}":
+            if not expected or expected.pop() != character:
+                return None
+            if not expected:
+                return position + 1
+        elif character == '"':
+            position = _end_of_string(text, position + 1)
+            if position is None:
+                return None
+            continue
+        position += 1
+    return None
+
+
+def _end_of_string(text: str, at: int) -> int | None:
+    """Just past the quote that closes the string whose content starts at ``at``."""
+    while True:
+        at = _STRING_BODY.match(text, at).end()
+        if at >= len(text):
+            return None
+        if text[at] == '"':
+            return at + 1
+        at += 2  # a backslash and the character it escapes

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import threading
@@ -124,6 +125,23 @@ def test_an_unchanged_working_copy_is_not_copied_again(tmp_path):
     _version(writer, 2)
     published.publish(writer, working, readers_copy)
     assert readers_copy.stat().st_ino != inode
+
+
+def test_a_change_that_keeps_size_and_mtime_is_published(tmp_path):
+    """Where mtimes have whole seconds, two steps that end in the same second with a file of
+    one size kept the same stamp, and the second step's change was never published."""
+    working, readers_copy = tmp_path / "pipeline.duckdb", tmp_path / "w.duckdb"
+    writer = duckdb.connect(str(working))
+    _version(writer, 1)
+    published.publish(writer, working, readers_copy)
+    writer.execute("UPDATE t SET version = 2")
+    writer.execute("CHECKPOINT")
+    before = readers_copy.stat()
+    os.utime(working, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same second, as it were
+    assert working.stat().st_size == before.st_size
+    published.publish(writer, working, readers_copy)
+    with duckdb.connect(str(readers_copy), read_only=True) as reader:
+        assert reader.execute("SELECT DISTINCT version FROM t").fetchall() == [(2,)]
 
 
 def test_a_copy_left_by_a_killed_publication_is_cleared(tmp_path):

@@ -5,6 +5,7 @@ Every path under it is named here and nowhere else::
     landing/{users,artists,ratings}/   files to ingest
     warehouse.duckdb                   the warehouse (ingested tables, recommendation tables)
     mlflow.db, mlartifacts/            the MLflow tracking store and its artifacts
+    optuna.db                          the tuning studies (Optuna), one per model and tuning
     models/<version>-<run id>/         the champion's files, downloaded once per version
     spark/                             Parquet exchanged with Spark (backend: spark)
     dagster/                           the Dagster instance (runs, event log, sensor cursors)
@@ -44,6 +45,10 @@ class Home:
     @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.root / "optuna.db"
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -40,6 +40,7 @@ SERVING_ASSETS = [
 FAST_CONFIG = {
     "ranks": [4, 8],
     "regularizations": [0.05, 0.1],
+    "bias_regularizations": [10.0],
     # the ranking model has to beat item-kNN for the tables to be published: one point that
     # does, beside a weak item-kNN (K 5), on every small world the wiring tests draw
     "ranking_ranks": [16],

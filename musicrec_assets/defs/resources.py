@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from musicrec_assets.home import Home
 from musicrec_assets.model.backends import Backend
@@ -112,13 +112,23 @@ class ModelSettings(dg.ConfigurableResource):
         ge=0,
         description="the retrain sensor ignores ingest runs that brought fewer new ratings",
     )
-    # Tuning grids; empty lists take the defaults for the feedback kind. `ranks`,
-    # `regularizations` (and, for play counts, `alphas`, `confidences`) are the grid of the
-    # model of the data's own objective: the rating model of ratings, the ranking model of play
-    # counts. `ranking_*` are the grid of the ranking model of ratings, `neighbours` and
-    # `similarities` item-kNN's (the baseline the ranking model has to beat).
+    tuning_trials: PositiveInt = Field(
+        default=30,
+        description="the most trials each model's search (ranking, rating, item-kNN) runs",
+    )
+    tuning_minutes: PositiveFloat = Field(
+        default=1.5,
+        description="the most minutes each model's search spends; a trial under way finishes",
+    )
+    # Fixed values instead of a searched range; empty lists search the model's whole range
+    # (evaluation/tuning.py). `ranks`, `regularizations`, `bias_regularizations` (and, for play
+    # counts, `alphas`, `confidences`) are those of the model of the data's own objective: the
+    # rating model of ratings, the ranking model of play counts. `ranking_*` are the ranking
+    # model of ratings', `neighbours` and `similarities` item-kNN's (the baseline the ranking
+    # model has to beat). A model whose every setting is fixed runs that grid.
     ranks: list[PositiveInt] = []
     regularizations: list[NonNegativeFloat] = []
+    bias_regularizations: list[PositiveFloat] = []
     alphas: list[NonNegativeFloat] = []
     confidences: list[str] = []
     ranking_ranks: list[PositiveInt] = []
@@ -135,6 +145,7 @@ class ModelSettings(dg.ConfigurableResource):
         return {
             "rank": self.ranks,
             "regularization": self.regularizations,
+            "bias_regularization": self.bias_regularizations,
             "alpha": self.alphas,
             "confidence": self.confidences,
         }

@@ -1,4 +1,4 @@
-"""Cross-validated grid search on Spark: :func:`~musicrec_assets.evaluation.tuning.search_folds`
+"""Cross-validated search on Spark: :func:`~musicrec_assets.evaluation.tuning.search_folds`
 over folds that only Spark reads (:mod:`~musicrec_assets.evaluation.spark_split`), fitted with
 Spark's ALS and scored on the executors (:mod:`~musicrec_assets.evaluation.spark_metrics`).
 """
@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from musicrec_assets.evaluation.spark_metrics import evaluate_spark, ranked_users_frame
 from musicrec_assets.evaluation.spark_split import kfold_frames
-from musicrec_assets.evaluation.tuning import SearchResult, TrialCallback, search_folds
+from musicrec_assets.evaluation.tuning import (
+    Budget,
+    SearchResult,
+    SearchSpace,
+    StudyRecord,
+    TrialCallback,
+    search_folds,
+)
 from musicrec_assets.model.factors import Feedback, TrainingParams
 from musicrec_assets.model.spark_als import fit_spark_frame
 
@@ -32,7 +39,7 @@ def cross_validate_spark(
     train: DataFrame,
     shape: tuple[int, int],
     base_params: TrainingParams,
-    candidates: list[dict[str, Any]],
+    candidates: SearchSpace | list[dict[str, Any]],
     workdir: Path,
     n_folds: int = 3,
     seed: int = 42,
@@ -40,6 +47,8 @@ def cross_validate_spark(
     on_trial: TrialCallback | None = None,
     max_ranked_users: int = 0,
     data_feedback: Feedback | None = None,
+    budget: Budget | None = None,
+    record: StudyRecord | None = None,
 ) -> SearchResult:
     """:func:`~musicrec_assets.evaluation.tuning.cross_validate` with Spark doing the work.
 
@@ -55,6 +64,8 @@ def cross_validate_spark(
     The other parameters are :func:`~musicrec_assets.evaluation.tuning.cross_validate`'s.
     """
     data_feedback = data_feedback or base_params.feedback
+    if isinstance(candidates, SearchSpace):
+        candidates = candidates.within_shape(shape)
     folds = []
     for index, (fold_train, validation) in enumerate(
         kfold_frames(train, n_folds=n_folds, seed=seed)
@@ -78,4 +89,6 @@ def cross_validate_spark(
         finally:
             shutil.rmtree(model.folder, ignore_errors=True)
 
-    return search_folds(folds, base_params, candidates, fit, score, k, on_trial)
+    return search_folds(
+        folds, base_params, candidates, fit, score, k, on_trial, seed, budget, record
+    )

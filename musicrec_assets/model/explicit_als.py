@@ -3,18 +3,19 @@
 Objective, over the observed ratings R::
 
     minimize  Σ_(u,i)∈R (r_ui − μ − b_u − b_i − x_u·y_i)²
-              + λ ( Σ_u w_u (‖x_u‖² + b_u²) + Σ_i w_i (‖y_i‖² + b_i²) )
+              + λ ( Σ_u w_u ‖x_u‖² + Σ_i w_i ‖y_i‖² ) + λ_b ( Σ_u b_u² + Σ_i b_i² )
 
 with μ the mean training rating and, when ``weighted_regularization`` is set (ALS-WR, as Spark
 MLlib does), w_u = n_u and w_i = n_i, the number of ratings of user u and item i; otherwise
-w_u = w_i = 1. Without ``use_biases`` μ = b_u = b_i = 0 and, with weighted regularization, this
-is exactly Spark's explicit ALS.
+w_u = w_i = 1. λ_b is ``bias_regularization``, plain; when it is None the biases take the
+factors' λ w instead. Without ``use_biases`` μ = b_u = b_i = 0 and, with weighted
+regularization, this is exactly Spark's explicit ALS.
 
 Each half-step fixes one side and solves every row of the other side at once. For a user u,
 with augmented item vectors ỹ_i = [y_i, 1], unknowns z_u = [x_u, b_u] and targets
 t_ui = r_ui − μ − b_i (without biases: ỹ_i = y_i, z_u = x_u, t_ui = r_ui)::
 
-    (Σ_i∈R_u ỹ_i ỹ_iᵀ + λ w_u I) z_u = Σ_i∈R_u t_ui ỹ_i
+    (Σ_i∈R_u ỹ_i ỹ_iᵀ + diag(λ w_u, …, λ w_u, λ_b)) z_u = Σ_i∈R_u t_ui ỹ_i
 
 All users' Gram matrices come from one sparse × dense product: the 0/1 indicator matrix of R
 times the n_items × d(d+1)/2 matrix of the (upper triangles of the) outer products ỹ_i ỹ_iᵀ.
@@ -80,8 +81,8 @@ def fit_explicit_als(
     item_factors = rng.normal(0.0, init_scale, (ratings.shape[1], params.rank))
     user_bias = np.zeros(ratings.shape[0])
     item_bias = np.zeros(ratings.shape[1])
-    user_penalty = _penalty(ratings, params)
-    item_penalty = _penalty(ratings_by_item, params)
+    user_penalty = diagonal_penalty(params, np.diff(ratings.indptr))
+    item_penalty = diagonal_penalty(params, np.diff(ratings_by_item.indptr))
 
     for iteration in range(params.iterations):
         user_factors, user_bias = _solve_rows(
@@ -115,11 +116,23 @@ def fit_explicit_als(
     )
 
 
-def _penalty(ratings: csr_matrix, params: TrainingParams) -> np.ndarray:
-    """λ·w per row. A row without ratings gets λ so its system stays solvable (solution 0)."""
-    if not params.weighted_regularization:
-        return np.full(ratings.shape[0], params.regularization)
-    return params.regularization * np.maximum(np.diff(ratings.indptr), 1).astype(np.float64)
+def diagonal_penalty(params: TrainingParams, counts: np.ndarray) -> np.ndarray:
+    """What each row's normal equations add to their diagonal, (n_rows, rank [+ 1]): λ·w on
+    the factors and, with biases, λ_b on the bias (λ·w where ``bias_regularization`` is None).
+
+    ``counts`` are the rows' numbers of ratings; a row without ratings gets λ so its system
+    stays solvable (solution 0). Fold-in of a new row solves the same system.
+    """
+    counts = np.asarray(counts)
+    if params.weighted_regularization:
+        factor = params.regularization * np.maximum(counts, 1).astype(np.float64)
+    else:
+        factor = np.full(len(counts), float(params.regularization))
+    penalty = np.repeat(factor[:, None], params.rank, axis=1)
+    if params.use_biases:
+        bias = factor if params.bias_regularization is None else params.bias_regularization
+        penalty = np.hstack([penalty, np.broadcast_to(bias, factor.shape)[:, None]])
+    return penalty
 
 
 def _solve_rows(
@@ -156,7 +169,7 @@ def _solve_rows(
         gram = np.empty((stop - start, dim, dim))
         gram[:, upper_row, upper_col] = upper
         gram[:, upper_col, upper_row] = upper
-        gram[:, diagonal, diagonal] += penalty[start:stop, None]
+        gram[:, diagonal, diagonal] += penalty[start:stop]
         solution[start:stop] = np.linalg.solve(gram, right_hand_sides[start:stop, :, None])[..., 0]
 
     if use_biases:
@@ -165,8 +178,9 @@ def _solve_rows(
 
 
 def _penalty_term(penalty: np.ndarray, factors: np.ndarray, bias: np.ndarray) -> float:
-    """Σ_rows λ·w (‖x‖² + b²)."""
-    return float(penalty @ (np.einsum("ij,ij->i", factors, factors) + bias**2))
+    """Σ_rows (λ·w ‖x‖² + λ_b b²)."""
+    values = np.hstack([factors, bias[:, None]])[:, : penalty.shape[1]]
+    return float(np.sum(penalty * values**2))
 
 
 def _squared_error(

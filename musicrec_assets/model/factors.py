@@ -50,6 +50,11 @@ class TrainingParams:
     # explicit: scale λ by each row's rating count (ALS-WR, as Spark MLlib does)
     weighted_regularization: bool = True
     use_biases: bool = True
+    # explicit with biases: the biases' own plain λ (b = Σ residual / (n + λ_b), what the bias
+    # baseline fits). None shares the factors' λ and its weighting, as versions before it did:
+    # ALS-WR's λ·n shrinks every bias by the same 1/(1 + λ) whatever its support, which cost
+    # the rating model its lead over a bias model on data it was not tuned for
+    bias_regularization: float | None = None
     # implicit: confidence = 1 + alpha * scale(values), scale in raw | log1p | bm25 for plays,
     # binary | rating | centred for ratings (model/confidence.py)
     alpha: float = 1.0

@@ -16,16 +16,18 @@ Matching the local backends
 Explicit. :func:`musicrec_assets.model.explicit_als.fit_explicit_als` with
 ``weighted_regularization=True`` minimizes::
 
-    Σ (r_ui − μ − b_u − b_i − x_u·y_i)² + λ (Σ_u n_u (‖x_u‖² + b_u²) + Σ_i n_i (‖y_i‖² + b_i²))
+    Σ (r_ui − μ − b_u − b_i − x_u·y_i)² + λ (Σ_u n_u ‖x_u‖² + Σ_i n_i ‖y_i‖²)
+                                      + λ_b (Σ_u b_u² + Σ_i b_i²)
 
 with n_u, n_i the rating counts. Spark's ALS minimizes this without μ and biases (ALS-WR: it
 always multiplies regParam by each row's count, so ``weighted_regularization=True`` is
 required). With ``use_biases`` the full objective is minimized by block coordinate descent:
 μ is the mean rating; with the factors fixed each bias has the closed form::
 
-    b_u = Σ_i∈R_u (r_ui − μ − b_i − x_u·y_i) / ((1 + λ) n_u)
+    b_u = Σ_i∈R_u (r_ui − μ − b_i − x_u·y_i) / (n_u + λ_b)
 
-(the λ n_u penalty the factors get), alternated between users and items for a few sweeps of
+(with ``bias_regularization`` None, ``/ ((1 + λ) n_u)``: the λ n_u penalty the factors get),
+alternated between users and items for a few sweeps of
 aggregations and joins; with the biases fixed, the factor part is exactly Spark's ALS on the
 residuals r_ui − μ − b_u − b_i. This block coordinate descent converges slowly: for a user or
 artist with few ratings the factors and the bias compete for the same residual, and each
@@ -403,8 +405,10 @@ def _damped_residual_mean(
     other_key: str,
     params: TrainingParams,
 ) -> DataFrame:
-    """``(key, bias)``: each row's ``Σ (r − μ − b_other − x·y) / ((1 + λ) n)``, the bias that
-    minimizes the objective with everything else fixed."""
+    """``(key, bias)``: each row's ``Σ (r − μ − b_other − x·y) / (n + λ_b)`` (λ_b the plain
+    ``bias_regularization``; ``/ ((1 + λ) n)`` where it is None), the bias that minimizes the
+    objective with everything else fixed (:func:`~musicrec_assets.model.explicit_als.
+    diagonal_penalty`'s bias entry)."""
     from pyspark.sql import functions as F
 
     if other_bias is None:
@@ -412,9 +416,12 @@ def _damped_residual_mean(
     else:
         joined, other = scored.join(other_bias, other_key), F.col("bias")
     residual = F.col("offset") - F.col("prediction") - other
-    bias = joined.groupBy(key).agg(
-        (F.sum(residual) / ((1.0 + params.regularization) * F.count(F.lit(1)))).alias("bias")
-    )
+    count = F.count(F.lit(1))
+    if params.bias_regularization is None:
+        denominator = (1.0 + params.regularization) * count
+    else:
+        denominator = count + params.bias_regularization
+    bias = joined.groupBy(key).agg((F.sum(residual) / denominator).alias("bias"))
     # each sweep builds on the last: without cutting the plan, its size (and Spark's time
     # planning it) doubles with every sweep
     return bias.localCheckpoint(eager=True)

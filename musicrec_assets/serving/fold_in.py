@@ -18,6 +18,7 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.confidence import ConfidenceScaler
+from musicrec_assets.model.explicit_als import diagonal_penalty
 from musicrec_assets.model.factors import FactorModel
 from musicrec_assets.serving.topn import top_n_items, top_n_users
 
@@ -307,9 +308,12 @@ class _HalfStep:
         else:
             confidence = np.abs(weights)
             gram = self.shared_gram + basis_rows.T @ (basis_rows * (confidence - 1.0)[:, None])
-        penalty = self.params.regularization
-        if self.params.weighted_regularization:
-            penalty *= len(index)
+        if self.explicit:
+            penalty = diagonal_penalty(self.params, np.array([len(index)]))[0]
+        else:
+            penalty = self.params.regularization * (
+                len(index) if self.params.weighted_regularization else 1
+            )
         gram[np.diag_indices_from(gram)] += penalty
         return cho_factor(gram), basis_rows
 

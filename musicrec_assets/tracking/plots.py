@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")  # no display: plots are files
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -26,23 +25,26 @@ def markdown_image(png: bytes, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def cv_heatmap(trials: pd.DataFrame, metric: str, higher_is_better: bool) -> bytes:
-    """Mean CV ``metric`` by rank × regularization (best over the other parameters)."""
-    best = (
-        trials.groupby(["rank", "regularization"])[metric]
-        .agg("max" if higher_is_better else "min")
-        .unstack("regularization")
-    )
-    figure, axes = plt.subplots(figsize=(6, 4))
-    image = axes.imshow(best.to_numpy(), cmap="viridis" if higher_is_better else "viridis_r")
-    axes.set_xticks(range(best.shape[1]), [f"{v:g}" for v in best.columns])
-    axes.set_yticks(range(best.shape[0]), [str(v) for v in best.index])
-    axes.set_xlabel("regularization λ")
-    axes.set_ylabel("rank")
-    for (row, column), value in np.ndenumerate(best.to_numpy()):
-        axes.text(column, row, f"{value:.3f}", ha="center", va="center", color="white")
-    figure.colorbar(image, label=f"cv {metric}")
-    axes.set_title(f"cross-validated {metric}")
+def cv_by_setting(trials: pd.DataFrame, metric: str) -> bytes:
+    """Each complete trial's mean CV ``metric`` against each numeric setting the search varied
+    (log scale), the chosen trial marked: where the search looked and where it peaked."""
+    complete = trials[~trials["pruned"]]
+    settings = [
+        name
+        for name in ("rank", "regularization", "bias_regularization", "alpha")
+        if name in complete and complete[name].dropna().nunique() > 1
+    ] or ["rank"]
+    figure, axes = plt.subplots(1, len(settings), figsize=(3.2 * len(settings), 3), squeeze=False)
+    for axis, name in zip(axes[0], settings, strict=True):
+        shown = complete[complete[name].notna() & (complete[name] > 0)]
+        axis.scatter(shown[name], shown["cv_score"], s=14, alpha=0.7)
+        chosen = shown[shown["chosen"]]
+        axis.scatter(chosen[name], chosen["cv_score"], s=60, marker="*", color="tab:red")
+        if len(shown) and shown[name].max() > 0:
+            axis.set_xscale("log")
+        axis.set_xlabel(name)
+    axes[0][0].set_ylabel(f"cv {metric}")
+    figure.suptitle(f"ranking model: cross-validated {metric} by setting (★ chosen)")
     return _png(figure)
 
 

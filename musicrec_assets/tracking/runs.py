@@ -16,27 +16,33 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC, CandidateReport
-from musicrec_assets.evaluation.tuning import SearchResult
-from musicrec_assets.model.baselines import NeighbourParams
-from musicrec_assets.model.factors import ModelPair, TrainingParams
+from musicrec_assets.evaluation.tuning import Budget, SearchResult, Trial
+from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.tracking import plots, registry
 
 
 @contextmanager
 def tuning_run(
-    experiment_id: str, feedback: str, backend: str, n_folds: int, n_trials: int
+    experiment_id: str, feedback: str, backend: str, n_folds: int, budget: Budget
 ) -> Iterator[mlflow.ActiveRun]:
     """The parent run of a tuning; :class:`TrialLog` nests each trial under it."""
     description = (
-        f"{n_folds}-fold cross-validation of {n_trials} settings (the ranking model's, for "
-        f"ratings the rating model's, and the item-kNN baseline's) on the training part "
-        f"({feedback} feedback, {backend} backend); each trial is a nested run."
+        f"{n_folds}-fold cross-validated searches (the ranking model's, for ratings the rating "
+        f"model's, and the item-kNN baseline's) on the training part ({feedback} feedback, "
+        f"{backend} backend), each of at most {budget.trials} trials or "
+        f"{budget.seconds / 60:g} minutes; each trial is a nested run."
     )
     with mlflow.start_run(
         experiment_id=experiment_id, run_name="als_tuning", description=description
     ) as run:
         mlflow.set_tags({"musicrec.step": "tuning", "feedback": feedback, "backend": backend})
-        mlflow.log_params({"n_folds": n_folds, "n_trials": n_trials})
+        mlflow.log_params(
+            {
+                "n_folds": n_folds,
+                "budget_trials": budget.trials,
+                "budget_minutes": budget.seconds / 60,
+            }
+        )
         yield run
 
 
@@ -50,26 +56,23 @@ class TrialLog:
     def __init__(self) -> None:
         self._last_end_ms = _now_ms()
 
-    def __call__(
-        self,
-        model: str,
-        index: int,
-        params: TrainingParams | NeighbourParams,
-        fold_metrics: list[dict[str, float]],
-        mean_metrics: dict[str, float],
-    ) -> None:
+    def __call__(self, model: str, trial: Trial) -> None:
         parent = mlflow.active_run()
         started = MlflowClient().create_run(
             parent.info.experiment_id,
             start_time=self._last_end_ms,
-            run_name=f"{model} trial {index + 1}",
-            tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "musicrec.model": model},
+            run_name=f"{model} trial {trial.index + 1}",
+            tags={
+                MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+                "musicrec.model": model,
+                "musicrec.trial_state": "pruned" if trial.pruned else "complete",
+            },
         )
         with mlflow.start_run(run_id=started.info.run_id, nested=True):
-            mlflow.log_params(dataclasses.asdict(params))
-            for fold, metrics in enumerate(fold_metrics):
+            mlflow.log_params(dataclasses.asdict(trial.params))
+            for fold, metrics in enumerate(trial.fold_metrics):
                 mlflow.log_metrics({f"cv_fold_{k}": v for k, v in metrics.items()}, step=fold)
-            mlflow.log_metrics({f"cv_{k}": v for k, v in mean_metrics.items()})
+            mlflow.log_metrics({f"cv_{k}": v for k, v in trial.mean_metrics.items()})
         self._last_end_ms = _now_ms()
 
 
@@ -78,22 +81,26 @@ def _now_ms() -> int:
 
 
 def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -> bytes:
-    """Each model's chosen params and CV score (``<model>_best_*``) on the parent run, and the
-    ranking model's CV heatmap (returned as PNG)."""
+    """Each model's chosen params, CV score (``<model>_best_*``) and search figures on the
+    parent run, and the ranking model's CV score by setting (returned as PNG)."""
+    mlflow.log_param("n_trials", len(trials))
     for model, result in searches.items():
         best, metric = result.best, result.primary_metric
         mlflow.log_params(
             {f"{model}_best_{k}": v for k, v in dataclasses.asdict(best.params).items()}
         )
-        mlflow.log_metric(f"{model}_best_cv_{metric}", best.mean_metrics[metric])
+        mlflow.log_metrics(
+            {
+                f"{model}_best_cv_{metric}": best.mean_metrics[metric],
+                f"{model}_trials": len(result.trials),
+                f"{model}_pruned_trials": result.n_pruned,
+                f"{model}_search_seconds": result.seconds,
+            }
+        )
     ranking = searches["ranking"]
-    heatmap = plots.cv_heatmap(
-        trials[trials["model"] == "ranking"].rename(columns={"cv_score": ranking.primary_metric}),
-        ranking.primary_metric,
-        ranking.higher_is_better,
-    )
-    registry.log_png(heatmap, "cv_heatmap.png")
-    return heatmap
+    figure = plots.cv_by_setting(trials[trials["model"] == "ranking"], ranking.primary_metric)
+    registry.log_png(figure, "cv_by_setting.png")
+    return figure
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,16 +8,11 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.evaluation.tuning import (
-    DEFAULT_EXPLICIT_GRID,
-    DEFAULT_IMPLICIT_GRID,
-    DEFAULT_NEIGHBOUR_GRID,
-    DEFAULT_RATINGS_RANKING_GRID,
-    WIDE_NEIGHBOUR_GRID,
-    WIDE_RATINGS_RANKING_GRID,
     cross_validate,
     grid,
-    neighbour_candidates,
-    ranking_candidates,
+    neighbour_space,
+    ranking_space,
+    rating_space,
 )
 from musicrec_assets.model.backends import ranking_base_params
 from musicrec_assets.model.baselines import (
@@ -61,17 +56,15 @@ def test_grid_is_the_cartesian_product_last_key_fastest():
         {"rank": 10, "regularization": 0.1},
         {"rank": 10, "regularization": 1.0},
     ]
-    assert len(grid(DEFAULT_EXPLICIT_GRID)) == 9
 
 
-def test_default_grids_name_training_params_fields():
-    for params_grid in (
-        DEFAULT_EXPLICIT_GRID,
-        DEFAULT_IMPLICIT_GRID,
-        DEFAULT_RATINGS_RANKING_GRID,
-        WIDE_RATINGS_RANKING_GRID,
-    ):
-        assert set(params_grid) <= set(TrainingParams.__dataclass_fields__)
+def test_search_spaces_name_params_fields():
+    fields = set(TrainingParams.__dataclass_fields__)
+    for space in (ranking_space("explicit", {}), ranking_space("implicit", {}), rating_space({})):
+        assert {d.target for d in space.dimensions} - {None} <= fields
+    assert {d.target for d in neighbour_space({}).dimensions} <= set(
+        NeighbourParams.__dataclass_fields__
+    )
 
 
 def test_explicit_search_picks_the_lowest_cv_rmse():
@@ -93,12 +86,14 @@ def test_explicit_search_picks_the_lowest_cv_rmse():
     # fixed settings come from the base params
     assert all(trial.params.iterations == 8 for trial in result.trials)
 
-    assert [(index, n_trials) for index, n_trials, *_ in calls] == [(i, 4) for i in range(4)]
-    index, _, params, fold_metrics, mean_metrics = calls[2]
-    assert params == result.trials[2].params
-    assert len(fold_metrics) == 3
-    assert mean_metrics["rmse"] == pytest.approx(np.mean([fold["rmse"] for fold in fold_metrics]))
-    assert "fit_seconds" in fold_metrics[0]
+    assert [number for number, _ in calls] == [1, 2, 3, 4]
+    trial = calls[2][1]
+    assert trial == result.trials[2] and not trial.pruned
+    assert len(trial.fold_metrics) == 3
+    assert trial.mean_metrics["rmse"] == pytest.approx(
+        np.mean([fold["rmse"] for fold in trial.fold_metrics])
+    )
+    assert "fit_seconds" in trial.fold_metrics[0]
 
 
 def test_implicit_search_maximizes_ndcg():
@@ -208,21 +203,13 @@ def test_ranking_search_of_ratings_picks_the_better_confidence():
     assert "rmse" not in binary
 
 
-def test_ranking_candidates_by_feedback_kind():
-    explicit = ranking_candidates("explicit", {"rank": [7]})
-    assert {c["confidence"] for c in explicit} == set(RATING_SCHEMES)
-    assert {c["rank"] for c in explicit} == {7}
-    implicit = ranking_candidates("implicit", {})
-    assert implicit == grid(DEFAULT_IMPLICIT_GRID)
-    for params_grid in (DEFAULT_RATINGS_RANKING_GRID, DEFAULT_NEIGHBOUR_GRID):
-        assert all(params_grid.values())
-    # the benchmark's wide grids hold tuning's defaults
-    for default, wide in (
-        (DEFAULT_RATINGS_RANKING_GRID, WIDE_RATINGS_RANKING_GRID),
-        (DEFAULT_NEIGHBOUR_GRID, WIDE_NEIGHBOUR_GRID),
-    ):
-        assert all(set(values) <= set(wide[name]) for name, values in default.items())
-    assert neighbour_candidates({"neighbours": [3]}) == [
+def test_fixed_settings_make_a_grid_and_ranges_stay_searched():
+    fixed = ranking_space("explicit", {"rank": [7], "regularization": [1.0], "alpha": [2.0]})
+    assert fixed.is_grid
+    assert {c["confidence"] for c in fixed.grid()} == set(RATING_SCHEMES)
+    assert {c["rank"] for c in fixed.grid()} == {7}
+    assert not ranking_space("implicit", {}).is_grid
+    assert neighbour_space({"neighbours": [3]}).grid() == [
         {"neighbours": 3, "similarity": "cosine"},
         {"neighbours": 3, "similarity": "bm25"},
     ]

@@ -33,6 +33,7 @@ from musicrec_assets.model.baselines import NeighbourParams, fit_item_knn, item_
 from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, ModelPair, TrainingParams
 from musicrec_assets.model.spark_als import fit_spark_frame
 from musicrec_assets.tracking import plots, registry, runs
+from musicrec_assets.tracking.studies import study_storage
 from musicrec_assets.warehouse import model_tables
 from musicrec_assets.warehouse.exchange import export_interactions, publish_split, write_seen_npz
 from musicrec_assets.warehouse.interactions import (
@@ -177,6 +178,8 @@ def _describe(params: TrainingParams | NeighbourParams) -> str:
     text = f"rank={params.rank} λ={params.regularization:g}"
     if params.feedback == "implicit":
         text += f" α={params.alpha:g} {params.confidence}"
+    elif params.bias_regularization is not None:
+        text += f" λ_b={params.bias_regularization:g}"
     return text
 
 
@@ -190,14 +193,14 @@ def _mlflow_links(experiment_id: str, run_id: str) -> dict:
 
 def _searches(
     feedback: Feedback, settings: ModelSettings, item_knn: bool, users_per_interaction: float
-) -> dict[str, tuple[TrainingParams | NeighbourParams, list[dict]]]:
-    """What tuning searches, by model: (fixed settings, candidates). On Spark the default λ of
-    the ranking model (implicit's plain λ) become Spark's row-scaled λ of the same strength;
-    a grid the settings give is taken as it is."""
+) -> dict[str, tuple[TrainingParams | NeighbourParams, tuning.SearchSpace]]:
+    """What tuning searches, by model: (fixed settings, search space). On Spark the ranking
+    model's λ range (implicit's plain λ) becomes Spark's row-scaled λ of the same strength;
+    values the settings fix are taken as they are."""
     overrides = settings.ranking_grid_overrides(feedback)
-    ranking = tuning.ranking_candidates(feedback, overrides)
+    ranking = tuning.ranking_space(feedback, overrides)
     if settings.backend == Backend.spark and not overrides["regularization"]:
-        ranking = tuning.as_row_scaled(ranking, users_per_interaction)
+        ranking = ranking.scaled("regularization", users_per_interaction)
     searches = {
         "ranking": (
             ranking_base_params(feedback, settings.iterations, settings.seed, settings.backend),
@@ -207,12 +210,12 @@ def _searches(
     if feedback == "explicit":
         searches["rating"] = (
             base_params(feedback, settings.iterations, settings.seed),
-            tuning.candidates(feedback, settings.grid_overrides()),
+            tuning.rating_space(settings.grid_overrides()),
         )
     if item_knn:
         searches["item_knn"] = (
             NeighbourParams(),
-            tuning.neighbour_candidates(settings.neighbour_overrides()),
+            tuning.neighbour_space(settings.neighbour_overrides()),
         )
     return searches
 
@@ -249,27 +252,26 @@ def als_tuning(
         item_knn=not on_spark and item_knn_fits(train),
         users_per_interaction=users_per_interaction,
     )
-    n_trials = sum(len(candidates) for _, candidates in searches.values())
+    budget = tuning.Budget(settings.tuning_trials, settings.tuning_minutes * 60)
 
     started = time.perf_counter()
     experiment_id = mlflow_tracking.experiment_id
+    storage = study_storage(home.layout.root)
     results: dict[str, tuning.SearchResult] = {}
     with (
         runs.tuning_run(
-            experiment_id, feedback, settings.backend, settings.n_folds, n_trials
+            experiment_id, feedback, settings.backend, settings.n_folds, budget
         ) as parent,
         _backend(settings, spark, home, duckdb, feedback, parts=["train"]) as backend,
     ):
         log_trial = runs.TrialLog()  # after Spark started: a trial's run spans only the trial
-        for model, (base, candidates) in searches.items():
+        for model, (base, space) in searches.items():
             metric = primary_metric(base.feedback)[0]
 
-            def on_trial(index, n, params, fold_metrics, mean_metrics, model=model, metric=metric):
-                context.log.info(
-                    f"{model} trial {index + 1}/{n}, {_describe(params)}: {metric} "
-                    f"{mean_metrics[metric]:.4f}"
-                )
-                log_trial(model, index, params, fold_metrics, mean_metrics)
+            def on_trial(number, trial, model=model, metric=metric):
+                outcome = "pruned" if trial.pruned else f"{metric} {trial.mean_metrics[metric]:.4f}"
+                context.log.info(f"{model} trial {number}, {_describe(trial.params)}: {outcome}")
+                log_trial(model, trial)
 
             search = {
                 "n_folds": settings.n_folds,
@@ -277,6 +279,8 @@ def als_tuning(
                 "on_trial": on_trial,
                 "max_ranked_users": settings.ranked_users,
                 "data_feedback": feedback,
+                "budget": budget,
+                "record": tuning.StudyRecord(storage, _study_key(model, feedback, settings)),
             }
             if on_spark:
                 results[model] = cross_validate_spark(
@@ -284,7 +288,7 @@ def als_tuning(
                     backend.parts["train"],
                     backend.shape,
                     base,
-                    candidates,
+                    space,
                     backend.workdir / model,
                     **search,
                 )
@@ -292,15 +296,16 @@ def als_tuning(
                 results[model] = tuning.cross_validate(
                     train,
                     base,
-                    candidates,
+                    space,
                     fit=fit_item_knn if model == "item_knn" else fit_local,
                     **search,
                 )
+            context.log.info(_search_summary(model, results[model]))
         run_id = parent.info.run_id
         trials = tuning.trials_frame(
             results, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
         )
-        heatmap = runs.log_tuning_result(results, trials)
+        figure = runs.log_tuning_result(results, trials)
     with duckdb.get_connection() as con:
         rows = model_tables.publish_trials(con, trials)
         table = table_metadata(con, "tuning_trials", rows)
@@ -317,13 +322,56 @@ def als_tuning(
             "trials": rows,
             "seconds": round(time.perf_counter() - started, 1),
             **best,
+            "search": frame_table(_search_table(results)),
             "chosen_params": dg.MetadataValue.json(
                 {model: _applicable(result.best.params) for model, result in results.items()}
             ),
             "top_trials": frame_table(_top_trials(trials, results)),
             **table,
-            "cv_heatmap": dg.MetadataValue.md(plots.markdown_image(heatmap, "CV heatmap")),
+            "cv_by_setting": dg.MetadataValue.md(
+                plots.markdown_image(figure, "CV score by setting")
+            ),
         }
+    )
+
+
+def _study_key(model: str, feedback: Feedback, settings: ModelSettings) -> str:
+    """Which earlier studies a search warm-starts from: the same model on the same kind of
+    data and backend (their λ differ in scale)."""
+    return f"{model}/{'ratings' if feedback == 'explicit' else 'plays'}/{settings.backend}"
+
+
+def _search_summary(model: str, result: tuning.SearchResult) -> str:
+    text = (
+        f"{model} search: {len(result.trials)} trials ({result.n_pruned} pruned) in "
+        f"{result.seconds:.0f} s, ended by {result.stopped_by}"
+    )
+    if result.widened:
+        text += "; widened " + ", ".join(result.widened)
+    if result.on_edge:
+        text += "; still on an edge: " + ", ".join(result.on_edge)
+    return text
+
+
+def _search_table(results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
+    """One row per model: what its search did and chose, at a glance."""
+    return pd.DataFrame(
+        [
+            {
+                "model": model,
+                f"cv_{result.primary_metric}": round(
+                    float(result.best.mean_metrics[result.primary_metric]), 4
+                ),
+                "chosen": _describe(result.best.params),
+                "trials": len(result.trials),
+                "pruned": result.n_pruned,
+                "seconds": round(result.seconds, 1),
+                "ended_by": result.stopped_by,
+                "widened": "; ".join(result.widened) or "-",
+                "on_edge": "; ".join(result.on_edge) or "-",
+            }
+            for model, result in results.items()
+        ]
     )
 
 

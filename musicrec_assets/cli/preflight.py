@@ -14,9 +14,7 @@ from musicrec_assets.home import Home
 from musicrec_assets.warehouse import landing
 from musicrec_assets.warehouse.tables import WarehouseBusy, connect, scalar, table_exists
 
-# A file written in the last SETTLE_SECONDS gets a second look that long later, as the landing
-# sensor looks twice; one whose size and mtime held still between the looks is complete.
-SETTLE_SECONDS = 2.0
+SETTLE_SECONDS = landing.SETTLE_SECONDS
 
 
 def require_writable(home: Home, dagster_home: Path) -> None:
@@ -65,10 +63,14 @@ def require_ratings(home: Home) -> None:
     )
 
 
-def wait_for_writers(landing_dir: Path, wait_seconds: float, say=print) -> None:
-    """Return once every file in the landing folder is complete by the landing sensor's rule
-    (`landing.ready_files`: size and mtime unchanged between two looks), waiting for files
-    still being written; a clear error when one is still changing after ``wait_seconds``.
+def wait_for_writers(
+    landing_dir: Path, wait_seconds: float, say=print
+) -> list[landing.LandingFile]:
+    """Once every file in the landing folder is complete by the landing sensor's rule
+    (`landing.ready_files`: size and mtime unchanged between two looks), the files as found
+    then: what the run is started for, to carry as its manifest (`landing.manifest`). Waits
+    for files still being written; a clear error when one is still changing after
+    ``wait_seconds``.
 
     A file not modified in the last `SETTLE_SECONDS` counts as looked at once already, so a
     landing folder at rest costs no wait.
@@ -81,7 +83,7 @@ def wait_for_writers(landing_dir: Path, wait_seconds: float, say=print) -> None:
     while True:
         still = landing.ready_files(files, {}, previous).pending
         if not still:
-            return
+            return files
         if time.monotonic() >= deadline:
             raise ValueError(
                 f"{', '.join(sorted(still))} still being written after {wait_seconds:g} s: run "

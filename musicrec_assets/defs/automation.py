@@ -84,7 +84,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     batch = sorted(f"{f.relative_path}@{readiness.requested[f.relative_path]}" for f in ready)
     return dg.RunRequest(
         run_key=hashlib.sha256("\n".join(batch).encode()).hexdigest(),
-        tags={"musicrec/files": ", ".join(f.relative_path for f in ready)[:1000]},
+        tags={
+            "musicrec/files": ", ".join(f.relative_path for f in ready)[:1000],
+            # the run's ingest steps take these files, as they were approved, and no others
+            landing.MANIFEST_TAG: landing.manifest(ready),
+        },
     )
 
 

@@ -22,12 +22,14 @@ JSON Lines or one JSON array.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import json
 import mmap
 import os
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -52,6 +54,11 @@ class UnreadableFile(Exception):
     the message is one line that names the file."""
 
 
+class ChangedSinceLooked(Exception):
+    """A landing file written to (or replaced) after it was looked at: what a run approved is
+    not what is there, so it is left for a run that looks again. One line, naming the file."""
+
+
 @dataclass(frozen=True)
 class LandingFile:
     kind: str
@@ -62,21 +69,66 @@ class LandingFile:
     # what a rewrite that keeps the size and restores the mtime still changes (see scan)
     changed_ns: int = 0
     inode: int = 0
+    # set by `pinned`: the open file, which every read goes through
+    descriptor: int | None = None
+
+    @property
+    def stamp(self) -> str:
+        """Size and mtime, as `ready_files` compares them between two looks."""
+        return f"{self.size_bytes}:{self.mtime_ns}"
+
+    @property
+    def _source(self) -> Path:
+        return self.path if self.descriptor is None else Path(f"/dev/fd/{self.descriptor}")
 
     @property
     def reader_path(self) -> str:
         """The path as DuckDB's ``read_json``/``read_csv`` take it: they read a path as a
         glob pattern, so its ``*``, ``?`` and ``[`` are escaped (``x[1].jsonl`` would
         otherwise read ``x1.jsonl``)."""
-        return re.sub(r"([*?\[])", r"[\1]", str(self.path))
+        return re.sub(r"([*?\[])", r"[\1]", str(self._source))
 
     @property
     def is_gzip(self) -> bool:
         return self.path.suffix == ".gz"
 
+    @property
+    def compression(self) -> str:
+        """As ``read_json`` takes it: by the name, which a pinned file's reader path lacks."""
+        return "gzip" if self.is_gzip else "none"
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[LandingFile]:
+        """The file opened once, as it was when looked at: every read of the copy this yields
+        (DuckDB's, the hash, the text reader) goes through the open file, so a file renamed
+        over the path meanwhile changes nothing, and `check_unchanged` tells whether anyone
+        wrote to it since. Raises `ChangedSinceLooked` when the open file already differs
+        from what the look found (by size, mtime or inode)."""
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            pinned = dataclasses.replace(self, descriptor=descriptor)
+            opened = os.fstat(descriptor)
+            if (opened.st_size, opened.st_mtime_ns, opened.st_ino) != (
+                self.size_bytes,
+                self.mtime_ns,
+                self.inode or opened.st_ino,
+            ):
+                raise ChangedSinceLooked(f"{self.relative_path}: changed since it was looked at")
+            yield dataclasses.replace(pinned, changed_ns=opened.st_ctime_ns, inode=opened.st_ino)
+        finally:
+            os.close(descriptor)
+
+    def check_unchanged(self) -> None:
+        """Raises `ChangedSinceLooked` when a pinned file was written since it was opened:
+        what was read from it may be half of one version and half of another."""
+        now = os.fstat(self.descriptor)
+        # not the ctime: a file renamed over this one's path moves it, and changes nothing read
+        if (now.st_size, now.st_mtime_ns) != (self.size_bytes, self.mtime_ns):
+            raise ChangedSinceLooked(f"{self.relative_path}: changed while it was being read")
+
     def sha256(self) -> str:
         digest = hashlib.sha256()
-        with self.path.open("rb") as stream:
+        with self._source.open("rb") as stream:
             # mapped, the file is hashed in the page cache without a copy, in one call that
             # releases the GIL; an empty file cannot be mapped
             if os.fstat(stream.fileno()).st_size:
@@ -88,7 +140,7 @@ class LandingFile:
     def open_content(self) -> Iterator[IO[bytes]]:
         """The file's bytes, uncompressed when it is gzip'd. Raises `UnreadableFile` when the
         gzip stream cannot be read (an OSError, such as no permission, passes as it is)."""
-        with self.path.open("rb") as raw:
+        with self._source.open("rb") as raw:
             if not self.is_gzip:
                 yield raw
                 return
@@ -203,7 +255,7 @@ def ready_files(
     """
     ready, still_pending, requested = [], {}, dict(requested)
     for file in files:
-        stamp = f"{file.size_bytes}:{file.mtime_ns}"
+        stamp = file.stamp
         if requested.get(file.relative_path) == stamp:
             continue
         if pending.get(file.relative_path) == stamp:
@@ -212,6 +264,40 @@ def ready_files(
         else:
             still_pending[file.relative_path] = stamp
     return Readiness(ready, requested, still_pending)
+
+
+# A file written in the last SETTLE_SECONDS gets a second look that long later, as the landing
+# sensor looks twice; one whose size and mtime held still between the looks is complete.
+SETTLE_SECONDS = 2.0
+
+# the run tag that carries the files a run was started for, with their stamps (`manifest`)
+MANIFEST_TAG = "musicrec/manifest"
+
+
+def manifest(files: Iterable[LandingFile]) -> str:
+    """The files a run is started for, as its `MANIFEST_TAG` carries them: path → stamp."""
+    return json.dumps({file.relative_path: file.stamp for file in files}, sort_keys=True)
+
+
+def in_manifest(files: list[LandingFile], carried: str) -> list[LandingFile]:
+    """The ``files`` that the manifest ``carried`` names, each as it was when approved: one
+    written to since is left for a run that looks again."""
+    approved = json.loads(carried)
+    return [file for file in files if approved.get(file.relative_path) == file.stamp]
+
+
+def settled(landing_dir: str | Path) -> list[LandingFile]:
+    """The files of the landing folder that are complete by `ready_files`' rule, for a run that
+    carries no manifest: one not modified in the last `SETTLE_SECONDS` at once, one modified
+    since after a second look that long later finds it unchanged; one still changing is left
+    for the next run."""
+    files = scan(landing_dir)
+    recent_since = time.time_ns() - int(SETTLE_SECONDS * 1e9)
+    if all(file.mtime_ns < recent_since for file in files):
+        return files
+    time.sleep(SETTLE_SECONDS)
+    again = set(scan(landing_dir))
+    return [file for file in files if file.mtime_ns < recent_since or file in again]
 
 
 def landing_path(landing_dir: str | Path, kind: str, name: str, compressed: bool = False) -> Path:

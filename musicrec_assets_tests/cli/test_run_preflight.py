@@ -94,6 +94,37 @@ def test_run_waits_for_a_file_still_being_written(tmp_path):
     assert read == accepted == writer.written
 
 
+@pytest.mark.slow
+def test_a_file_that_appears_after_the_check_is_not_ingested_half_written(tmp_path):
+    """The check found the landing folder at rest; a writer starts a file line by line just
+    after it. The run's ingest steps take the files that hold still, so that file waits for
+    the next run, which takes it whole, once."""
+    world = small_world()
+    write_landing(world, tmp_path / "landing")
+    config = tmp_path / "tiny-run.yaml"
+    config.write_text(yaml.safe_dump(TINY_RUN))
+    writer = SlowWriter(tmp_path / "landing" / "ratings" / "late.jsonl", late_ratings(world, 600))
+    log = tmp_path / "run.log"
+    command = [MUSICREC, "run", "--home", str(tmp_path), "--config", str(config)]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not re.search(r"run \S+ \(full_job\)", log.read_text()):  # the check is done
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        writer.start()
+        assert process.wait(timeout=600) == 0, log.read_text()
+    writer.finish.set()
+    writer.join()
+    assert subprocess.run(command, cwd=REPO_ROOT, capture_output=True).returncode == 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM rejected_rows").fetchone()[0] == 0
+        ledger = con.execute(
+            "SELECT rows_read, rows_accepted FROM ingested_files WHERE path = 'ratings/late.jsonl'"
+        ).fetchall()
+    assert ledger == [(writer.written, writer.written)]
+
+
 def test_waiting_for_writers_ends_in_a_clear_error_when_a_file_keeps_changing(tmp_path):
     growing = tmp_path / "ratings" / "growing.jsonl"
     growing.parent.mkdir()

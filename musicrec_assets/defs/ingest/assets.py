@@ -22,7 +22,7 @@ def _ingest_kind(
     duckdb: DuckDBResource,
     feedback: str = "auto",
 ) -> dg.MaterializeResult:
-    files = [f for f in landing.scan(home.layout.landing) if f.kind == kind]
+    files = [f for f in _files_of_run(context, home) if f.kind == kind]
     reports: list[ingest.IngestReport] = []
     failures: list[ingest.IngestReport] = []
     with duckdb.get_connection() as con:
@@ -78,6 +78,16 @@ def _ingest_kind(
             pd.DataFrame([(r.path, r.failure) for r in failures], columns=["file", "why"])
         )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _files_of_run(context: dg.AssetExecutionContext, home: MusicrecHome) -> list:
+    """The landing files this run was started for, as the landing sensor or `musicrec run`
+    approved them (its `landing.MANIFEST_TAG`), never one that appeared or changed since;
+    a run started without a manifest (the schedule, the UI) takes the files that hold still."""
+    carried = context.run.tags.get(landing.MANIFEST_TAG)
+    if carried is None:
+        return landing.settled(home.layout.landing)
+    return landing.in_manifest(landing.scan(home.layout.landing), carried)
 
 
 _COMMON = {

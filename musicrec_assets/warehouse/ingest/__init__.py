@@ -49,7 +49,7 @@ from musicrec_assets.warehouse.ingest.ledger import (
     rows_from,
 )
 from musicrec_assets.warehouse.ingest.retry import retry_pending_ratings
-from musicrec_assets.warehouse.landing import LandingFile, UnreadableFile
+from musicrec_assets.warehouse.landing import ChangedSinceLooked, LandingFile, UnreadableFile
 from musicrec_assets.warehouse.tables import transaction
 
 __all__ = [
@@ -71,13 +71,27 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
     """Validate and load one landing file in one transaction; a no-op if its content was
     ingested (or found unreadable) before.
 
-    The clean pass first; the general path when it declines the file. A file that cannot be
-    read is recorded in the ledger with ``report.failure`` (and retried once its content
-    changes); one that the system cannot open (gone, no permission) only gets the failure in
-    its report, and is tried again next time.
+    The file is taken as ``file`` describes it (as a scan or a run's manifest found it), read
+    through one open file (`LandingFile.pinned`), so the hash and the rows come from the same
+    bytes; a file that differs from ``file`` when opened, or is written to while it is read,
+    only gets a failure in its report, and is tried again next time, as is one that the
+    system cannot open (gone, no permission). A file that cannot be read is recorded in the
+    ledger with ``report.failure`` (and retried once its content changes).
     """
     con.execute("SET TimeZone = 'UTC'")
     report = IngestReport(path=file.relative_path, kind=file.kind, sha256="")
+    try:
+        with file.pinned() as pinned:
+            _ingest_pinned(con, pinned, report)
+    except ChangedSinceLooked as error:
+        report.failure = str(error)
+    except OSError as error:
+        report.failure = f"{file.relative_path}: {error.strerror or error}"
+    return report
+
+
+def _ingest_pinned(con, file: LandingFile, report: IngestReport) -> None:
+    """The clean pass first; the general path when it declines the file."""
     now = datetime.now(UTC).replace(tzinfo=None)
     sha256 = None
     try:
@@ -89,16 +103,13 @@ def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestRepo
                 with transaction(con):
                     ledger.remember(con, file, sha256, now)
             report.skipped = True
-            return report
+            return
         _ingest_new(con, file, sha256, now, report)
     except UnreadableFile as error:
         report.failure = str(error)
         report.sha256 = report.sha256 or sha256 or file.sha256()
         with transaction(con):
             ledger.record(con, file, report, now)
-    except OSError as error:
-        report.failure = f"{file.relative_path}: {error.strerror or error}"
-    return report
 
 
 def _ingest_new(con, file: LandingFile, sha256: str | None, now, report: IngestReport) -> None:

@@ -51,7 +51,7 @@ def insert(con, file: LandingFile, json_format: str, ingested_at: datetime) -> i
     keys = KEYS[kind]
     new_id = "" if kind == "ratings" else f"AND id_value NOT IN (SELECT id FROM {kind})"
     params = {"source_file": file.relative_path, "ingested_at": ingested_at}
-    records = read_json_records(kind, json_format, ids_as_text=True)
+    records = read_json_records(kind, json_format, file.compression, ids_as_text=True)
     statement = f"""
         INSERT INTO {kind}
         SELECT {", ".join(f"{n}_value" for n in FIELDS[kind])}, $source_file,

@@ -42,9 +42,12 @@ def _json_columns(kind: str, ids_as_text: bool) -> str:
     return "{" + ", ".join(f"'{name}': '{column_type(name)}'" for name in FIELDS[kind]) + "}"
 
 
-def read_json_records(kind: str, json_format: str, ids_as_text: bool = False) -> str:
-    """The records of a landing file (its path the query's ``$path`` parameter) as
-    :func:`checked` takes them, read by ``read_json`` with every field as JSON.
+def read_json_records(
+    kind: str, json_format: str, compression: str, ids_as_text: bool = False
+) -> str:
+    """The records of a landing file (its path the query's ``$path`` parameter, its
+    ``compression`` as `LandingFile.compression` gives it) as :func:`checked` takes them, read
+    by ``read_json`` with every field as JSON.
 
     ``ids_as_text``: the key fields (ids) typed VARCHAR instead; see :func:`clean_pass.insert`.
     """
@@ -52,7 +55,7 @@ def read_json_records(kind: str, json_format: str, ids_as_text: bool = False) ->
     columns = _json_columns(kind, ids_as_text)
     return f"""(SELECT NULL::VARCHAR AS problem, {fields}
                FROM read_json($path, format = '{json_format}', columns = {columns},
-                              compression = 'auto'))"""
+                              compression = '{compression}'))"""
 
 
 # valid JSON whose first character (after white space) is a brace is an object

@@ -40,7 +40,7 @@ def parse_typed(con, file: LandingFile, json_format: str) -> None:
     with insertion_order(con, preserve=True):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE parsed AS "
-            f"FROM {read_json_records(file.kind, json_format)}",
+            f"FROM {read_json_records(file.kind, json_format, file.compression)}",
             {"path": file.reader_path},
         )
 

@@ -94,7 +94,10 @@ def content_seen(con, kind: str, sha256: str) -> bool:
 
 
 def remember(con, file: LandingFile, sha256: str, now: datetime) -> None:
-    """The file's fingerprint: its path, as it is now, holds ``sha256``."""
+    """The file's fingerprint: its path, as it is now, holds ``sha256``. The last write of
+    every ingest's transaction: ``file`` is pinned (`LandingFile.pinned`), and one written to
+    since it was opened raises `landing.ChangedSinceLooked`, which rolls it all back."""
+    file.check_unchanged()
     con.execute("DELETE FROM landing_fingerprints WHERE path = ?", [file.relative_path])
     con.execute(
         "INSERT INTO landing_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?)",

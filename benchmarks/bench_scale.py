@@ -7,7 +7,7 @@
    backend with FIXED params (no tuning): users, artists, ratings, rating_matrix,
    evaluation_split; then a one-row ``tuning_trials`` table with the fixed params takes the
    place of ``als_tuning`` (implicit, rank 64, λ 30, log1p confidence α 1, 15 iterations: a
-   corner of ``tuning.DEFAULT_IMPLICIT_GRID``); then als_model and the serving assets
+   setting inside ``tuning.ranking_space``); then als_model and the serving assets
    (user_recommendations, artist_top_users, similar_artists, factor_tables). The asset checks
    of a selected asset run in the same Dagster run, as they do in the pipeline.
 3. A size sweep of ALS fits alone, local (``implicit``) beside Spark MLlib's ALS
@@ -59,7 +59,7 @@ MATRIX = ["rating_matrix", "evaluation_split"]
 SERVING = ["user_recommendations", "artist_top_users", "similar_artists", "factor_tables"]
 GRAPH = [*INGEST, *MATRIX, "tuning_trials", "als_model", *SERVING]
 
-# the fixed params (no tuning): a corner of tuning.DEFAULT_IMPLICIT_GRID
+# the fixed params (no tuning): a setting inside tuning.ranking_space
 FIXED = {
     "feedback": "implicit",
     "rank": 64,

@@ -5,11 +5,11 @@
    ratings): one per-user 80/20 ``split.train_test_split(seed=42)`` for every model. Our
    *ranking model* (implicit ALS on the matrix, confidence from the rating or the plays) and
    our *rating model* (explicit ALS with biases, ratings only) are chosen by 3-fold CV on the
-   training part only (``tuning.cross_validate``: NDCG@10 over ``tuning.ranking_candidates``,
-   RMSE over ``tuning.candidates``), and so is item-kNN's K and similarity
-   (``WIDE_NEIGHBOUR_GRID``). For ratings the ranking model searches
-   ``WIDE_RATINGS_RANKING_GRID``, wider than tuning's default, to check the chosen point is not
-   on an edge. Beside them: ``implicit``'s ALS with its defaults on the raw
+   training part only (``tuning.cross_validate``: the adaptive search over
+   ``tuning.ranking_space`` on NDCG@10 and ``tuning.rating_space`` on RMSE, with tuning's default
+   budget), and so is item-kNN's K and similarity (``tuning.neighbour_space``); each line says
+   how many trials ran, how many were pruned and whether a best value is on an edge. Beside
+   them: ``implicit``'s ALS with its defaults on the raw
    matrix (untuned), most popular, and for ratings the bias model and global mean. Columns:
    fit seconds (of the final fit on the training part), NDCG@10 (any held-out item relevant),
    NDCG@10 liked (held-out ratings ≥ the user's mean training rating), RMSE, coverage@10.
@@ -18,7 +18,7 @@
    0.801). Elsewhere the ranking model has to beat most popular and item-kNN.
 2. Fit speed and peak memory of the two local fitters on the bundled sample and Last.fm-2k at
    fixed settings (rank 10, λ 0.1 ALS-WR for ratings; rank 64, λ 30 bm25 α 0.03 and log1p α 1,
-   the sensible corners of ``tuning.DEFAULT_IMPLICIT_GRID``, for plays), with their hold-out
+   settings inside ``tuning.ranking_space``, for plays), with their hold-out
    scores at those settings.
 3. The explicit speed target: 10 iterations at rank 10 on 100,000 synthetic ratings
    (1,000 users × 2,000 items) well under 1 s; Spark MLlib's local[2] ≈ 7 s is quoted from the
@@ -71,13 +71,11 @@ from musicrec_assets.evaluation.promotion import (
 )
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.evaluation.tuning import (
-    WIDE_NEIGHBOUR_GRID,
-    WIDE_RATINGS_RANKING_GRID,
     SearchResult,
-    candidates,
     cross_validate,
-    grid,
-    ranking_candidates,
+    neighbour_space,
+    ranking_space,
+    rating_space,
 )
 from musicrec_assets.model import explicit_als as als
 from musicrec_assets.model.backends import LOCAL_FITTERS, base_params, ranking_base_params
@@ -140,7 +138,9 @@ def chosen(search: SearchResult, seconds: float) -> str:
     score = search.best.mean_metrics[search.primary_metric]
     return (
         f"{settings} (CV {search.primary_metric} {score:.4f}, best of "
-        f"{len(search.trials)} candidates, {seconds:.0f} s)"
+        f"{len(search.trials)} trials, {search.n_pruned} pruned, {seconds:.0f} s"
+        + (f"; on an edge: {', '.join(search.on_edge)}" if search.on_edge else "")
+        + ")"
     )
 
 
@@ -157,13 +157,13 @@ def quality(name: str, matrix: csr_matrix, feedback: Feedback) -> None:
     ranking_search, ranking_seconds = search(
         split.train,
         ranking_base_params(feedback, ITERATIONS, SEED),
-        grid(WIDE_RATINGS_RANKING_GRID) if ratings else ranking_candidates(feedback, {}),
+        ranking_space(feedback, {}),
         data_feedback=feedback,
     )
     knn_search, knn_seconds = search(
         split.train,
         NeighbourParams(),
-        grid(WIDE_NEIGHBOUR_GRID),
+        neighbour_space({}),
         fit=fit_item_knn,
         data_feedback=feedback,
     )
@@ -177,7 +177,7 @@ def quality(name: str, matrix: csr_matrix, feedback: Feedback) -> None:
         rating_search, rating_seconds = search(
             split.train,
             base_params(feedback, ITERATIONS, SEED),
-            candidates(feedback, {}),
+            rating_space({}),
         )
         notes.append(f"rating model: {chosen(rating_search, rating_seconds)}")
         rating, fit_seconds["rating"] = timed_fit(

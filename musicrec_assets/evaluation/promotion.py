@@ -17,7 +17,7 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
 from musicrec_assets.evaluation.split import fingerprint
-from musicrec_assets.model.baselines import NeighbourParams, fit_baselines
+from musicrec_assets.model.baselines import BIAS_PARAMS, NeighbourParams, fit_baselines
 from musicrec_assets.model.factors import FactorModel, Feedback, Fitter, ModelPair, TrainingParams
 
 
@@ -171,6 +171,23 @@ class CandidateReport:
     reason: str
 
     @property
+    def rating_falls_back(self) -> bool:
+        """Whether the version predicts ratings with the bias model (``baselines.BIAS_PARAMS``)
+        instead of its rating model, which did not beat the rating baselines: a weak rating
+        model never takes the lists down with it."""
+        return not self.rating_beats_baselines
+
+    @property
+    def serving_rating_params(self) -> TrainingParams | None:
+        """What the served rating model is fitted with: the rating model's settings, the bias
+        model's when it falls back, None for play counts."""
+        if "rating" not in self.scores:
+            return None
+        if self.rating_falls_back:
+            return BIAS_PARAMS
+        return self.evaluation_model.rating.params
+
+    @property
     def ranking_beats_baselines(self) -> bool:
         return beats_baselines(self.scores, RANKING_METRIC, True, "ranking", RANKING_BASELINES)
 
@@ -183,7 +200,9 @@ class CandidateReport:
 
     @property
     def beats_baselines(self) -> bool:
-        return self.ranking_beats_baselines and self.rating_beats_baselines
+        """The gate: the lists beat theirs. Predicted ratings need not: where the rating model
+        loses, the bias model predicts them (:attr:`rating_falls_back`)."""
+        return self.ranking_beats_baselines
 
     def gate(self) -> dict[str, float]:
         """The numbers the gate compares, ``<model>_<metric>``: the ranking model and its
@@ -213,7 +232,8 @@ def evaluate_candidate(
     held-out part, and decide whether the candidate takes the champion's place.
 
     The decision compares the ranking models on NDCG@K, the lists users receive; a candidate
-    whose rating model does not beat the rating baselines on RMSE is refused whatever it ranks.
+    whose ranking model does not beat its baselines is refused whatever else it does, and one
+    whose rating model does not beat the rating baselines predicts ratings with the bias model.
 
     Parameters
     ----------
@@ -300,12 +320,23 @@ def decide(
         promote=promote,
         reason=reason,
     )
-    if not report.rating_beats_baselines:
-        best = min(RATING_BASELINES, key=lambda name: scores[name][RATING_METRIC])
+    if not report.ranking_beats_baselines:
+        best = max(
+            (name for name in RANKING_BASELINES if name in scores),
+            key=lambda name: scores[name][RANKING_METRIC],
+        )
         return dataclasses.replace(
             report,
             promote=False,
-            reason=f"its rating model's RMSE {scores['rating'][RATING_METRIC]:.4f} is not "
-            f"better than the {best} baseline's {scores[best][RATING_METRIC]:.4f}",
+            reason=f"its ranking model's {RANKING_METRIC} {own:.4f} is not better than the "
+            f"{best} baseline's {scores[best][RANKING_METRIC]:.4f}",
         )
+    if report.rating_falls_back:
+        best = min(RATING_BASELINES, key=lambda name: scores[name][RATING_METRIC])
+        reason = (
+            f"{report.reason}; its rating model's RMSE {scores['rating'][RATING_METRIC]:.4f} is "
+            f"not better than the {best} baseline's {scores[best][RATING_METRIC]:.4f}, so the "
+            "bias model predicts the ratings"
+        )
+        return dataclasses.replace(report, reason=reason)
     return report

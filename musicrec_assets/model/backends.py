@@ -43,7 +43,7 @@ def fit_local(
 def base_params(feedback: Feedback, iterations: int, seed: int) -> TrainingParams:
     """The fixed settings tuning starts from, on either backend, for the model of
     ``feedback``'s own objective (the rating model of ratings, the ranking model of play
-    counts); the grid overrides rank, λ (and α, confidence)."""
+    counts); the search (``tuning.rating_space``) varies rank, λ and λ_b."""
     return TrainingParams(
         feedback=feedback,
         rank=10,
@@ -61,7 +61,7 @@ def ranking_base_params(
 ) -> TrainingParams:
     """The fixed settings the ranking model's tuning starts from: implicit-feedback ALS on play
     counts or on ratings (``feedback``), the confidence of the data's kind; the grid
-    (``tuning.ranking_candidates``) overrides rank, λ, α and confidence."""
+    (``tuning.ranking_space``) varies rank, λ, α and confidence."""
     return TrainingParams(
         feedback="implicit",
         rank=10,

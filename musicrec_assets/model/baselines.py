@@ -50,9 +50,18 @@ def fit_global_mean(matrix: csr_matrix) -> FactorModel:
     )
 
 
-def fit_bias_model(
-    matrix: csr_matrix, regularization: float = 10.0, iterations: int = 5
-) -> FactorModel:
+# the bias model's settings: rank-0 explicit ALS with a plain λ of 10 pseudo-ratings at the mean
+BIAS_PARAMS = TrainingParams(
+    feedback="explicit",
+    rank=0,
+    regularization=10.0,
+    iterations=5,
+    weighted_regularization=False,
+    use_biases=True,
+)
+
+
+def fit_bias_model(matrix: csr_matrix, params: TrainingParams = BIAS_PARAMS) -> FactorModel:
     """Regularized user + item biases by alternating damped means.
 
     Each pass sets ``b_u = Σ_i (r_ui − μ − b_i) / (n_u + λ)`` and then the same for items:
@@ -62,19 +71,10 @@ def fit_bias_model(
     ----------
     matrix : csr_matrix
         users × items ratings.
-    regularization : float
-        λ, in pseudo-ratings at the mean pulling each bias towards 0.
-    iterations : int
-        Alternating passes; a few suffice.
+    params : TrainingParams
+        Rank 0; λ (``regularization``) in pseudo-ratings at the mean pulling each bias
+        towards 0, and the alternating passes (a few suffice).
     """
-    params = TrainingParams(
-        feedback="explicit",
-        rank=0,
-        regularization=regularization,
-        iterations=iterations,
-        weighted_regularization=False,
-        use_biases=True,
-    )
     return fit_explicit_als(matrix, params)
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from musicrec_assets.model.baselines import BIAS_PARAMS
 from musicrec_assets.model.factors import Feedback, TrainingParams
 from musicrec_assets.model.spark_factors import Side, SparkFactors
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
-
-# fit_bias_model's defaults
-_BIAS_REGULARIZATION = 10.0
-_BIAS_ITERATIONS = 5
 
 
 def fit_spark_baselines(
@@ -45,7 +42,7 @@ def fit_spark_baselines(
     if feedback == "explicit":
         models = {
             "global_mean": _fit_global_mean(train, folder / "global_mean", n_users, n_items),
-            "bias": _fit_bias_model(train, folder / "bias", n_users, n_items),
+            "bias": fit_bias_frame(train, folder / "bias", n_users, n_items),
             **models,
         }
     for model in models.values():
@@ -88,20 +85,14 @@ def _fit_global_mean(train: DataFrame, folder: Path, n_users: int, n_items: int)
     return model
 
 
-def _fit_bias_model(train: DataFrame, folder: Path, n_users: int, n_items: int) -> SparkFactors:
+def fit_bias_frame(
+    train: DataFrame, folder: Path, n_users: int, n_items: int, params: TrainingParams = BIAS_PARAMS
+) -> SparkFactors:
     """μ + b_u + b_i by the updates of rank-0 explicit ALS with a plain λ (``fit_bias_model``):
     from zero biases, each pass sets ``b_u = Σ_i (r_ui − μ − b_i) / (n_u + λ)``, then the same
     for items from the new user biases; a row without ratings keeps 0."""
     from pyspark.sql import functions as F
 
-    params = TrainingParams(
-        feedback="explicit",
-        rank=0,
-        regularization=_BIAS_REGULARIZATION,
-        iterations=_BIAS_ITERATIONS,
-        weighted_regularization=False,
-        use_biases=True,
-    )
     mean = _mean(train)
     ratings = train.select("user_idx", "item_idx", F.col("value").cast("double").alias("value"))
     # a copy partitioned like each side's biases: a half-step's join then shuffles nothing, only

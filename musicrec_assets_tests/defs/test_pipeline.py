@@ -224,7 +224,7 @@ def test_worse_model_does_not_take_champion(pipeline_home):
     result = run_pipeline(home, worse)
     meta = metadata(result, "als_model")
     assert meta["alias"] == "challenger"
-    assert "not better than champion" in meta["promotion"]
+    assert "not better than" in meta["promotion"]  # than its baselines, or the champion
     version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
     assert str(version.version) == champion
     # it loses to the baselines too: the blocking check stops the tables from being rebuilt

@@ -12,7 +12,12 @@ from musicrec_assets.evaluation import promotion
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import fingerprint, train_test_split
 from musicrec_assets.model.backends import fit_local
-from musicrec_assets.model.baselines import NeighbourParams, fit_bias_model, fit_most_popular
+from musicrec_assets.model.baselines import (
+    BIAS_PARAMS,
+    NeighbourParams,
+    fit_bias_model,
+    fit_most_popular,
+)
 from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
 IDS = (np.array(["ann", "bob"]), np.array(["a1", "a2", "a3"]))
@@ -209,15 +214,49 @@ def test_a_ranking_model_that_loses_to_most_popular_fails_the_gate():
     }
 
 
-def test_a_candidate_whose_rating_model_loses_to_the_bias_baseline_is_refused():
+def test_a_rating_model_that_loses_to_the_bias_baseline_falls_back_to_the_bias_model():
     # rank 8 without biases and almost no λ: it fits the training ratings' noise
     overfit = TrainingParams(
         "explicit", rank=8, regularization=1e-4, iterations=30, use_biases=False
     )
     report = _report(RANKING, overfit)
     assert report.scores["rating"]["rmse"] > report.scores["bias"]["rmse"]
-    assert not report.promote and "rating model's RMSE" in report.reason
+    assert report.rating_falls_back and report.serving_rating_params == BIAS_PARAMS
+    # the gate judges the lists alone
+    assert report.beats_baselines == report.ranking_beats_baselines
     assert "rmse" not in report.scores["ranking"]  # a ranking score is no rating
+
+
+def _decided(ranking_ndcg: float, rating_rmse: float) -> promotion.CandidateReport:
+    scores = {
+        "ranking": {"ndcg_at_10": ranking_ndcg},
+        "rating": {"rmse": rating_rmse},
+        "most_popular": {"ndcg_at_10": 0.20},
+        "item_knn": {"ndcg_at_10": 0.25},
+        "global_mean": {"rmse": 1.00},
+        "bias": {"rmse": 0.90},
+    }
+    ratings = _popular_ratings()
+    pair = ModelPair(fit_local(ratings, RANKING), fit_local(ratings, RATING))
+    return promotion.decide(
+        pair, {}, {}, scores, "split", 10, promotion.StandIn(None, reason="no champion yet"), None
+    )
+
+
+def test_the_lists_decide_promotion_and_a_losing_rating_model_only_changes_who_predicts():
+    both_win = _decided(0.30, 0.85)
+    assert both_win.promote and both_win.beats_baselines and not both_win.rating_falls_back
+    assert both_win.serving_rating_params == RATING
+
+    rating_loses = _decided(0.30, 0.95)
+    assert rating_loses.promote and rating_loses.beats_baselines
+    assert rating_loses.rating_falls_back and rating_loses.serving_rating_params == BIAS_PARAMS
+    assert "the bias model predicts the ratings" in rating_loses.reason
+
+    # a list that loses to item-kNN is never champion, whatever its ratings
+    ranking_loses = _decided(0.24, 0.85)
+    assert not ranking_loses.promote and not ranking_loses.beats_baselines
+    assert "item_knn baseline's 0.2500" in ranking_loses.reason
 
 
 def test_on_lastfm_the_ranking_model_beats_most_popular_and_item_knn(lastfm_dir):

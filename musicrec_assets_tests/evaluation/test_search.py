@@ -108,3 +108,12 @@ def test_a_second_tuning_starts_from_the_previous_best(tmp_path):
     )
     fresh = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, seed=2, budget=Budget(1))
     assert searched(third.trials) == searched(fresh.trials)
+
+
+def test_a_fresh_search_starts_from_the_middle_of_every_range():
+    result = cross_validate(planted_ratings(), RATING, rating_space({}), budget=Budget(2))
+    first = result.trials[0].params
+    # latent factors on, rank √(2·64) ≈ 11, λ √(0.005·10) ≈ 0.22, λ_b √(0.01·100) = 1
+    assert first.rank == 11
+    assert np.isclose(first.regularization, np.sqrt(0.005 * 10))
+    assert np.isclose(first.bias_regularization, 1.0)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -6,6 +8,7 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
 from musicrec_assets.model.baselines import (
+    BIAS_PARAMS,
     NeighbourParams,
     fit_baselines,
     fit_bias_model,
@@ -35,7 +38,9 @@ def test_global_mean_predicts_the_mean_everywhere():
 
 def test_bias_model_one_pass_is_the_damped_mean_by_hand():
     matrix = csr_matrix(np.array([[4.0, 2.0, 0.0], [0.0, 5.0, 1.0]]))
-    model = fit_bias_model(matrix, regularization=1.0, iterations=1)
+    model = fit_bias_model(
+        matrix, dataclasses.replace(BIAS_PARAMS, regularization=1.0, iterations=1)
+    )
     mean = 3.0
     # users first, items at 0: b_u = Σ (r − μ) / (n_u + λ)
     user_bias = np.array([(1.0 - 1.0) / 3, (2.0 - 2.0) / 3])

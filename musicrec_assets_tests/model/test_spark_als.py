@@ -370,7 +370,7 @@ def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spar
         assert spark_trial.mean_metrics["rmse"] == pytest.approx(
             local_trial.mean_metrics["rmse"], rel=0.02
         )
-    assert [(index, n_trials) for index, n_trials, *_ in calls] == [(0, 2), (1, 2)]
+    assert [(number, trial.index) for number, trial in calls] == [(1, 0), (2, 1)]
 
 
 @pytest.mark.parametrize("feedback", ["explicit", "implicit"])

@@ -32,6 +32,7 @@ from musicrec_assets.model.backends import Backend, base_params, fit_local, rank
 from musicrec_assets.model.baselines import NeighbourParams, fit_item_knn, item_knn_fits
 from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, ModelPair, TrainingParams
 from musicrec_assets.model.spark_als import fit_spark_frame
+from musicrec_assets.model.spark_baselines import fit_bias_frame
 from musicrec_assets.tracking import plots, registry, runs
 from musicrec_assets.tracking.studies import study_storage
 from musicrec_assets.warehouse import model_tables
@@ -390,8 +391,32 @@ def _gate(report: promotion.CandidateReport) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=GATE,
         passed=report.beats_baselines,
-        metadata={name: round(float(value), 4) for name, value in report.gate().items()},
+        metadata={
+            **{name: round(float(value), 4) for name, value in report.gate().items()},
+            "ratings_predicted_by": _rating_source(report),
+        },
     )
+
+
+def _rating_source(report: promotion.CandidateReport) -> str:
+    if "rating" not in report.scores:
+        return "nothing (play counts)"
+    return "the bias model (fallback)" if report.rating_falls_back else "the rating model"
+
+
+def _serving_roles(report: promotion.CandidateReport) -> dict[str, TrainingParams]:
+    """The settings each served model is refitted on all data with: the ranking model's and,
+    for ratings, the rating model's or (falling back) the bias model's."""
+    roles = {"ranking": report.evaluation_model.ranking.params}
+    if report.serving_rating_params is not None:
+        roles["rating"] = report.serving_rating_params
+    return roles
+
+
+def _fit_all_on_spark(data: _SparkData, role: str, params: TrainingParams):
+    if params.rank == 0:  # the bias model a losing rating model falls back to
+        return fit_bias_frame(data.parts[None], data.workdir / role, *data.shape, params)
+    return fit_spark_frame(data.session, data.parts[None], params, data.workdir / role, *data.shape)
 
 
 def _applicable(params: TrainingParams | NeighbourParams) -> dict:
@@ -434,6 +459,7 @@ def _model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) ->
         "model_uri": run.logged.model_uri,
         "alias": run.alias,
         "promotion": report.reason,
+        "ratings_predicted_by": _rating_source(report),
         "feedback": pair.feedback,
         **_headline(report),
         "fit_seconds": round(sum(report.fit_seconds.values()), 1),
@@ -487,7 +513,6 @@ def als_model(
         artist_names = model_tables.artist_names(con)
         sizes = split_counts(con)
     champion = registry.champion(MlflowClient())
-    roles = {"ranking": chosen.ranking, "rating": chosen.rating}
     with tempfile.TemporaryDirectory() as scratch:
         seen = Path(scratch, "seen.npz")
         if settings.backend == Backend.spark:
@@ -507,15 +532,8 @@ def als_model(
                 )
                 serving_model = ModelPair(
                     **{
-                        role: fit_spark_frame(
-                            data.session,
-                            data.parts[None],
-                            params,
-                            data.workdir / role,
-                            *data.shape,
-                        ).to_factor_model()
-                        for role, params in roles.items()
-                        if params is not None
+                        role: _fit_all_on_spark(data, role, params).to_factor_model()
+                        for role, params in _serving_roles(report).items()
                     }
                 ).with_ids(*ids)
         else:
@@ -538,8 +556,7 @@ def als_model(
             serving_model = ModelPair(
                 **{
                     role: fit_local(interactions, params)
-                    for role, params in roles.items()
-                    if params is not None
+                    for role, params in _serving_roles(report).items()
                 }
             ).with_ids(*ids)
             del interactions

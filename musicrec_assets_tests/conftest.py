@@ -120,5 +120,7 @@ def dagster_dev_env(home: Path) -> dict[str, str]:
         "MUSICREC_SENSOR_INTERVAL": "5",
         # the daily schedule (03:00 UTC) would start a run of its own if a test spans it
         "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
+        # the daemon's runs take the default settings: a small search proves the wiring
+        "MUSICREC_TUNING_TRIALS": "6",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

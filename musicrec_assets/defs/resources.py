@@ -117,7 +117,7 @@ class ModelSettings(dg.ConfigurableResource):
         description="the most trials each model's search (ranking, rating, item-kNN) runs",
     )
     tuning_minutes: PositiveFloat = Field(
-        default=1.5,
+        default=1.0,
         description="the most minutes each model's search spends; a trial under way finishes",
     )
     # Fixed values instead of a searched range; empty lists search the model's whole range

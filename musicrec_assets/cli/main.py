@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
+import contextlib
 import os
+import shlex
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicrec_assets.home import REPO_ROOT, Home
 from musicrec_assets.warehouse.tables import WarehouseBusy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _home(home: str | None) -> Home:
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         preflight.require_ratings(home)
         # imported only now: Dagster and the graph take seconds to import, a preflight error none
         from musicrec_assets.cli import run_guard
-        from musicrec_assets.cli.progress import Progress
+        from musicrec_assets.cli.progress import Progress, libraries_quiet, step_labels
         from musicrec_assets.cli.summary import print_summary
         from musicrec_assets.definitions import build_definitions
         from musicrec_assets.defs.automation import full_job
@@ -89,11 +94,10 @@ def run(args: argparse.Namespace) -> int:
             "musicrec/files": ", ".join(f.relative_path for f in new_files)[:1000] or "none new",
         }
         run_id = str(uuid.uuid4())
-        progress = None if args.verbose else Progress(len(job.graph.nodes))
-        if progress:  # MLflow's notes on each store migration and version, for the same reason
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
+        progress = None if args.verbose else Progress(len(job.graph.nodes), labels=step_labels(job))
         print(f"run {run_id} ({full_job.name}): {len(new_files)} new landing file(s)", flush=True)
-        with run_guard.watching(instance, run_id, progress=progress):
+        quiet = contextlib.nullcontext() if args.verbose else libraries_quiet()
+        with quiet, run_guard.watching(instance, run_id, progress=progress):
             result = job.execute_in_process(
                 instance=instance,
                 run_config=run_config,
@@ -125,12 +129,21 @@ def sample(args: argparse.Namespace) -> int:
     """Generate a synthetic landing folder (deterministic from --seed)."""
     from musicrec_assets.datasets import synthetic as generator
 
+    out = Path(args.out)
     if args.shape == "lastfm360k":
-        counts = generator.generate_lastfm360k_shape(args.out, scale=args.scale, seed=args.seed)
+        counts = generator.generate_lastfm360k_shape(out, scale=args.scale, seed=args.seed)
     else:
-        generator.write_landing(generator.generate_world(seed=args.seed), args.out)
-        counts = None
-    print(f"wrote a {args.shape} sample to {args.out}" + (f": {counts}" if counts else ""))
+        world = generator.generate_world(seed=args.seed)
+        generator.write_landing(world, out)
+        counts = {kind: len(getattr(world, kind)) for kind in ("users", "artists", "ratings")}
+    written = ", ".join(f"{count:,} {kind}" for kind, count in counts.items())
+    print(f"wrote a {args.shape} sample to {out}: {written}")
+    # `musicrec run` reads <home>/landing
+    if out.resolve().name == "landing":
+        print(f"next: musicrec run --home {shlex.quote(str(out.resolve().parent))}")
+    else:
+        landing = Home.from_env().landing
+        print(f"next: cp -r {shlex.quote(str(out))}/. {shlex.quote(str(landing))}/ && musicrec run")
     return 0
 
 
@@ -149,8 +162,58 @@ def _read_only_warehouse(home: str | None):
     return connect(_home(home).warehouse, read_only=True)
 
 
-def _print(frame) -> None:
-    print(frame.to_string(index=False) if len(frame) else "(no rows)")
+# the widest line a reader prints
+WIDTH = 100
+# how many a reader lists without -n (and then says nothing when fewer are stored)
+DEFAULT_COUNT = 10
+# the shortest a cut name gets, before columns are wrapped instead
+SHORTEST_NAME = 12
+
+
+def _print(frame: pd.DataFrame, name_column: str | None = None) -> None:
+    """``frame`` in lines of at most WIDTH columns: the names in ``name_column`` cut (…) as
+    far as that takes, then whatever is still too wide wrapped into blocks of columns."""
+    if frame.empty:
+        print("(no rows)")
+        return
+    text = frame.to_string(index=False)
+    overflow = max(map(len, text.splitlines())) - WIDTH
+    if overflow > 0 and name_column:
+        names = frame[name_column].astype("string")
+        keep = max(int(names.str.len().max()) - overflow, SHORTEST_NAME)
+        cut = names.where(names.str.len() <= keep, names.str.slice(0, keep - 1) + "…")
+        text = frame.assign(**{name_column: cut}).to_string(index=False)
+    if max(map(len, text.splitlines())) > WIDTH:
+        text = frame.to_string(index=False, line_width=WIDTH)
+    print(text)
+
+
+# the decimals a reader shows of each kind of number
+DECIMALS = {"score": 3, "similarity": 3, "predicted_rating": 2}
+
+
+def _shown(frame: pd.DataFrame, names: dict[str, str], ids: bool) -> pd.DataFrame:
+    """A reader's table as printed: ``names`` maps the name column to its heading, before
+    which the rank goes and after which the id (with ``--ids``); numbers to their DECIMALS."""
+    import pandas as pd
+
+    ((name_column, heading),) = names.items()
+    id_column = name_column.replace("name", "id")
+    columns = ["rank", name_column] + ([id_column] if ids else [])
+    columns += [c for c in frame.columns if c not in (*columns, id_column, name_column)]
+    shown = frame[columns].rename(columns={name_column: heading})
+    # a name the warehouse lacks is shown by its id
+    shown[heading] = shown[heading].fillna(frame[id_column])
+    for column, places in DECIMALS.items():
+        if column in shown:
+            shown[column] = shown[column].map(
+                lambda value, places=places: "-" if pd.isna(value) else f"{value:.{places}f}"
+            )
+    return shown
+
+
+def _warn(message: str) -> None:
+    print(f"musicrec: {message}", file=sys.stderr)
 
 
 def _champion_recommender(home: str | None):
@@ -161,71 +224,226 @@ def _champion_recommender(home: str | None):
     return registry.load_champion(root)
 
 
-def recommend_command(args: argparse.Namespace) -> int:
-    """Top-N artists for a known user (from the tables) or a new listener (fold-in)."""
-    if args.ratings:
-        try:
-            ratings = json.loads(Path(args.ratings).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{args.ratings} is not valid JSON: {error}") from error
-        if not isinstance(ratings, list):
-            raise ValueError(f"{args.ratings} must hold a JSON array of ratings")
-        version, recommender = _champion_recommender(args.home)
-        answer = recommender.for_new_listener(ratings, args.n)
-        if answer.unknown_artist_ids:
-            print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
-        print(f"recommendations for a new listener (model version {version}):")
-        frame = answer.recommendations
-        _print(
-            frame if recommender.feedback == "explicit" else frame.drop(columns="predicted_rating")
-        )
-        return 0
-    if not args.user_id:
-        raise ValueError("give a USER_ID or --ratings FILE")
-    from musicrec_assets.warehouse import queries
+# the listener a --ratings file's records stand for, when they name none
+NEW_LISTENER = "new listener"
 
-    with _read_only_warehouse(args.home) as con:
-        frame = queries.user_recommendations(con, args.user_id, args.n)
-    _print(frame)
+
+def _ratings_file(path: Path) -> pd.DataFrame:
+    """A new listener's ratings file checked as the landing folder checks a ratings file (a
+    JSON array or JSON Lines, gzip'd or not; the same reasons for the same records): one row
+    per record, ``record_no`` (its line, or its place in the array), ``artist_id``,
+    ``rating``, ``plays`` and ``reason`` (None when it passes). The ``user_id`` may be left
+    out; all of a file's records are one listener's."""
+    import duckdb
+
+    from musicrec_assets.warehouse import tables
+    from musicrec_assets.warehouse.ingest import general_path, records
+    from musicrec_assets.warehouse.landing import LandingFile, UnreadableFile
+
+    stat = path.stat()
+    file = LandingFile("ratings", path.resolve(), str(path), stat.st_size, stat.st_mtime_ns)
+    with duckdb.connect() as con:
+        tables.ensure_schema(con)
+        try:
+            # a name need not say the format here: the first character tells an array
+            json_format = "array" if file.is_json_array() else "newline_delimited"
+            general_path.parse_text(con, file, json_format)
+        except UnreadableFile as error:
+            raise ValueError(str(error)) from error
+        con.execute(
+            "UPDATE parsed SET user_id = to_json(?::VARCHAR) "
+            "WHERE coalesce(user_id::VARCHAR, 'null') = 'null'",
+            [NEW_LISTENER],
+        )
+        # whether the model knows an artist is the recommender's to say (it names the ones it
+        # does not), so every id the file names counts as known here
+        for table, column in (("users", "user_id"), ("artists", "artist_id")):
+            con.execute(
+                f"""INSERT INTO {table} BY NAME
+                    SELECT DISTINCT {column} ->> '$' AS id, ? AS source_file,
+                           now()::TIMESTAMP AS ingested_at
+                    FROM parsed WHERE {column} ->> '$' IS NOT NULL""",
+                [str(path)],
+            )
+        general_path.validate(con, "ratings")
+        checked = con.execute(
+            f"""SELECT r.record_no, v.user_id_value AS user_id, v.artist_id_value AS artist_id,
+                       v.rating_value AS rating, v.plays_value AS plays, v.reason
+                FROM validated v JOIN {records.RAW_RECORDS} r ON r.ordinal = v.record_no
+                ORDER BY r.ordinal"""
+        ).df()
+    if checked.empty:
+        raise ValueError(f"{path} holds no ratings")
+    listeners = checked.loc[checked["reason"].isna(), "user_id"].unique()
+    if len(listeners) > 1:
+        raise ValueError(
+            f"{path} holds the ratings of {len(listeners)} users ({', '.join(listeners[:3])}"
+            f"{', …' if len(listeners) > 3 else ''}): give one listener's"
+        )
+    return checked
+
+
+def _refusal(path: Path, checked: pd.DataFrame, names_of) -> str | None:
+    """The one line that says why the records of ``checked`` (``_ratings_file``) with a
+    reason are refused, each artist by name where ``names_of(ids)`` knows it; None if none is."""
+    import pandas as pd
+
+    from musicrec_assets.warehouse.ingest import DUPLICATE
+
+    refused = checked[checked["reason"].notna()]
+    if refused.empty:
+        return None
+    labels = dict(
+        zip(
+            checked["artist_id"].dropna(),
+            names_of(checked["artist_id"].dropna().tolist()),
+            strict=True,
+        )
+    )
+
+    def artist(artist_id) -> str:
+        name = labels.get(artist_id)
+        return f"{name} ({artist_id})" if name else f"artist_id {artist_id!r}"
+
+    repeated = refused.loc[refused["reason"] == DUPLICATE, "artist_id"].unique()
+    parts = [
+        f"{artist(artist_id)} rated more than once ("
+        + ", ".join(f"#{n}" for n in checked.loc[checked["artist_id"] == artist_id, "record_no"])
+        + ")"
+        for artist_id in repeated
+    ]
+    parts += [
+        f"#{row.record_no}"
+        + ("" if pd.isna(row.artist_id) else f" {artist(row.artist_id)}")
+        + f": {row.reason}"
+        for row in refused[refused["reason"] != DUPLICATE].itertuples()
+    ]
+    shown = "; ".join(parts[:5]) + (f"; and {len(parts) - 5} more" if len(parts) > 5 else "")
+    return (
+        f"{path}: {len(refused)} of its {len(checked)} ratings refused, as the landing folder "
+        f"would refuse them: {shown}"
+    )
+
+
+def _new_listener(args: argparse.Namespace) -> int:
+    """``recommend --ratings FILE``: fold a new listener into the champion."""
+    import pandas as pd
+
+    path = Path(args.ratings)
+    checked = _ratings_file(path)
+    version, recommender = _champion_recommender(args.home)
+    refusal = _refusal(path, checked, recommender.artist_names)
+    if refusal:
+        raise ValueError(refusal)
+    ratings = [
+        {key: value for key, value in record.items() if pd.notna(value)}
+        for record in checked[["artist_id", "rating", "plays"]].to_dict("records")
+    ]
+    answer = recommender.for_new_listener(ratings, args.n or DEFAULT_COUNT)
+    if answer.unknown_artist_ids:
+        print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
+    frame = answer.recommendations
+    print(f"top {len(frame)} for a new listener (model version {version}):")
+    if recommender.feedback != "explicit":
+        frame = frame.drop(columns="predicted_rating")
+    _print(_shown(frame, {"artist_name": "artist"}, args.ids), "artist")
     if args.explain and len(frame):
-        _, recommender = _champion_recommender(args.home)
-        rated = recommender.feedback == "explicit"
-        for row in frame.itertuples():
-            because = recommender.explain(args.user_id, row.artist_id)
-            reasons = ", ".join(
-                f"{name or artist_id} {value:g}" + ("" if rated else " times")
-                for artist_id, name, value in zip(
-                    because.artist_id, because.artist_name, because.value, strict=True
-                )
-            )
-            guess = recommender.predicted_rating(args.user_id, row.artist_id)
-            expected = "" if guess is None else f" (you would rate it {guess:.1f})"
-            verb = "rated" if rated else "played"
-            print(
-                f"  {row.rank}. {row.artist_name or row.artist_id}{expected}: "
-                f"because you {verb} {reasons}"
-            )
+        reasons = recommender.explain_new_listener(ratings, frame["artist_id"].tolist())
+        _print_reasons(frame, reasons, recommender.feedback)
     return 0
 
 
-def _artist_query(args: argparse.Namespace, title: str, query_name: str) -> int:
+def _print_reasons(frame: pd.DataFrame, reasons, feedback: str) -> None:
+    """``--explain``: what the whole list draws on, once, then each pick's own reasons."""
+    rated = feedback == "explicit"
+
+    def listed(artists: pd.DataFrame) -> str:
+        return ", ".join(
+            f"{name or artist_id} {value:g}" + ("" if rated else " times")
+            for artist_id, name, value in zip(
+                artists["artist_id"], artists["artist_name"], artists["value"], strict=True
+            )
+        )
+
+    def say(text: str, indent: str = "") -> None:
+        print(textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "   "))
+
+    verb = "rated" if rated else "played"
+    print()
+    if len(reasons.shared):
+        say(
+            f"why: every pick draws most on what you {verb} {listed(reasons.shared)}; "
+            "beyond that, each pick's own reasons:"
+        )
+    else:
+        say("why:")
+    for row, own in zip(frame.itertuples(), reasons.by_pick, strict=True):
+        because = f"because you {verb} {listed(own)}" if len(own) else "nothing beyond that"
+        say(f"{row.rank}. {row.artist_name or row.artist_id}: {because}", "  ")
+
+
+def _beyond_stored(con, table: str, per: str, shown: int, asked: int | None) -> None:
+    """Say so when ``-n`` (None: not given) asks for more than ``table`` keeps."""
+    from musicrec_assets.warehouse import queries
+
+    if asked is None or shown >= asked:
+        return
+    stored = queries.stored_ranks(con, table)
+    if stored < asked:
+        _warn(
+            f"{table} keeps the top {stored} per {per}: showing {shown}, not {asked} "
+            "(the run's top_n setting)"
+        )
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    """Top-N artists for a known user (from the tables) or a new listener (fold-in)."""
+    if args.ratings:
+        return _new_listener(args)
+    from musicrec_assets.warehouse import queries
+
+    with _read_only_warehouse(args.home) as con:
+        frame = queries.user_recommendations(con, args.user_id, args.n or DEFAULT_COUNT)
+        _beyond_stored(con, "user_recommendations", "user", len(frame), args.n)
+    user_name = frame["user_name"].dropna()
+    who = f"{user_name.iloc[0]} ({args.user_id})" if len(user_name) else args.user_id
+    versions = ", ".join(frame["model_version"].astype(str).unique())
+    print(f"top {len(frame)} for {who}, model version {versions}:")
+    _print(
+        _shown(
+            frame.drop(columns=["user_name", "model_version"]), {"artist_name": "artist"}, args.ids
+        ),
+        "artist",
+    )
+    if args.explain and len(frame):
+        _, recommender = _champion_recommender(args.home)
+        reasons = recommender.explain_user(args.user_id, frame["artist_id"].tolist())
+        _print_reasons(frame, reasons, recommender.feedback)
+    return 0
+
+
+def _artist_query(args: argparse.Namespace, title: str, table: str, names: dict) -> int:
     from musicrec_assets.warehouse import queries
 
     with _read_only_warehouse(args.home) as con:
         artist_id, name = queries.resolve_artist(con, args.artist)
-        print(title.format(name or artist_id))
-        _print(getattr(queries, query_name)(con, artist_id, args.n))
+        frame = getattr(queries, table)(con, artist_id, args.n or DEFAULT_COUNT)
+        _beyond_stored(con, table, "artist", len(frame), args.n)
+    print(title.format(name or artist_id))
+    _print(_shown(frame, names, args.ids), *names.values())
     return 0
 
 
 def similar_command(args: argparse.Namespace) -> int:
     """Artists most similar to ARTIST (id or exact name)."""
-    return _artist_query(args, "artists similar to {}:", "similar_artists")
+    return _artist_query(
+        args, "artists similar to {}:", "similar_artists", {"similar_artist_name": "artist"}
+    )
 
 
 def top_users_command(args: argparse.Namespace) -> int:
     """Users to promote ARTIST (id or exact name) to."""
-    return _artist_query(args, "users to promote {} to:", "artist_top_users")
+    return _artist_query(args, "users to promote {} to:", "artist_top_users", {"user_name": "user"})
 
 
 def sql_command(args: argparse.Namespace) -> int:
@@ -255,12 +473,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="musicrec", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = (
+    "Artist recommendations from a landing folder of JSON files: `musicrec run` ingests the "
+    "files and trains, the other commands read what it made."
+)
+EPILOG = (
+    "Start with `make demo` (or `musicrec sample --out .musicrec/landing` and `musicrec run`), "
+    "then `musicrec recommend USER_ID --explain`. Every command takes --home (default: "
+    "$MUSICREC_HOME, else .musicrec) and -h."
+)
+HOME_HELP = "the musicrec home to use (default: $MUSICREC_HOME, else .musicrec)"
 
-    run_parser = commands.add_parser("run", help=run.__doc__)
-    run_parser.add_argument("--home", help="MUSICREC_HOME (default: $MUSICREC_HOME or .musicrec)")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: each command, its flags and their help."""
+    parser = _Parser(prog="musicrec", description=DESCRIPTION, epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_parser = commands.add_parser("run", help=run.__doc__, description=run.__doc__)
+    run_parser.add_argument("--home", help=HOME_HELP)
     run_parser.add_argument("--config", help="YAML file of Dagster run config (e.g. settings)")
     run_parser.add_argument(
         "--backend",
@@ -286,38 +517,84 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_parser.set_defaults(handler=run)
 
-    sample_parser = commands.add_parser("sample", help=sample.__doc__)
-    sample_parser.add_argument("--out", required=True, help="landing folder to write")
-    sample_parser.add_argument("--seed", type=int, default=42)
-    sample_parser.add_argument("--shape", choices=["seed", "lastfm360k"], default="seed")
-    sample_parser.add_argument("--scale", type=float, default=1.0, help="lastfm360k size factor")
+    sample_parser = commands.add_parser("sample", help=sample.__doc__, description=sample.__doc__)
+    sample_parser.add_argument(
+        "--out", required=True, help="landing folder to write, e.g. .musicrec/landing"
+    )
+    sample_parser.add_argument(
+        "--seed", type=int, default=42, help="the same seed writes the same files (default 42)"
+    )
+    sample_parser.add_argument(
+        "--shape",
+        choices=["seed", "lastfm360k"],
+        default="seed",
+        help="seed: 300 users rating 10,000 artists (the demo's); lastfm360k: play counts "
+        "shaped like Last.fm-360K (default seed)",
+    )
+    sample_parser.add_argument(
+        "--scale", type=float, default=1.0, help="lastfm360k's size, 1 the full size (default 1)"
+    )
     sample_parser.set_defaults(handler=sample)
 
-    import_parser = commands.add_parser("import-lastfm", help=import_lastfm.__doc__)
+    import_parser = commands.add_parser(
+        "import-lastfm", help=import_lastfm.__doc__, description=import_lastfm.__doc__
+    )
     import_parser.add_argument("source", help="folder with artists.dat and user_artists.dat")
     import_parser.add_argument("--to", required=True, help="landing folder to write")
     import_parser.set_defaults(handler=import_lastfm)
 
-    def reader(name, handler, **kwargs):
-        command = commands.add_parser(name, help=handler.__doc__, **kwargs)
-        command.add_argument("--home", help="MUSICREC_HOME")
+    def reader(name, handler):
+        command = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+        command.add_argument("--home", help=HOME_HELP)
         command.set_defaults(handler=handler)
         return command
 
-    recommend_parser = reader("recommend", recommend_command)
-    recommend_parser.add_argument("user_id", nargs="?")
-    recommend_parser.add_argument("-n", type=_count, default=10)
-    recommend_parser.add_argument("--explain", action="store_true")
-    recommend_parser.add_argument("--ratings", help="JSON file of a new listener's ratings")
-    for name, handler in (("similar", similar_command), ("top-users", top_users_command)):
-        command = reader(name, handler)
-        command.add_argument("artist", help="artist id or exact name")
-        command.add_argument("-n", type=_count, default=10)
-    reader("sql", sql_command).add_argument("query")
+    def listing(command, what: str) -> None:
+        command.add_argument(
+            "-n", type=_count, help=f"how many {what} to show (default {DEFAULT_COUNT})"
+        )
+        command.add_argument(
+            "--ids", action="store_true", help="show each one's id beside its name"
+        )
 
+    recommend_parser = reader("recommend", recommend_command)
+    recommend_parser.add_argument(
+        "user_id", nargs="?", metavar="USER_ID", help="a known user's id (or give --ratings)"
+    )
+    listing(recommend_parser, "artists")
+    recommend_parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="say why each pick: the rated artists that weigh most in its score",
+    )
+    recommend_parser.add_argument(
+        "--ratings",
+        metavar="FILE",
+        help="a new listener's ratings, as a landing ratings file takes them (a JSON array or "
+        'JSON Lines of {"artist_id": ..., "rating": ...}; "plays" for play counts)',
+    )
+    for name, handler, what in (
+        ("similar", similar_command, "artists"),
+        ("top-users", top_users_command, "users"),
+    ):
+        command = reader(name, handler)
+        command.add_argument("artist", metavar="ARTIST", help="artist id or exact name")
+        listing(command, what)
+    reader("sql", sql_command).add_argument(
+        "query",
+        metavar="SQL",
+        help='e.g. "FROM user_recommendations_named LIMIT 10" (queries only)',
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run" and args.spark_master and args.backend == "local":
         parser.error("--spark-master trains on Spark: it cannot go with --backend local")
+    if args.command == "recommend" and bool(args.user_id) == bool(args.ratings):
+        parser.error("recommend takes a USER_ID or --ratings FILE (a new listener), one of them")
     try:
         return args.handler(args)
     except (LookupError, ValueError, OSError, WarehouseBusy) as error:

@@ -4,7 +4,11 @@ each step starts and ends (step i of N, time since the run began) and the assets
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -18,9 +22,11 @@ _FINISHED = {
 class Progress:
     """Lines for the events of one run, as they are logged; :meth:`show` prints the new ones."""
 
-    def __init__(self, n_steps: int, say=print):
+    def __init__(self, n_steps: int, say=print, labels: dict[str, str] | None = None):
+        """``labels``: what to call a step other than by its key (:func:`step_labels`)."""
         self.n_steps = n_steps
         self.say = say
+        self.labels = labels or {}
         self._cursor: str | None = None
         self._run_started: float | None = None
         self._step_numbers: dict[str, int] = {}
@@ -47,7 +53,7 @@ class Progress:
             if entry.level < logging.INFO or not entry.step_key:
                 return None
             return f"{elapsed}       {entry.step_key}: {entry.user_message}"
-        step = entry.step_key
+        step = self.labels.get(entry.step_key, entry.step_key)
         if event.event_type == dg.DagsterEventType.STEP_START:
             number = self._step_numbers.setdefault(step, len(self._step_numbers) + 1)
             self._step_started[step] = entry.timestamp
@@ -68,6 +74,53 @@ class Progress:
                 severity = check.severity.value if check.severity else "ERROR"
                 return f"{elapsed}       check {check.check_name} did not pass ({severity})"
         return None
+
+
+class _OwnLinesOnly(io.TextIOBase):
+    """A stand-in for stderr that passes on our own lines (``musicrec: …``) and counts the
+    rest: what libraries write there whatever their log level (MLflow's "Successfully
+    registered model", "Created version"; warnings)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.hidden = 0
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if line.startswith("musicrec"):
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            elif line.strip():
+                self.hidden += 1
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def libraries_quiet(say=print) -> Iterator[None]:
+    """Keep the libraries' lines out of the progress while the block runs, and say how many
+    there were (``--verbose`` shows them)."""
+    own_lines_only = _OwnLinesOnly(sys.stderr)
+    with contextlib.redirect_stderr(own_lines_only):
+        yield
+    if own_lines_only.hidden:
+        say(
+            f"({own_lines_only.hidden} lines of the libraries' own messages not shown: "
+            "`musicrec run --verbose` shows them)"
+        )
+
+
+def step_labels(job: dg.JobDefinition) -> dict[str, str]:
+    """Each asset check's step by its check's name: Dagster keys the step
+    ``<asset>_<check>``, and our checks' names start with their asset's already."""
+    return {
+        f"{key.asset_key.to_python_identifier()}_{key.name}": f"check {key.name}"
+        for key in job.asset_layer.asset_graph.asset_check_keys
+    }
 
 
 def _clock(seconds: float) -> str:

@@ -1,14 +1,18 @@
 """What ``musicrec run`` prints when it is done: the files it ingested, the model it trained
-beside the baselines on the same held-out part, and one listener's top 5 as a user sees it."""
+beside the baselines on the same held-out part and a verdict on it in words, one listener's
+top 5 as a user sees it, and what to try next."""
 
 from __future__ import annotations
 
+import shlex
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
-from musicrec_assets.home import Home
+from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC
+from musicrec_assets.home import REPO_ROOT, Home
 from musicrec_assets.warehouse.tables import connect, table_exists
 
 # our models, in this order before the baselines
@@ -21,8 +25,10 @@ def print_summary(
     home: Home, since: float, run_id: str, success: bool, model: dict | None = None
 ) -> None:
     """``model``: the ``als_model`` materialization's metadata, when this run trained one."""
+    minutes, seconds = divmod(round(time.time() - since), 60)
     print()
-    print(f"run {run_id}: {'succeeded' if success else 'FAILED (see the lines above)'}")
+    outcome = "succeeded" if success else "FAILED (see the lines above)"
+    print(f"run {run_id}: {outcome} in {minutes}:{seconds:02d}")
     if not home.warehouse.exists():
         return
     started = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
@@ -30,8 +36,11 @@ def print_summary(
         _print_files(con, started)
         if model:
             _print_model(con, model)
-        _print_top_5(con)
-    print(f'\nwarehouse: {home.warehouse}  (query it: musicrec sql "FROM user_recommendations")')
+            print()
+            for line in verdicts(model):
+                print(line)
+        _print_top_5(con, _home_flag(home))
+    _print_next(home)
 
 
 def _print_files(con, started: datetime) -> None:
@@ -64,7 +73,46 @@ def _print_model(con, model: dict) -> None:
         print(f"chosen settings of the {role} model: {', '.join(chosen)}")
     if table_exists(con, "model_metrics"):
         print("held-out scores (the same split for every model):")
-        print(_indent(comparison(con, version).to_string(na_rep="-", float_format="%.4f")))
+        print(_indent(comparison(con, version).to_string(na_rep="-", float_format="%.3f")))
+
+
+# how a sentence names the baselines (any other by its name)
+BASELINE_NAMES = {"item_knn": "item-kNN", "most_popular": "most popular"}
+
+
+def verdicts(model: dict) -> list[str]:
+    """One sentence for each of our models that the run trained: whether it beats the best
+    of its baselines on the metric the gate judges it by, and by how much; read from the
+    ``als_model`` metadata (``<metric>``, ``<metric>_best_baseline`` and
+    ``<metric>_best_baseline_model``)."""
+    held_out = "ratings" if model.get("feedback") == "explicit" else "play counts"
+    sentences = []
+    for role, metric, higher_is_better in (
+        ("ranking", RANKING_METRIC, True),
+        ("rating", RATING_METRIC, False),
+    ):
+        if f"{metric}_best_baseline_model" not in model:
+            continue
+        ours, best = float(model[metric]), float(model[f"{metric}_best_baseline"])
+        baseline = str(model[f"{metric}_best_baseline_model"])
+        gain = (ours - best if higher_is_better else best - ours) / best if best else 0.0
+        by = f"{abs(gain):.0%}" if abs(gain) >= 0.005 else "less than 1%"
+        name = BASELINE_NAMES.get(baseline, baseline.replace("_", " "))
+        if gain > 0:
+            claim = f"beats the best baseline, {name}, by {by} {_metric_name(metric)}"
+        else:
+            claim = f"does not beat the best baseline, {name}: {by} worse {_metric_name(metric)}"
+        better = "higher" if higher_is_better else "lower"
+        sentences.append(
+            f"verdict: the {role} model {claim} on held-out {held_out} "
+            f"({ours:.3f} vs {best:.3f}, {better} is better)"
+        )
+    return sentences
+
+
+def _metric_name(metric: str) -> str:
+    """``ndcg_at_10`` as NDCG@10, ``rmse`` as RMSE."""
+    return metric.upper().replace("_AT_", "@").replace("_", " ")
 
 
 def comparison(con, model_version: str) -> pd.DataFrame:
@@ -80,7 +128,7 @@ def comparison(con, model_version: str) -> pd.DataFrame:
     return table.loc[order, columns].rename_axis(index=None, columns=None)
 
 
-def _print_top_5(con) -> None:
+def _print_top_5(con, home_flag: str) -> None:
     if not (table_exists(con, "user_recommendations") and table_exists(con, "users")):
         return
     first = con.execute("SELECT min(user_id) FROM user_recommendations").fetchone()[0]
@@ -91,16 +139,36 @@ def _print_top_5(con) -> None:
     ).fetchone()
     top = con.execute(
         """SELECT r.rank, coalesce(a.name, r.artist_id) AS artist, round(r.score, 3) AS score,
-                  round(r.predicted_rating, 1) AS predicted_rating
+                  round(r.predicted_rating, 2) AS predicted_rating
            FROM user_recommendations r LEFT JOIN artists a ON a.id = r.artist_id
            WHERE r.user_id = ? ORDER BY r.rank LIMIT 5""",
         [first],
     ).df()
     if top["predicted_rating"].isna().all():  # play counts: nothing predicts ratings
         top = top.drop(columns="predicted_rating")
-    name = f" ({user[0]})" if user and user[0] else ""
-    print(f"\ntop 5 for user {first}{name}  (musicrec recommend {first} --explain says why):")
+    who = f"{user[0]} (user {first})" if user and user[0] else f"user {first}"
+    explain = f"musicrec recommend{home_flag} {shlex.quote(first)} --explain"
+    print(f"\ntop 5 for {who}; `{explain}` says why:")
     print(_indent(top.to_string(index=False)))
+
+
+def _is_default(home: Home) -> bool:
+    return home.root == Home(REPO_ROOT / ".musicrec").root
+
+
+def _home_flag(home: Home) -> str:
+    """What a musicrec command needs to read ``home``."""
+    return "" if _is_default(home) else f" --home {shlex.quote(str(home.root))}"
+
+
+def _print_next(home: Home) -> None:
+    """The next three things to try, on this home."""
+    environment = "" if _is_default(home) else f"MUSICREC_HOME={shlex.quote(str(home.root))} "
+    query = "SELECT user_name, rank, artist_name, score FROM user_recommendations_named LIMIT 10"
+    print(f"\nnext (the warehouse is {home.warehouse}):")
+    print(f"  {environment}make ui        the Dagster UI: the asset graph, tables, checks, plots")
+    print(f"  {environment}make mlflow    the MLflow UI: each run's settings, scores and plots")
+    print(f'  musicrec sql{_home_flag(home)} "{query}"')
 
 
 def _indent(text: str) -> str:

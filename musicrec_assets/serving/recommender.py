@@ -48,6 +48,17 @@ class Answer:
 
 
 @dataclass
+class Reasons:
+    """Why a list of picks (:meth:`Recommender._reasons`): rated artists, each with
+    ``artist_id``, ``artist_name``, ``value`` (the rating or plays) and ``contribution``, its
+    share of the score: in ``shared`` its mean over the picks, in ``by_pick`` its share of
+    that pick beyond the mean."""
+
+    shared: pd.DataFrame  # what weighs most across the list (empty for a single pick)
+    by_pick: list[pd.DataFrame]  # each pick's own, in the order the picks were given
+
+
+@dataclass
 class Audience:
     users: pd.DataFrame  # rank, user_id, score
     unknown_user_ids: list[str] = field(default_factory=list)
@@ -221,24 +232,71 @@ class Recommender:
         )
         return Audience(users, unknown)
 
-    def explain(self, user_id: str, artist_id: str, top: int = 3) -> pd.DataFrame:
-        """The artists of ``user_id``'s history that contribute most to ``artist_id``'s score,
-        the ranking model's."""
-        user_row = self._user_row.get_indexer([user_id])[0]
-        item_row = self._item_row.get_indexer([artist_id])[0]
-        if user_row < 0 or item_row < 0:
-            raise UnknownIdError(f"unknown user {user_id!r} or artist {artist_id!r}")
-        history = self.seen[user_row]
-        explanation = fold_in.explain(self.model, history.indices, history.data, item_row)
-        value_of = dict(zip(history.indices, history.data, strict=True))
-        rows = explanation.items[:top]
-        return pd.DataFrame(
-            {
-                "artist_id": self.model.item_ids[rows],
-                "artist_name": self._names[rows],
-                "value": [float(value_of[r]) for r in rows],
-                "contribution": explanation.contributions[:top].astype(float),
-            }
+    def artist_names(self, artist_ids: list[str]) -> list[str | None]:
+        """The names of ``artist_ids``; None for an artist the model does not know."""
+        rows = self._item_row.get_indexer(artist_ids)
+        return [self._names[row] if row >= 0 else None for row in rows]
+
+    def explain_user(self, user_id: str, artist_ids: list[str], top: int = 3) -> Reasons:
+        """Why ``user_id`` gets the picks ``artist_ids`` (:meth:`_reasons`), from their
+        history."""
+        row = self._user_row.get_indexer([user_id])[0]
+        if row < 0:
+            raise UnknownIdError(f"unknown user {user_id!r}")
+        history = self.seen[row]
+        return self._reasons(history.indices, history.data, artist_ids, top)
+
+    def explain_new_listener(
+        self, ratings: list[dict], artist_ids: list[str], top: int = 3
+    ) -> Reasons:
+        """Why a new listener gets the picks ``artist_ids``, from ``ratings`` as
+        :meth:`for_new_listener` takes them."""
+        rows, values, _ = self._history(ratings, "artist_id", self._item_row, "rated artists")
+        return self._reasons(rows, values, artist_ids, top)
+
+    def _reasons(
+        self, items: np.ndarray, values: np.ndarray, artist_ids: list[str], top: int
+    ) -> Reasons:
+        """Each history artist's exact share of each pick's score, the ranking model's
+        (:func:`fold_in.explain`, ``implicit``'s ``explain``), told in two parts.
+
+        A strongly regularized model leans on the same few heavy artists of a history for
+        every pick, so the top shares alone name the same artists for the whole list: those
+        are ``shared`` (the largest mean share over the picks), and each pick's own are the
+        artists whose share of it most exceeds their mean share. A single pick has no list
+        to share with: its own are its largest shares.
+        """
+        pick_rows = self._item_row.get_indexer(artist_ids)
+        if (pick_rows < 0).any():
+            unknown = [a for a, row in zip(artist_ids, pick_rows, strict=True) if row < 0]
+            raise UnknownIdError(f"unknown artists {unknown}")
+        shares = np.zeros((len(pick_rows), len(items)))
+        for pick, row in enumerate(pick_rows):
+            explanation = fold_in.explain(self.model, items, values, row)
+            # artists of no weight (negative feedback) are left out of the explanation
+            shares[pick] = (
+                pd.Series(explanation.contributions, index=explanation.items)
+                .reindex(items, fill_value=0.0)
+                .to_numpy()
+            )
+
+        def chosen(order_by: np.ndarray) -> pd.DataFrame:
+            positions = np.argsort(-order_by, kind="stable")[:top]
+            positions = positions[order_by[positions] > 0]
+            return pd.DataFrame(
+                {
+                    "artist_id": self.model.item_ids[items[positions]],
+                    "artist_name": self._names[items[positions]],
+                    "value": values[positions].astype(float),
+                    "contribution": order_by[positions],
+                }
+            )
+
+        if len(pick_rows) == 1:
+            return Reasons(shared=chosen(np.zeros(len(items))), by_pick=[chosen(shares[0])])
+        mean_share = shares.mean(axis=0)
+        return Reasons(
+            shared=chosen(mean_share), by_pick=[chosen(own - mean_share) for own in shares]
         )
 
     def predict(self, requests: pd.DataFrame) -> pd.DataFrame:

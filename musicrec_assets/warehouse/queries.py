@@ -55,8 +55,26 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
         )
     try:
         return con.execute(sql).df()
+    except duckdb.CatalogException as error:
+        # DuckDB suggests one near name at most: the whole list is short
+        if "Table with name" not in str(error):
+            raise ValueError(first_line(error)) from error
+        raise ValueError(f"{first_line(error)} The warehouse has: {_relations(con)}") from error
     except duckdb.Error as error:
         raise ValueError(first_line(error)) from error
+
+
+def _relations(con: duckdb.DuckDBPyConnection) -> str:
+    """The warehouse's tables and views, for a query that names neither."""
+    found = con.execute(
+        """SELECT table_type, string_agg(table_name, ', ' ORDER BY table_name)
+           FROM information_schema.tables WHERE table_schema = 'main'
+           GROUP BY table_type ORDER BY table_type"""
+    ).fetchall()
+    kinds = {"BASE TABLE": "tables", "VIEW": "views"}
+    return "; ".join(f"{kinds.get(kind, kind.lower())} {names}" for kind, names in found) or (
+        "no tables yet"
+    )
 
 
 def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str, str | None]:
@@ -74,13 +92,27 @@ def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str
     return rows[0]
 
 
+def stored_ranks(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """How many ranks ``table``, one of the recommendation tables, keeps per user or artist."""
+    _require(con, table)
+    return con.execute(f"SELECT coalesce(max(rank), 0) FROM {table}").fetchone()[0]
+
+
 def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -> pd.DataFrame:
     _require(con, "user_recommendations")
     frame = con.execute(
         "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
         [user_id, n],
     ).df()
-    shown = ["rank", "artist_id", "artist_name", "score", "predicted_rating", "model_version"]
+    shown = [
+        "rank",
+        "artist_id",
+        "artist_name",
+        "score",
+        "predicted_rating",
+        "model_version",
+        "user_name",
+    ]
     # predicted_rating: NULL for play counts (no rating model), absent in older warehouses
     if "predicted_rating" not in frame or frame["predicted_rating"].isna().all():
         shown.remove("predicted_rating")

@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix, save_npz
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.serving.fold_in import fold_in_item, predict_new_user
+from musicrec_assets.serving.fold_in import explain, fold_in_item, predict_new_user
 from musicrec_assets.serving.recommender import RESULT_COLUMNS, Recommender, UnknownIdError
 from musicrec_assets.serving.topn import top_n_items, top_n_users
 
@@ -129,13 +129,19 @@ def test_the_ranking_model_orders_and_the_rating_model_predicts(pair_recommender
     )
 
 
-def test_a_new_listener_is_folded_into_both_models(pair_recommender):
-    recommender = pair_recommender
-    history = recommender.seen[5]
-    ratings = [
+def _replayed_as_new(recommender: Recommender, row: int) -> list[dict]:
+    """User ``row``'s ratings as a new listener's."""
+    history = recommender.seen[row]
+    return [
         {"artist_id": recommender.model.item_ids[i], "rating": float(r)}
         for i, r in zip(history.indices, history.data, strict=True)
     ]
+
+
+def test_a_new_listener_is_folded_into_both_models(pair_recommender):
+    recommender = pair_recommender
+    history = recommender.seen[5]
+    ratings = _replayed_as_new(recommender, 5)
     answer = recommender.for_new_listener(ratings, n=5).recommendations
     items = pd.Index(recommender.model.item_ids).get_indexer(answer["artist_id"])
     expected = predict_new_user(recommender.rating_model, history.indices, history.data, items)
@@ -174,3 +180,53 @@ def test_a_version_of_one_explicit_model_ranks_and_predicts_with_it(tmp_path):
     assert recommender.rating_model is recommender.model and recommender.feedback == "explicit"
     answer = recommender.for_user("u0", n=3).recommendations
     np.testing.assert_allclose(answer["predicted_rating"], answer["score"], rtol=1e-5)
+
+
+def test_each_pick_gets_its_own_reasons_beside_what_the_list_shares(pair_recommender):
+    """The reasons are the exact per-artist shares of each pick's score (fold-in's explain,
+    which is implicit's): the list's largest mean shares once, then each pick's own largest
+    shares beyond that mean."""
+    recommender = pair_recommender
+    picks = recommender.for_user("u3", n=6).recommendations["artist_id"].tolist()
+    reasons = recommender.explain_user("u3", picks, top=2)
+
+    history = recommender.seen[3]
+    shares = np.array(
+        [
+            pd.Series(explanation.contributions, index=explanation.items)
+            .reindex(history.indices)
+            .to_numpy()
+            for explanation in (
+                explain(recommender.model, history.indices, history.data, item)
+                for item in pd.Index(recommender.model.item_ids).get_indexer(picks)
+            )
+        ]
+    )
+    names = recommender.model.item_ids[history.indices]
+    mean = shares.mean(axis=0)
+    assert reasons.shared["artist_id"].tolist() == names[np.argsort(-mean)[:2]].tolist()
+    np.testing.assert_allclose(reasons.shared["contribution"], np.sort(mean)[::-1][:2])
+    assert len(reasons.by_pick) == len(picks)
+    for own, pick_shares in zip(reasons.by_pick, shares, strict=True):
+        beyond = pick_shares - mean
+        assert own["artist_id"].tolist() == names[np.argsort(-beyond)[:2]].tolist()
+        rated = dict(zip(names, history.data, strict=True))
+        assert own["value"].tolist() == [rated[artist] for artist in own["artist_id"]]
+    assert len({tuple(own["artist_id"]) for own in reasons.by_pick}) > 1
+
+    (single,) = recommender.explain_user("u3", picks[:1], top=2).by_pick
+    assert recommender.explain_user("u3", picks[:1]).shared.empty
+    assert single["artist_id"].tolist() == names[np.argsort(-shares[0])[:2]].tolist()
+
+
+def test_a_new_listener_is_explained_from_the_ratings_given(pair_recommender):
+    recommender = pair_recommender
+    ratings = _replayed_as_new(recommender, 5)
+    picks = recommender.for_new_listener(ratings, n=4).recommendations["artist_id"].tolist()
+    as_new = recommender.explain_new_listener(ratings, picks)
+    as_known = recommender.explain_user("u5", picks)
+    assert as_new.shared["artist_id"].tolist() == as_known.shared["artist_id"].tolist()
+    for new, known in zip(as_new.by_pick, as_known.by_pick, strict=True):
+        assert new["artist_id"].tolist() == known["artist_id"].tolist()
+    with pytest.raises(UnknownIdError, match="unknown artists"):
+        recommender.explain_user("u5", ["nope"])

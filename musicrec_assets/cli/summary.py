@@ -69,7 +69,7 @@ def _print_model(con, model: dict) -> None:
         f"{model['alias']}: {model['promotion']}"
     )
     for role, params in (model.get("params") or {}).items():
-        chosen = [f"{name} {params[name]}" for name in CHOSEN_SETTINGS if name in params]
+        chosen = [f"{name} {_setting(params[name])}" for name in CHOSEN_SETTINGS if name in params]
         print(f"chosen settings of the {role} model: {', '.join(chosen)}")
     if table_exists(con, "model_metrics"):
         print("held-out scores (the same split for every model):")
@@ -113,6 +113,14 @@ def verdicts(model: dict) -> list[str]:
 def _metric_name(metric: str) -> str:
     """``ndcg_at_10`` as NDCG@10, ``rmse`` as RMSE."""
     return metric.upper().replace("_AT_", "@").replace("_", " ")
+
+
+def _setting(value) -> str:
+    """A tuned value as a person reads it: a search's 0.012415370911319532 as 0.0124, its
+    3649.394990235777 as 3649."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def comparison(con, model_version: str) -> pd.DataFrame:

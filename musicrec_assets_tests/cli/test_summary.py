@@ -1,6 +1,6 @@
 """The verdict that ends `musicrec run`: our models beside their best baseline, in words."""
 
-from musicrec_assets.cli.summary import verdicts
+from musicrec_assets.cli.summary import _setting, verdicts
 
 
 def test_the_verdict_names_the_best_baseline_and_the_margin():
@@ -36,3 +36,8 @@ def test_a_model_that_loses_says_so_whatever_the_baseline_is_called():
 
 def test_no_verdict_without_a_comparison():
     assert verdicts({"feedback": "explicit", "ndcg_at_10": 0.3}) == []
+
+
+def test_searched_settings_are_shown_as_a_person_reads_them():
+    shown = [_setting(v) for v in (0.012415370911319532, 100.0, 3649.394990235777, 15, "rating")]
+    assert shown == ["0.0124", "100", "3649", "15", "rating"]

@@ -39,7 +39,14 @@ from musicrec_assets.serving.topn import top_n_items
 
 # the metrics a person compares models on at a glance, where a model has them (the rest are in
 # MLflow and the model_metrics table)
-HEADLINE_METRICS = ["ndcg_at_10", "ndcg_liked_at_10", "precision_at_10", "coverage_at_10", "rmse"]
+HEADLINE_METRICS = [
+    "ndcg_at_10",
+    "ndcg_liked_at_10",
+    "predicted_dislikes_at_10",
+    "precision_at_10",
+    "coverage_at_10",
+    "rmse",
+]
 
 
 def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -147,19 +154,37 @@ def ranking_stats(
     return stats_of_lists(users, top_items, test, k)
 
 
-def liked_items(train: csr_matrix, test: csr_matrix) -> csr_matrix:
-    """The held-out ratings at or above the user's mean training rating, values kept.
-
-    The mean is over training ratings, what a model knows when it ranks; a user without
-    training ratings likes nothing.
-    """
-    train, test = csr_matrix(train), csr_matrix(test)
+def user_means(train: csr_matrix) -> np.ndarray:
+    """Each user's mean training rating, what a model knows when it ranks; +inf for a user
+    without training ratings (who then likes nothing)."""
+    train = csr_matrix(train)
     counts = np.diff(train.indptr)
     sums = np.asarray(train.sum(axis=1), dtype=np.float64).ravel()
-    means = np.divide(sums, counts, out=np.full(len(counts), np.inf), where=counts > 0)
+    return np.divide(sums, counts, out=np.full(len(counts), np.inf), where=counts > 0)
+
+
+def liked_items(train: csr_matrix, test: csr_matrix) -> csr_matrix:
+    """The held-out ratings at or above the user's mean training rating (:func:`user_means`),
+    values kept."""
+    test = csr_matrix(test)
     rows = row_of_entry(test.indptr)
-    liked = test.data >= means[rows]
+    liked = test.data >= user_means(train)[rows]
     return from_triples(rows[liked], test.indices[liked], test.data[liked], test.shape)
+
+
+def predicted_dislikes(
+    users: np.ndarray, top_items: np.ndarray, judge: FactorModel, train: csr_matrix
+) -> float:
+    """Share of the entries of the lists ``top_items`` of ``users`` (-1 is padding) whose
+    rating ``judge`` (a rating model) predicts below the user's mean training rating: what a
+    list holds that its own rating model expects the listener to dislike."""
+    rows = np.repeat(users, top_items.shape[1])
+    items = top_items.ravel()
+    listed = items >= 0
+    if not listed.any():
+        return float("nan")
+    predicted = judge.predict(rows[listed], items[listed])
+    return float(np.mean(predicted < user_means(train)[rows[listed]]))
 
 
 def catalogue_coverage(top_items: np.ndarray, n_items: int) -> float:
@@ -174,6 +199,7 @@ def evaluate(
     feedback: Feedback,
     k: int = 10,
     ranked: np.ndarray | None = None,
+    judge: FactorModel | None = None,
 ) -> dict[str, float]:
     """All metrics of a model on held-out data, under stable names.
 
@@ -193,13 +219,16 @@ def evaluate(
     ranked : ndarray, optional
         The users the ranking metrics average over (see :func:`ranked_users`); default all
         with held-out items. Rating errors always cover every held-out rating.
+    judge : FactorModel, optional
+        A rating model (ratings only) that judges the lists: adds
+        "predicted_dislikes_at_{k}" (:func:`predicted_dislikes`).
 
     Returns
     -------
     dict
         "rmse", "mse", "mae" (ratings and a rating model only), "precision_at_{k}",
         "recall_at_{k}", "ndcg_at_{k}", "map_at_{k}", "ndcg_liked_at_{k}" (ratings only),
-        "coverage_at_{k}".
+        "coverage_at_{k}", "predicted_dislikes_at_{k}" (with a judge).
     """
     if isinstance(model_or_vectors, FactorModel):
         user_vectors = model_or_vectors.user_vectors()
@@ -228,6 +257,8 @@ def evaluate(
         liked = stats_of_lists(users, top_items, liked_items(train, test), k)
         metrics[f"ndcg_liked_at_{k}"] = liked.means()[f"ndcg_at_{k}"]
     metrics[f"coverage_at_{k}"] = catalogue_coverage(top_items, item_vectors.shape[0])
+    if judge is not None and feedback == "explicit":
+        metrics[f"predicted_dislikes_at_{k}"] = predicted_dislikes(users, top_items, judge, train)
     return metrics
 
 

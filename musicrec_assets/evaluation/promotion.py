@@ -40,6 +40,7 @@ class StandIn:
     model: FactorModel | None
     refit: bool = False
     reason: str = ""
+    is_candidate: bool = False  # the candidate's own list: the same settings, refit
 
 
 def comparable_champion(
@@ -50,7 +51,7 @@ def comparable_champion(
     train: csr_matrix,
     ids: tuple[np.ndarray, np.ndarray],
 ) -> StandIn:
-    """The ranking model that stands for the champion on this split.
+    """The list model (``ModelPair.list_model``) that stands for the champion on this split.
 
     The champion's own train-part model is fair only on the split it was trained on. On
     another split it has seen some of the held-out pairs and would score too well, so its
@@ -67,14 +68,27 @@ def comparable_champion(
     if theirs.feedback != candidate.feedback:
         return StandIn(None, reason=f"the champion was trained on {theirs.feedback} feedback")
     if champion.split == split_id:
-        return StandIn(theirs.ranking)
-    settings = theirs.ranking.params
-    if settings == candidate.ranking.params:
-        return StandIn(candidate.ranking, refit=True)
+        return StandIn(theirs.list_model())
+    if _settings(theirs) == _settings(candidate):
+        return StandIn(candidate.list_model(), refit=True, is_candidate=True)
     try:
-        return StandIn(fit(train, settings).with_ids(*ids), refit=True)
+        rating = theirs.rating if theirs.blend_weight > 0 else None
+        refit = ModelPair(
+            fit(train, theirs.ranking.params),
+            None if rating is None else fit(train, rating.params),
+            theirs.blend_weight,
+        )
+        return StandIn(refit.with_ids(*ids).list_model(), refit=True)
     except ValueError as error:  # e.g. a local champion with biases under the Spark backend
         return StandIn(None, reason=f"the champion's settings cannot be refit here: {error}")
+
+
+def _settings(pair: ModelPair) -> tuple:
+    """What decides a pair's lists: the ranking model's settings, and the rating model's and
+    the weight where they are blended."""
+    if pair.rating is None or pair.blend_weight <= 0:
+        return (pair.ranking.params,)
+    return pair.ranking.params, pair.rating.params, pair.blend_weight
 
 
 def should_promote(
@@ -127,11 +141,13 @@ def score_models(
     test: csr_matrix,
     feedback: Feedback,
     ranked: np.ndarray | None = None,
+    judge: FactorModel | None = None,
 ) -> dict[str, dict[str, float]]:
     """Held-out metrics (``metrics.evaluate``) of every model by name, on the same split and
-    ranked users: e.g. ``ModelPair.models()`` beside ``fit_baselines(...)``."""
+    ranked users, every list judged by the same rating model ``judge``: e.g.
+    ``ModelPair.models()`` beside ``fit_baselines(...)``."""
     return {
-        name: evaluate(model, train, test, feedback, ranked=ranked)
+        name: evaluate(model, train, test, feedback, ranked=ranked, judge=judge)
         for name, model in models.items()
     }
 
@@ -145,6 +161,7 @@ class CandidateSettings:
     ranking: TrainingParams
     rating: TrainingParams | None = None
     neighbours: NeighbourParams | None = None
+    blend_weight: float = 0.0
 
     @property
     def feedback(self) -> Feedback:
@@ -263,12 +280,28 @@ def evaluate_candidate(
         started = time.perf_counter()
         fitted[role] = fit(train, params, callback=lambda _, step, steps=steps: steps.append(step))
         fit_seconds[role] = time.perf_counter() - started
-    pair = ModelPair(**fitted).with_ids(*ids)
+    pair = ModelPair(**fitted, blend_weight=settings.blend_weight).with_ids(*ids)
     feedback = pair.feedback
 
     ranked = ranked_users(test, max_ranked_users, seed)
-    models = {**pair.models(), **fit_baselines(train, feedback, settings.neighbours)}
-    scores = score_models(models, train, test, feedback, ranked)
+    baselines = fit_baselines(train, feedback, settings.neighbours)
+    judge = None
+    if pair.rating is not None:
+        # the lists are blended with, and judged by, whatever will predict the ratings
+        rating_scores = score_models(
+            {"rating": pair.rating, **{name: baselines[name] for name in RATING_BASELINES}},
+            train,
+            test,
+            feedback,
+            ranked,
+        )
+        falls_back = not beats_baselines(
+            rating_scores, RATING_METRIC, False, "rating", RATING_BASELINES
+        )
+        judge = baselines["bias"] if falls_back else pair.rating
+    listed = ModelPair(pair.ranking, judge, pair.blend_weight).list_model()
+    models = pair.models() | {"ranking": listed} | baselines
+    scores = score_models(models, train, test, feedback, ranked, judge)
 
     split_id = fingerprint(train, test, *ids)
     stand_in = comparable_champion(champion, split_id, pair, fit, train, ids)
@@ -301,7 +334,7 @@ def decide(
     own = scores["ranking"][RANKING_METRIC]
     if stand_in.model is None:
         champion_score = None
-    elif stand_in.model is pair.ranking:
+    elif stand_in.is_candidate:
         champion_score = own
     else:
         champion_score = score_stand_in(stand_in.model)

@@ -439,12 +439,8 @@ def cross_validate(
         candidates = candidates.within_shape(matrix.shape)
     fit = fit or LOCAL_FITTERS[base_params.feedback]
     data_feedback = data_feedback or base_params.feedback
-    folds = [
-        (train, validation, ranked_users(validation, max_ranked_users, seed))
-        for train, validation in kfold_splits(matrix, n_folds=n_folds, seed=seed)
-    ]
     return search_folds(
-        folds,
+        cv_folds(matrix, n_folds, seed, max_ranked_users),
         base_params,
         candidates,
         fit=lambda train, params: fit(train, params),
@@ -457,6 +453,17 @@ def cross_validate(
         budget=budget,
         record=record,
     )
+
+
+def cv_folds(
+    matrix: csr_matrix, n_folds: int, seed: int, max_ranked_users: int
+) -> list[tuple[csr_matrix, csr_matrix, np.ndarray]]:
+    """(train, validation, ranked users) of each fold of ``kfold_splits``: the same for every
+    search of one tuning."""
+    return [
+        (train, validation, ranked_users(validation, max_ranked_users, seed))
+        for train, validation in kfold_splits(csr_matrix(matrix), n_folds=n_folds, seed=seed)
+    ]
 
 
 def search_folds(

@@ -201,20 +201,76 @@ class FactorModel:
         )
 
 
+def score_spread(user_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+    """Each user's standard deviation of their scores ``u · v`` over every item, without
+    scoring every item: ``√(uᵀ Cov(V) u)``; float64, at least 1e-12."""
+    items = np.asarray(item_vectors, dtype=np.float64)
+    users = np.asarray(user_vectors, dtype=np.float64)
+    mean = items.mean(axis=0) if len(items) else np.zeros(items.shape[1])
+    covariance = items.T @ items / max(len(items), 1) - np.outer(mean, mean)
+    variance = np.einsum("ij,jk,ik->i", users, covariance, users)
+    return np.sqrt(np.maximum(variance, 1e-24))
+
+
+def blended_vectors(
+    ranking_users: np.ndarray,
+    ranking_items: np.ndarray,
+    rating_users: np.ndarray,
+    rating_items: np.ndarray,
+    weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item vectors whose dot product orders a listener's list by
+    ``z(u, i) + weight · r̂(u, i)``: the ranking score standardised over the user's items
+    (:func:`score_spread`; its per-user mean shifts nothing in a user's order and is left out)
+    plus ``weight`` times the predicted rating. One dot product, so the top-N routines, the
+    tables and fold-in serve it like any model."""
+    spread = score_spread(ranking_users, ranking_items).astype(np.float32)
+    users = np.hstack([ranking_users / spread[:, None], weight * rating_users])
+    items = np.hstack([ranking_items, rating_items])
+    return users.astype(np.float32), items.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ModelPair:
     """What one trained version carries: ``ranking`` orders the recommendation lists;
     ``rating``, for ratings only, predicts the rating a user would give (None for play counts,
-    where the ranking model is all there is)."""
+    where the ranking model is all there is). With ``blend_weight`` w > 0 the lists are
+    ordered by the ranking score standardised per listener plus w × the predicted rating
+    (:meth:`list_model`), so that a list does not hold what its own rating model expects the
+    listener to dislike; w is chosen by cross-validation (``evaluation/blend.py``)."""
 
     ranking: FactorModel
     rating: FactorModel | None = None
+    blend_weight: float = 0.0
 
     def with_ids(self, user_ids: np.ndarray, item_ids: np.ndarray) -> ModelPair:
         """Both models named with the same ids (:meth:`FactorModel.with_ids`)."""
         return ModelPair(
             ranking=self.ranking.with_ids(user_ids, item_ids),
             rating=None if self.rating is None else self.rating.with_ids(user_ids, item_ids),
+            blend_weight=self.blend_weight,
+        )
+
+    def list_model(self) -> FactorModel:
+        """What orders the lists users receive: the ranking model, or where there is a rating
+        model and a blend weight, the blend of the two as one model (:func:`blended_vectors`)."""
+        if self.rating is None or self.blend_weight <= 0:
+            return self.ranking
+        users, items = blended_vectors(
+            self.ranking.user_vectors(),
+            self.ranking.item_vectors(),
+            self.rating.user_vectors(),
+            self.rating.item_vectors(),
+            self.blend_weight,
+        )
+        return replace(
+            self.ranking,
+            user_factors=users,
+            item_factors=items,
+            global_mean=0.0,
+            user_bias=None,
+            item_bias=None,
+            extras={},
         )
 
     @property
@@ -233,6 +289,10 @@ class ModelPair:
         for role, model in self.models().items():
             npz = model.save(Path(folder) / _file_name(role, name))
             written += [npz, npz.with_suffix(".json")]
+        if self.blend_weight > 0:
+            blend = Path(folder) / f"{_file_name('list', name)}.json"
+            blend.write_text(json.dumps({"blend_weight": self.blend_weight}))
+            written.append(blend)
         return written
 
     @classmethod
@@ -242,7 +302,9 @@ class ModelPair:
         ranking = FactorModel.load(Path(folder) / name)
         rating_path = Path(folder) / _file_name("rating", name)
         if rating_path.with_suffix(".npz").exists():
-            return cls(ranking, FactorModel.load(rating_path))
+            blend = Path(folder) / f"{_file_name('list', name)}.json"
+            weight = json.loads(blend.read_text())["blend_weight"] if blend.exists() else 0.0
+            return cls(ranking, FactorModel.load(rating_path), weight)
         return cls(ranking, ranking if ranking.params.feedback == "explicit" else None)
 
 

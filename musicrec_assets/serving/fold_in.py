@@ -19,7 +19,7 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.confidence import ConfidenceScaler
 from musicrec_assets.model.explicit_als import diagonal_penalty
-from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.model.factors import FactorModel, ModelPair, blended_vectors
 from musicrec_assets.serving.topn import top_n_items, top_n_users
 
 
@@ -131,6 +131,13 @@ def recommend_new_users(
     model: FactorModel, interactions: csr_matrix, n: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`recommend_new_user` for a batch: one row of ``interactions`` (users × items) each."""
+    users = new_user_vectors(model, interactions)
+    return top_n_items(users, model.item_vectors(), csr_matrix(interactions), n)
+
+
+def new_user_vectors(model: FactorModel, interactions: csr_matrix) -> np.ndarray:
+    """``user_vectors()`` of new listeners folded in (:func:`fold_in_users`), one per row of
+    ``interactions``: their dot product with ``model.item_vectors()`` is their scores."""
     folded = fold_in_users(model, interactions)
     # reuse FactorModel's bias folding rather than restating it
     new_users = dataclasses.replace(
@@ -139,7 +146,28 @@ def recommend_new_users(
         user_factors=folded.factors,
         user_bias=folded.bias,
     )
-    return top_n_items(new_users.user_vectors(), model.item_vectors(), csr_matrix(interactions), n)
+    return new_users.user_vectors()
+
+
+def recommend_new_listener(
+    models: ModelPair, item_index: np.ndarray, values: np.ndarray, n: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`recommend_new_user` of the lists a version publishes (``ModelPair.list_model``):
+    the listener folded into the ranking model and, where the lists blend in the predicted
+    rating, into the rating model too."""
+    interactions = _single_row(item_index, values, models.ranking.n_items)
+    users = new_user_vectors(models.ranking, interactions)
+    items = models.ranking.item_vectors()
+    if models.rating is not None and models.blend_weight > 0:
+        users, items = blended_vectors(
+            users,
+            items,
+            new_user_vectors(models.rating, interactions),
+            models.rating.item_vectors(),
+            models.blend_weight,
+        )
+    top_index, scores = top_n_items(users, items, interactions, n)
+    return top_index[0], scores[0]
 
 
 def predict_new_user(

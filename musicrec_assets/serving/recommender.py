@@ -91,18 +91,22 @@ def _is_valid(value, holds) -> bool:
 
 
 class Recommender:
-    """Answers requests from one registered version: ``model`` (its ranking model) orders every
-    list, ``rating_model`` (None for play counts) predicts ratings."""
+    """Answers requests from one registered version: ``list_model`` (its ranking model, or
+    for ratings its blend with the rating model) orders every user's list, ``model`` (its
+    ranking model) folds listeners in, explains and finds an artist's audience,
+    ``rating_model`` (None for play counts) predicts ratings."""
 
     def __init__(self, models: ModelPair, seen: csr_matrix, artist_names: pd.DataFrame):
         self.models = models
         self.model = models.ranking
         self.rating_model = models.rating
+        # what orders the users' lists: the ranking model, or its blend with the rating model
+        self.list_model = models.list_model()
         self.feedback = models.feedback
         self.seen = seen.tocsr()
         # computed once: each call folds the biases in with a copy of the whole matrix
-        self._user_vectors = self.model.user_vectors()
-        self._item_vectors = self.model.item_vectors()
+        self._user_vectors = self.list_model.user_vectors()
+        self._item_vectors = self.list_model.item_vectors()
         if self.rating_model is not None:
             self._rating_user_vectors = self.rating_model.user_vectors()
             self._rating_item_vectors = self.rating_model.item_vectors()
@@ -198,7 +202,7 @@ class Recommender:
         """Top ``n`` for a listener the models do not know, folded into both from ``ratings``
         (the ranking model with the confidence scheme it was trained with)."""
         rows, values, unknown = self._history(ratings, "artist_id", self._item_row, "rated artists")
-        item_index, scores = fold_in.recommend_new_user(self.model, rows, values, n)
+        item_index, scores = fold_in.recommend_new_listener(self.models, rows, values, n)
 
         def predict(items: np.ndarray) -> np.ndarray | None:
             if self.rating_model is None:

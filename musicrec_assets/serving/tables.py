@@ -42,9 +42,10 @@ def _top_n_chunks(
 
 def user_recommendations(recommender: Recommender, n: int, extra: dict) -> Iterator[pd.DataFrame]:
     """``(user_id, rank, artist_id, score, predicted_rating, *extra)``: each user's top ``n``
-    unrated artists by the ranking model's score, with the rating model's prediction of each
-    (NULL for play counts)."""
-    model = recommender.model
+    unrated artists by the score of the version's lists (``ModelPair.list_model``: the ranking
+    model's, for ratings blended with the predicted rating), with the rating model's prediction
+    of each (NULL for play counts)."""
+    model = recommender.list_model
     user_vectors, item_vectors = model.user_vectors(), model.item_vectors()
 
     def predicted_rating(users: np.ndarray, items: np.ndarray) -> dict:

@@ -58,6 +58,7 @@ def chosen_params(con: duckdb.DuckDBPyConnection) -> CandidateSettings:
         ranking=TrainingParams(**chosen["ranking"]),
         rating=TrainingParams(**chosen["rating"]) if "rating" in chosen else None,
         neighbours=NeighbourParams(**chosen["item_knn"]) if "item_knn" in chosen else None,
+        blend_weight=chosen["blend"]["blend_weight"] if "blend" in chosen else 0.0,
     )
 
 

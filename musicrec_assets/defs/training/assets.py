@@ -22,7 +22,7 @@ from musicrec_assets.defs.resources import (
     MusicrecHome,
     SparkResource,
 )
-from musicrec_assets.evaluation import promotion, tuning
+from musicrec_assets.evaluation import blend, promotion, tuning
 from musicrec_assets.evaluation.metrics import HEADLINE_METRICS, primary_metric
 from musicrec_assets.evaluation.spark_promotion import evaluate_spark_candidate
 from musicrec_assets.evaluation.spark_split import hold_out
@@ -173,9 +173,11 @@ def _backend(
         yield _SparkData(session, workdir, frames, shape)
 
 
-def _describe(params: TrainingParams | NeighbourParams) -> str:
+def _describe(params: TrainingParams | NeighbourParams | blend.BlendParams) -> str:
     if isinstance(params, NeighbourParams):
         return f"K={params.neighbours} {params.similarity}"
+    if isinstance(params, blend.BlendParams):
+        return f"w={params.blend_weight:g}"
     text = f"rank={params.rank} λ={params.regularization:g}"
     if params.feedback == "implicit":
         text += f" α={params.alpha:g} {params.confidence}"
@@ -302,6 +304,19 @@ def als_tuning(
                     **search,
                 )
             context.log.info(_search_summary(model, results[model]))
+        if "rating" in results and not on_spark:
+            results["blend"] = blend.choose_blend_weight(
+                tuning.cv_folds(train, settings.n_folds, settings.seed, settings.ranked_users),
+                results["ranking"].best.params,
+                results["rating"].best.params,
+                fit_local,
+            )
+            for trial in results["blend"].trials:
+                log_trial("blend", trial)
+            context.log.info(
+                f"blend of the lists: weight {results['blend'].best.params.blend_weight:g} of "
+                f"the predicted rating, of {', '.join(f'{w:g}' for w in blend.WEIGHTS)}"
+            )
         run_id = parent.info.run_id
         trials = tuning.trials_frame(
             results, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
@@ -534,7 +549,8 @@ def als_model(
                     **{
                         role: _fit_all_on_spark(data, role, params).to_factor_model()
                         for role, params in _serving_roles(report).items()
-                    }
+                    },
+                    blend_weight=report.evaluation_model.blend_weight,
                 ).with_ids(*ids)
         else:
             with duckdb.get_connection() as con:
@@ -557,7 +573,8 @@ def als_model(
                 **{
                     role: fit_local(interactions, params)
                     for role, params in _serving_roles(report).items()
-                }
+                },
+                blend_weight=report.evaluation_model.blend_weight,
             ).with_ids(*ids)
             del interactions
         with duckdb.get_connection() as con:

@@ -133,7 +133,9 @@ def comparison(con, model_version: str) -> pd.DataFrame:
     columns = [metric for metric in HEADLINE_METRICS if metric in table.columns]
     ours = [name for name in OURS if name in table.index]
     order = ours + sorted(name for name in table.index if name not in ours)
-    return table.loc[order, columns].rename_axis(index=None, columns=None)
+    # to the 4 decimals of als_model's metadata, which the verdicts read: printed to 3, the
+    # table and the sentences then round the same numbers the same way
+    return table.loc[order, columns].round(4).rename_axis(index=None, columns=None)
 
 
 def _print_top_5(con, home_flag: str) -> None:

@@ -60,7 +60,7 @@ def test_ratings_outside_the_scale_are_refused_naming_them(pipeline_home, tmp_pa
     ratings = tmp_path / "me.json"
     ratings.write_text(json.dumps([{"artist_id": artist, "rating": value} for value in bad]))
     result = musicrec("recommend", "--ratings", str(ratings), home=home)
-    assert_one_line_error(result, "0.5 to 5.0", artist)
+    assert_one_line_error(result, "0.5-5.0", artist)
     for position, value in enumerate(bad, start=1):
         assert (f"#{position} " in result.stderr) == (not 0.5 <= value <= 5.0)
     assert "new listener" not in result.stdout

@@ -42,7 +42,12 @@ COMMON = {
     "neighbours": [100],
     "similarities": ["cosine"],
 }
-SAMPLE = {"ranks": [10], "regularizations": [0.1], "ranking_ranks": [32]}
+SAMPLE = {
+    "ranks": [10],
+    "regularizations": [0.1],
+    "bias_regularizations": [10.0],
+    "ranking_ranks": [32],
+}
 RANKING = {
     "sample": {
         "local": {
@@ -167,6 +172,7 @@ def local_scores_on_the_same_split(home: Path, world: str) -> dict[str, dict[str
             base_params(feedback, settings["iterations"], 42),
             rank=settings["ranks"][0],
             regularization=settings["regularizations"][0],
+            bias_regularization=settings["bias_regularizations"][0],
         )
         models["rating"] = fit_local(train, rating)
     return {name: evaluate(model, train, test, feedback) for name, model in models.items()}

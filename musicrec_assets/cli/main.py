@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         run_config = preflight.run_config(
             args.config, "DEBUG" if args.verbose else "CRITICAL", _resource_flags(args)
         )
-        preflight.wait_for_writers(home.landing, args.wait_for_writers)
+        approved = preflight.wait_for_writers(home.landing, args.wait_for_writers)
         preflight.require_ratings(home)
         # imported only now: Dagster and the graph take seconds to import, a preflight error none
         from musicrec_assets.cli import run_guard
@@ -88,10 +88,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"recovered {line}")
         started = time.time()
         job = build_definitions(home.root).resolve_job_def(full_job.name)
-        new_files = ingest.not_yet_ingested(home.warehouse, landing.scan(home.landing))
+        new_files = ingest.not_yet_ingested(home.warehouse, approved)
+        # the ingest steps take exactly the files approved above, as they were then: one that
+        # appears or changes after the check is left for the next run
         tags = process_tags() | {
             "musicrec/trigger": "musicrec run",
             "musicrec/files": ", ".join(f.relative_path for f in new_files)[:1000] or "none new",
+            landing.MANIFEST_TAG: landing.manifest(approved),
         }
         run_id = str(uuid.uuid4())
         progress = None if args.verbose else Progress(len(job.graph.nodes), labels=step_labels(job))

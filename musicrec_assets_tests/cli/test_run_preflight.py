@@ -97,8 +97,8 @@ def test_run_waits_for_a_file_still_being_written(tmp_path):
 @pytest.mark.slow
 def test_a_file_that_appears_after_the_check_is_not_ingested_half_written(tmp_path):
     """The check found the landing folder at rest; a writer starts a file line by line just
-    after it. The run's ingest steps take the files that hold still, so that file waits for
-    the next run, which takes it whole, once."""
+    after it. The run's ingest steps take the files the check approved (its manifest tag),
+    so that file waits for the next run, which takes it whole, once."""
     world = small_world()
     write_landing(world, tmp_path / "landing")
     config = tmp_path / "tiny-run.yaml"

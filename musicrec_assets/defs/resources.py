@@ -139,6 +139,11 @@ class ModelSettings(dg.ConfigurableResource):
         default=[], description="item-kNN's K: how many neighbours each artist keeps"
     )
     similarities: list[str] = []
+    blend_weights: list[NonNegativeFloat] = Field(
+        default=[],
+        description="the weights of the predicted rating in the lists of ratings that "
+        "cross-validation chooses from (empty: evaluation/blend.py's WEIGHTS)",
+    )
 
     def grid_overrides(self) -> dict[str, list]:
         """The grid of the model of the data's own objective (see above)."""

@@ -282,6 +282,12 @@ class ModelPair:
         """The models by role, "ranking" then "rating" where there is one."""
         return {"ranking": self.ranking} | ({} if self.rating is None else {"rating": self.rating})
 
+    def published_models(self) -> dict[str, FactorModel]:
+        """:meth:`models` and, where the lists blend the two, "list": the model whose score
+        orders them (:meth:`list_model`), so that every published score is one model's."""
+        listed = self.list_model()
+        return self.models() | ({} if listed is self.ranking else {"list": listed})
+
     def save(self, folder: str | Path, name: str) -> list[Path]:
         """Write the ranking model as ``<folder>/<name>`` and the rating model, if any, as
         ``<folder>/rating_<name>`` (:meth:`FactorModel.save`); returns every file written."""

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
 from musicrec_assets.defs.resources import ModelSettings
+from musicrec_assets.evaluation import blend
 from musicrec_assets.tracking import registry as tracking
 
 
@@ -81,6 +82,7 @@ def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
         "FROM tuning_trials GROUP BY model ORDER BY model",
     )
     assert trials == [
+        ("blend", len(blend.WEIGHTS), 1, "list_score_at_10"),
         ("item_knn", 1, 1, "ndcg_at_10"),
         ("ranking", 1, 1, "ndcg_at_10"),
         ("rating", 4, 1, "rmse"),
@@ -90,7 +92,7 @@ def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
-    assert len(nested) == 6
+    assert len(nested) == 6 + len(blend.WEIGHTS)
     rating_trials = [run for run in nested if run.data.tags["musicrec.model"] == "rating"]
     assert len(rating_trials) == 4 and all("cv_rmse" in run.data.metrics for run in rating_trials)
     best = min(run.data.metrics["cv_rmse"] for run in rating_trials)
@@ -158,13 +160,15 @@ def test_recommendation_tables(pipeline_home):
                                (user_id, artist_id)""",
     )
     assert listeners == [(0,)]
-    # the published scores are the factor tables' inner products: the ranking rows' the score,
-    # the rating rows' the predicted rating
+    # the published scores are the factor tables' inner products: the score the lists' own
+    # (the ranking model's, or its blend with the rating model), the predicted rating the
+    # rating model's
+    lists = query(home, "SELECT min(model) FROM user_factors WHERE model IN ('list', 'ranking')")
     mismatch = query(
         home,
-        """
+        f"""
         SELECT max(abs(r.score - array_inner_product(u.factors, a.factors)))
-                   FILTER (WHERE u.model = 'ranking'),
+                   FILTER (WHERE u.model = '{lists[0][0]}'),
                max(abs(r.predicted_rating - array_inner_product(u.factors, a.factors)))
                    FILTER (WHERE u.model = 'rating'),
                count(r.predicted_rating) = count(*)
@@ -173,7 +177,7 @@ def test_recommendation_tables(pipeline_home):
     )
     assert mismatch[0][0] < 1e-4 and mismatch[0][1] < 1e-3 and mismatch[0][2]
     models = query(home, "SELECT DISTINCT model FROM artist_factors ORDER BY model")
-    assert models == [("ranking",), ("rating",)]
+    assert models in ([("ranking",), ("rating",)], [("list",), ("ranking",), ("rating",)])
     predicted = query(
         home, "SELECT min(predicted_rating), max(predicted_rating) FROM user_recommendations"
     )
@@ -280,7 +284,7 @@ def test_new_data_with_the_same_settings_takes_champion(tmp_path, monkeypatch):
     ratings = tmp_path / "landing" / "ratings" / "ratings.jsonl"
     lines = ratings.read_text().splitlines(keepends=True)
     ratings.write_text("".join(line for i, line in enumerate(lines) if i % 4))
-    settings = fast_settings(ranks=[8], regularizations=[0.1])
+    settings = fast_settings(ranks=[8], regularizations=[0.1], blend_weights=[1.0])
     first = run_pipeline(tmp_path, settings)
     assert metadata(first, "als_model")["alias"] == "champion"
 

@@ -199,10 +199,11 @@ _FACTOR_SPEC = {key: _COMMON[key] for key in ("group_name", "owners", "tags", "k
             "user_factors",
             **_FACTOR_SPEC,
             description="`user_factors(user_id, model, factors FLOAT[k], model_version)`: the "
-            "champion's user vectors of each model (`ranking`, and `rating` for ratings), "
-            "biases folded in and zero-padded to one width, so that `array_inner_product("
-            "u.factors, a.factors)` with the same model's `artist_factors` row is its score for "
-            "any pair: the ranking score, or the predicted rating.",
+            "champion's user vectors of each model (`ranking`, and for ratings `rating` and, "
+            "where the lists blend in the predicted rating, `list`), biases folded in and "
+            "zero-padded to one width, so that `array_inner_product(u.factors, a.factors)` with "
+            "the same model's `artist_factors` row is its score for any pair: the ranking "
+            "score, the predicted rating, or the `score` of `user_recommendations`.",
         ),
         dg.AssetSpec(
             "artist_factors",
@@ -217,7 +218,7 @@ def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home:
     # the factors only: the champion's interactions are not needed here
     version, folder = registry.champion_files(home.layout.root)
     pair = ModelPair.load(folder, "factors")
-    models, ranking = pair.models(), pair.ranking
+    models, ranking = pair.published_models(), pair.ranking
     vectors = {
         "user_factors": tables.factors(
             ranking.user_ids,

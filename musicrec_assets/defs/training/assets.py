@@ -310,12 +310,14 @@ def als_tuning(
                 results["ranking"].best.params,
                 results["rating"].best.params,
                 fit_local,
+                weights=tuple(settings.blend_weights) or blend.WEIGHTS,
             )
             for trial in results["blend"].trials:
                 log_trial("blend", trial)
+            tried = ", ".join(f"{t.params.blend_weight:g}" for t in results["blend"].trials)
             context.log.info(
                 f"blend of the lists: weight {results['blend'].best.params.blend_weight:g} of "
-                f"the predicted rating, of {', '.join(f'{w:g}' for w in blend.WEIGHTS)}"
+                f"the predicted rating, of {tried}"
             )
         run_id = parent.info.run_id
         trials = tuning.trials_frame(

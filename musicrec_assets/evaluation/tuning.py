@@ -56,9 +56,7 @@ RANKING_SCHEMES = {
 # The rating model: ALS-WR's λ (scaled by each row's count), the biases' own plain λ_b, and a
 # switch for the latent factors, so the bias model (no factors) is one point of the space and
 # cross-validation can never prefer a model worse than the bias baseline it is gated against.
-# (its exact solve costs rank³ per row: ranks beyond 64 are reached by widening, when the best
-# rank sits near the top)
-_RATING_RANK = {"low": 2, "high": 64, "integer": True, "limits": (1, 1024)}
+_RATING_RANK = {"low": 2, "high": 256, "integer": True, "limits": (1, 2048)}
 _RATING_REGULARIZATION = {"low": 0.005, "high": 10.0, "limits": (1e-5, 1e3)}
 _BIAS_REGULARIZATION = {"low": 0.01, "high": 100.0, "limits": (1e-4, 1e5)}
 # item-kNN, the baseline, is searched the same way so that the comparison is fair

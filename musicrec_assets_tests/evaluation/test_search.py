@@ -113,7 +113,8 @@ def test_a_second_tuning_starts_from_the_previous_best(tmp_path):
 def test_a_fresh_search_starts_from_the_middle_of_every_range():
     result = cross_validate(planted_ratings(), RATING, rating_space({}), budget=Budget(2))
     first = result.trials[0].params
-    # latent factors on, rank √(2·64) ≈ 11, λ √(0.005·10) ≈ 0.22, λ_b √(0.01·100) = 1
-    assert first.rank == 11
+    # latent factors on, rank √(2·80) ≈ 13 (the range 2–256 capped at the 80 items),
+    # λ √(0.005·10) ≈ 0.22, λ_b √(0.01·100) = 1
+    assert first.rank == 13
     assert np.isclose(first.regularization, np.sqrt(0.005 * 10))
     assert np.isclose(first.bias_regularization, 1.0)

@@ -16,7 +16,7 @@ from musicrec_assets.home import REPO_ROOT, Home
 from musicrec_assets.warehouse.tables import connect, table_exists
 
 # our models, in this order before the baselines
-OURS = ["ranking", "rating"]
+OURS = ["ranking", "ranking_alone", "rating"]
 # the settings worth a glance (the rest are in the MLflow run)
 CHOSEN_SETTINGS = ["rank", "regularization", "alpha", "confidence", "iterations"]
 

@@ -6,10 +6,10 @@ lists hold artists its own rating model expects them to rate below their mean. E
 :data:`WEIGHTS` orders the validation folds' lists by ``z(u, i) + w · r̂(u, i)``
 (``factors.blended_vectors``), with the tuned ranking and rating models fitted once per fold.
 The weight chosen keeps the lists' NDCG@K on any held-out rating within
-:data:`NDCG_TOLERANCE` of the ranking model's alone (w = 0, always admissible), and among those
-weights prefers lists that hold at most :data:`DISLIKE_LIMIT` of predicted dislikes, then the
-best NDCG@K on the liked ratings (rated at least the user's mean); where none is within the
-limit, the fewest predicted dislikes.
+:data:`NDCG_TOLERANCE` of the ranking model's alone (w = 0, always admissible); among those it
+has the best mean of NDCG@K on any held-out rating and on the liked ones (rated at least the
+user's mean), preferring weights whose lists hold at most :data:`DISLIKE_LIMIT` of predicted
+dislikes where any does.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ def choose_blend_weight(
     k: int = 10,
     weights: tuple[float, ...] = WEIGHTS,
 ) -> SearchResult:
-    """One trial per weight (the first, 0 by default, is the reference) over the folds ``(train, validation, ranked
-    users)``, the two models fitted once per fold; the best trial as the module says. Its
-    metric ``list_score_at_{k}``, the mean of the two NDCGs, is what the tables show."""
+    """One trial per weight over the folds ``(train, validation, ranked users)``, the two
+    models fitted once per fold (the first weight, 0 by default, is the reference); the best
+    trial as the module says. Its metric ``list_score_at_{k}``, the mean of the two NDCGs, is
+    what the tables show."""
     objective = f"list_score_at_{k}"
     fold_metrics: dict[float, list[dict[str, float]]] = {weight: [] for weight in weights}
     for train, validation, ranked in folds:
@@ -87,8 +88,5 @@ def choose_blend_weight(
     floor = (1 - NDCG_TOLERANCE) * trials[0].mean_metrics[ndcg]
     admissible = [t for t in trials if t.mean_metrics[ndcg] >= floor or t.index == 0]
     within = [t for t in admissible if t.mean_metrics[dislikes] <= DISLIKE_LIMIT]
-    if within:
-        best = max(within, key=lambda t: t.mean_metrics[f"ndcg_liked_at_{k}"])
-    else:
-        best = min(admissible, key=lambda t: t.mean_metrics[dislikes])
+    best = max(within or admissible, key=lambda t: t.mean_metrics[objective])
     return SearchResult(trials, best, objective, higher_is_better=True)

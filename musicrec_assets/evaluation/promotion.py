@@ -300,7 +300,9 @@ def evaluate_candidate(
         )
         judge = baselines["bias"] if falls_back else pair.rating
     listed = ModelPair(pair.ranking, judge, pair.blend_weight).list_model()
-    models = pair.models() | {"ranking": listed} | baselines
+    # the ranking model alone beside its blend: what the blend bought and cost on held-out data
+    alone = {} if listed is pair.ranking else {"ranking_alone": pair.ranking}
+    models = pair.models() | {"ranking": listed} | alone | baselines
     scores = score_models(models, train, test, feedback, ranked, judge)
 
     split_id = fingerprint(train, test, *ids)

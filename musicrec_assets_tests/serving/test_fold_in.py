@@ -61,9 +61,7 @@ def explicit_model(request) -> FactorModel:
         use_biases=biases,
     )
     # exact half-steps (rank + 1 CG steps solve each row exactly): fold-in solves one exactly
-    return fit_explicit_als(RATINGS, params, cg_steps=params.rank + 1).with_ids(
-        USER_IDS, ITEM_IDS
-    )
+    return fit_explicit_als(RATINGS, params, cg_steps=params.rank + 1).with_ids(USER_IDS, ITEM_IDS)
 
 
 @pytest.fixture(scope="module", params=["log1p", "bm25"])

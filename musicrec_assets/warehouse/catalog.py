@@ -89,7 +89,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "user_id": "users.id",
         **_RECOMMENDATION,
         "artist_id": "recommended artist (never one the user rated or played)",
-        "score": "the ranking model's score, which orders the list",
+        "score": "the ranking model's score, which orders the list (for ratings standardised "
+        "per listener plus w × the predicted rating)",
         "predicted_rating": "the rating model's predicted rating (NULL for play counts)",
         "created_at": "when the table was built",
     },

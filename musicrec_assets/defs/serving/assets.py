@@ -41,9 +41,10 @@ _COMMON = {
     **_COMMON,
     description="Top-N artists per user (already-rated artists excluded), the seed's "
     "`recommendForAllUsers`, ordered by the ranking model: `user_recommendations(user_id, "
-    "rank, artist_id, score, predicted_rating, model_version, created_at)` (`score` the ranking "
-    "model's, `predicted_rating` the rating model's prediction, NULL for play counts), and the "
-    "view `user_recommendations_named`.",
+    "rank, artist_id, score, predicted_rating, model_version, created_at)` (`score` orders the "
+    "list: the ranking model's, for ratings standardised per listener plus w × the predicted "
+    "rating, w chosen by cross-validation; `predicted_rating` the rating model's prediction, NULL "
+    "for play counts), and the view `user_recommendations_named`.",
 )
 def user_recommendations(
     duckdb: DuckDBResource,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -57,17 +58,17 @@ def build_definitions(home: Path, settings: ModelSettings | None = None) -> dg.D
             "home": MusicrecHome(path=str(layout.root)),
             "duckdb": warehouse_resource(layout),
             "mlflow_tracking": MlflowTracking(home=str(layout.root)),
-            "settings": settings or ModelSettings(**_budget_from_environment()),
+            "settings": settings or ModelSettings(**_settings_from_environment()),
             "spark": SparkResource(),
         },
     )
 
 
-def _budget_from_environment() -> dict[str, float]:
-    """The daemon's tuning budget, where the environment sets it (``MUSICREC_TUNING_TRIALS``,
-    ``MUSICREC_TUNING_MINUTES``): the sensors' and the schedule's runs take no run config."""
-    names = {"MUSICREC_TUNING_TRIALS": "tuning_trials", "MUSICREC_TUNING_MINUTES": "tuning_minutes"}
-    return {field: float(os.environ[name]) for name, field in names.items() if os.environ.get(name)}
+def _settings_from_environment() -> dict:
+    """The settings of the daemon's runs, which take no run config (the sensors', the
+    schedule's): ``MUSICREC_SETTINGS``, a JSON object of ``ModelSettings`` fields, where set."""
+    text = os.environ.get("MUSICREC_SETTINGS")
+    return json.loads(text) if text else {}
 
 
 defs = build_definitions(Home.from_env().root)

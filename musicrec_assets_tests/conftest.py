@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import sys
@@ -56,13 +57,8 @@ FAST_CONFIG = {
 FAST_SETTINGS = ModelSettings(**FAST_CONFIG)
 # the same for `musicrec run --config`, with one trial of each model: the tests of real
 # processes need the steps to happen, not good models
-TINY_RUN = {
-    "resources": {
-        "settings": {
-            "config": FAST_CONFIG | {"ranks": [4], "regularizations": [0.1], "iterations": 5}
-        }
-    }
-}
+TINY_SETTINGS = FAST_CONFIG | {"ranks": [4], "regularizations": [0.1], "iterations": 5}
+TINY_RUN = {"resources": {"settings": {"config": TINY_SETTINGS}}}
 
 
 def fast_settings(**changes) -> ModelSettings:
@@ -120,7 +116,9 @@ def dagster_dev_env(home: Path) -> dict[str, str]:
         "MUSICREC_SENSOR_INTERVAL": "5",
         # the daily schedule (03:00 UTC) would start a run of its own if a test spans it
         "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
-        # the daemon's runs take the default settings: a small search proves the wiring
-        "MUSICREC_TUNING_TRIALS": "6",
+        # the daemon's runs: one point of each model, as the tests of real processes run
+        "MUSICREC_SETTINGS": json.dumps(
+            {name: value for name, value in TINY_SETTINGS.items() if name != "top_n"}
+        ),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

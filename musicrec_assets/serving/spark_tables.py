@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 
 
 def stored_models(models: ModelPair, folder: Path) -> dict[str, SparkFactors]:
-    """The champion's models by role, written where executors read them."""
-    return {
-        role: write_factor_model(model, folder / role) for role, model in models.models().items()
+    """The champion's models by role, written where executors read them; "list", what orders
+    the users' lists, is the ranking model's where the lists do not blend in the rating."""
+    stored = {
+        role: write_factor_model(model, folder / role)
+        for role, model in models.published_models().items()
     }
+    return stored | ({} if "list" in stored else {"list": stored["ranking"]})
 
 
 def _known(spark: SparkSession, seen: DataFrame, models: dict[str, SparkFactors]):
@@ -43,9 +46,10 @@ def user_recommendations(
     spark: SparkSession, models: dict[str, SparkFactors], seen: DataFrame, n: int
 ) -> DataFrame:
     """``(user_idx, rank, item_idx, score, predicted_rating)``: each user's top ``n`` unseen
-    artists by the ranking model, the rating model's prediction beside (NULL without one)."""
+    artists by the lists' model (``ModelPair.list_model``), the rating model's prediction
+    beside (NULL without one)."""
     users, _, pairs = _known(spark, seen, models)
-    top = top_n_items_frame(models["ranking"], users, pairs, n)
+    top = top_n_items_frame(models["list"], users, pairs, n)
     if "rating" not in models:
         return top.selectExpr("*", "CAST(NULL AS DOUBLE) AS predicted_rating")
     return predict_frame(models["rating"], top).withColumnRenamed("prediction", "predicted_rating")

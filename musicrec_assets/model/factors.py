@@ -265,6 +265,8 @@ class ModelPair:
         )
         return replace(
             self.ranking,
+            # the width of its vectors, as every reader of a factor model takes its rank to be
+            params=replace(self.ranking.params, rank=users.shape[1]),
             user_factors=users,
             item_factors=items,
             global_mean=0.0,

@@ -103,9 +103,10 @@ def pipeline_home(tmp_path_factory):
         os.environ["MUSICREC_HOME"] = previous
 
 
-def dagster_dev_env(home: Path) -> dict[str, str]:
+def dagster_dev_env(home: Path, settings: dict = TINY_SETTINGS) -> dict[str, str]:
     """The environment of a `dagster dev` on ``home`` (its instance in ``home/dagster``, made
-    here from the repository's dagster.yaml): sensors every 5 s, the schedule kept out."""
+    here from the repository's dagster.yaml): sensors every 5 s, the schedule kept out, the
+    daemon's runs with ``settings`` (but the default top N)."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -118,7 +119,7 @@ def dagster_dev_env(home: Path) -> dict[str, str]:
         "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
         # the daemon's runs: one point of each model, as the tests of real processes run
         "MUSICREC_SETTINGS": json.dumps(
-            {name: value for name, value in TINY_SETTINGS.items() if name != "top_n"}
+            {name: value for name, value in settings.items() if name != "top_n"}
         ),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

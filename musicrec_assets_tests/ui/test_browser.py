@@ -64,6 +64,21 @@ GROUPS = {
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 # a loaded 2-core machine: `dagster dev` starts in about 30 s, the two runs take about 2 min
 RUNS_DEADLINE_SECONDS = 480
+# one point of each model that beats the baselines on the bundled sample (the Spark cluster
+# test's local setting), so the daemon's run publishes without a search
+SAMPLE_SETTINGS = {
+    "n_folds": 2,
+    "ranks": [10],
+    "regularizations": [0.1],
+    "bias_regularizations": [10.0],
+    "ranking_ranks": [32],
+    "ranking_regularizations": [30.0],
+    "ranking_alphas": [3.0],
+    "ranking_confidences": ["binary"],
+    "neighbours": [100],
+    "similarities": ["cosine"],
+    "blend_weights": [0.0],
+}
 UI_TIMEOUT_MS = 60_000
 
 
@@ -125,7 +140,7 @@ def dagster_dev(tmp_path):
     the sensors' runs (ingest, then the first training, which tunes) have all succeeded."""
     home = tmp_path / "home"
     port = free_port()
-    env = dagster_dev_env(home)
+    env = dagster_dev_env(home, SAMPLE_SETTINGS)
     log_path = tmp_path / "dagster-dev.log"
     command = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml"]
     with log_path.open("w") as log:

@@ -51,13 +51,13 @@ mlflow: $(INSTALLED)
 
 ## spark-cluster: a standalone Spark cluster on 127.0.0.1 from pyspark's jars; prints its master URL
 spark-cluster: $(INSTALLED)
-	$(BIN)/python -m musicrec_assets.cli.spark_cluster start --workers $(SPARK_WORKERS) \
+	$(BIN)/python -m musicrec_assets.backends.spark.cluster start --workers $(SPARK_WORKERS) \
 		--worker-memory $(SPARK_WORKER_MEMORY) --port $(SPARK_MASTER_PORT) \
 		--webui-port $(SPARK_MASTER_WEBUI_PORT)
 
 ## spark-cluster-stop: stop the processes `make spark-cluster` started (by their pid files)
 spark-cluster-stop: $(INSTALLED)
-	$(BIN)/python -m musicrec_assets.cli.spark_cluster stop
+	$(BIN)/python -m musicrec_assets.backends.spark.cluster stop
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

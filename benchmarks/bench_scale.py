@@ -186,10 +186,10 @@ def _stage_fit(
 
     import duckdb
 
+    from musicrec_assets.backends.spark.als import fit_spark_als, spark_session
     from musicrec_assets.datasets.synthetic import lastfm360k_play_matrix
     from musicrec_assets.model.factors import TrainingParams
     from musicrec_assets.model.implicit_als import fit_implicit_als
-    from musicrec_assets.model.spark_als import fit_spark_als, spark_session
     from musicrec_assets.warehouse.interactions import load_matrix
 
     progress: dict = {"success": False}

@@ -38,7 +38,7 @@ from musicrec_assets.home import Home
 MIB = 1 << 20
 MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 # one point of each grid: λ for implicit's plain λ and Spark's row-scaled one, converted as
-# model/spark_als.py documents (λ_spark ≈ λ_implicit · n_users / nnz, about 1/48 here)
+# backends/spark/als.py documents (λ_spark ≈ λ_implicit · n_users / nnz, about 1/48 here)
 SETTINGS = {
     "feedback": "implicit",
     "ranks": [32],

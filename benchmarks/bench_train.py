@@ -34,7 +34,7 @@
 5. Local vs Spark MLlib ``local[*]`` at equal settings (skip with ``--skip-spark``): our explicit
    ALS in Spark's setting (no biases, ALS-WR) vs Spark's explicit ALS on the sample and the
    synthetic 100,000 ratings, and ``implicit`` vs Spark's implicit ALS on Last.fm-2k (log1p α 1;
-   Spark's λ = implicit's λ · n_users / nnz, see ``model/spark_als.py``): fit seconds (Spark with
+   Spark's λ = implicit's λ · n_users / nnz, see ``backends/spark/als.py``): fit seconds (Spark with
    a warm JVM), RMSE or NDCG@10, and the ratio. Target: ours ≥ 10× faster at equal quality.
 
 Peak memory is what the fit allocates through numpy/Python (tracemalloc, a separate run).
@@ -82,7 +82,6 @@ from musicrec_assets.evaluation.tuning import (
     rating_space,
 )
 from musicrec_assets.model import explicit_als as als
-from musicrec_assets.model.backends import LOCAL_FITTERS, base_params, ranking_base_params
 from musicrec_assets.model.baselines import (
     NeighbourParams,
     fit_bias_model,
@@ -97,6 +96,7 @@ from musicrec_assets.model.factors import (
     ModelPair,
     TrainingParams,
 )
+from musicrec_assets.model.fitters import LOCAL_FITTERS, base_params, ranking_base_params
 from musicrec_assets.model.implicit_als import fit_implicit_als
 
 SPARK_LOCAL2_SECONDS = 7.0  # quoted from the issue: Spark MLlib ALS, local[2], same fit
@@ -396,7 +396,7 @@ def spark_vs_local(cases: dict[str, tuple[csr_matrix, TrainingParams, TrainingPa
     import tempfile
     from pathlib import Path
 
-    from musicrec_assets.model.spark_als import fit_spark_als, spark_session
+    from musicrec_assets.backends.spark.als import fit_spark_als, spark_session
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, spark_session() as spark:

@@ -12,8 +12,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from musicrec_assets.backends import Backend, TrainingBackend, open_backend
 from musicrec_assets.home import Home
-from musicrec_assets.model.backends import Backend
 from musicrec_assets.warehouse import published
 
 
@@ -192,7 +192,7 @@ class SparkResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self):
-        from musicrec_assets.model.spark_als import spark_session
+        from musicrec_assets.backends.spark.als import spark_session
 
         with spark_session(self.master, self.driver_memory, self.conf) as spark:
             yield spark
@@ -204,3 +204,10 @@ class SparkResource(dg.ConfigurableResource):
         root.mkdir(parents=True, exist_ok=True)
         with self.session() as spark, tempfile.TemporaryDirectory(dir=root, prefix="step-") as work:
             yield spark, Path(work)
+
+
+def backend_of(
+    settings: ModelSettings, spark: SparkResource, home: MusicrecHome
+) -> TrainingBackend:
+    """The backend the settings name; Spark's steps work under ``MUSICREC_HOME/spark``."""
+    return open_backend(settings.backend, lambda: spark.workspace(home.layout.spark))

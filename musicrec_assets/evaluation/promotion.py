@@ -204,6 +204,14 @@ class CandidateReport:
             return BIAS_PARAMS
         return self.evaluation_model.rating.params
 
+    def serving_roles(self) -> dict[str, TrainingParams]:
+        """The settings each served model is refitted on all data with: the ranking model's
+        and, for ratings, :attr:`serving_rating_params`."""
+        roles = {"ranking": self.evaluation_model.ranking.params}
+        if self.serving_rating_params is not None:
+            roles["rating"] = self.serving_rating_params
+        return roles
+
     @property
     def ranking_beats_baselines(self) -> bool:
         return beats_baselines(self.scores, RANKING_METRIC, True, "ranking", RANKING_BASELINES)

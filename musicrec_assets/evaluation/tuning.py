@@ -28,9 +28,9 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
 from musicrec_assets.evaluation.split import kfold_splits
-from musicrec_assets.model.backends import LOCAL_FITTERS
 from musicrec_assets.model.baselines import NeighbourParams
 from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, Fitter, TrainingParams
+from musicrec_assets.model.fitters import LOCAL_FITTERS
 
 # The search spaces. The ranges are deliberately wide (log scales, several orders of magnitude)
 # so that the search, not a default fitted to some dataset, finds each data's optimum; a best
@@ -477,7 +477,7 @@ def search_folds(
     record: StudyRecord | None = None,
 ) -> SearchResult:
     """The search of :func:`cross_validate` over folds of any representation (scipy
-    matrices here, Spark frames in :mod:`~musicrec_assets.evaluation.spark_tuning`):
+    matrices here, Spark frames in :mod:`~musicrec_assets.backends.spark.tuning`):
     ``folds`` holds (train, validation, ranked users), ``fit(train, params)`` fits a model,
     ``score(model, train, validation, ranked)`` returns its metrics."""
     if isinstance(candidates, SearchSpace) and candidates.is_grid:

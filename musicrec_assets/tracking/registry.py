@@ -189,7 +189,7 @@ def log_model(
     The ranking model is ``factors.npz``/``.json``, the name a version holding one model used
     (the pyfunc code of such versions loads it), the rating model ``rating_factors.*``.
     ``seen`` is the CSR ``seen.npz`` of every interaction, which serving leaves out of a known
-    user's lists (``warehouse.exchange.write_seen_npz`` streams it from the warehouse).
+    user's lists (``warehouse.interactions.write_seen_npz`` streams it from the warehouse).
     """
     if seen.name != "seen.npz":
         raise ValueError(f"the interactions file must be named seen.npz, not {seen.name}")

@@ -7,8 +7,10 @@ The evaluation split is stored by id (``evaluation_split``) so anyone can score 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -21,6 +23,9 @@ from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
 from musicrec_assets.warehouse.tables import publish_table, scalar
 
+# rows per batch read from the warehouse and per Parquet row group written for Spark: large
+# enough for Spark to split files into tasks cheaply
+ROW_GROUP_ROWS = 1_000_000
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS user_index (user_id VARCHAR NOT NULL, user_idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS artist_index (artist_id VARCHAR NOT NULL, artist_idx INTEGER NOT NULL);
@@ -217,3 +222,70 @@ def split_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "users_with_train_rows": train_users,
         "users_with_test_rows": test_users,
     }
+
+
+def interactions_query(feedback: Feedback, part: str | None) -> tuple[str, list]:
+    """``(user_idx, item_idx, value)`` of every interaction of ``feedback``'s kind, or of one
+    ``part`` of ``evaluation_split``: the query and its parameters."""
+    value = VALUE_COLUMN[feedback]
+    split = "JOIN evaluation_split s USING (user_id, artist_id)" if part else ""
+    where = "AND s.part = ?" if part else ""
+    return (
+        f"""SELECT u.user_idx, a.artist_idx AS item_idx, r.{value}::FLOAT AS value
+            FROM ratings r
+            JOIN user_index u USING (user_id)
+            JOIN artist_index a USING (artist_id)
+            {split}
+            WHERE r.{value} IS NOT NULL {where}""",
+        [part] if part else [],
+    )
+
+
+def write_seen_npz(con: duckdb.DuckDBPyConnection, feedback: Feedback, path: Path) -> int:
+    """Write every interaction as a CSR ``.npz`` that ``scipy.sparse.load_npz`` reads (what
+    serving excludes per user), streamed from the warehouse in batches, so this process never
+    holds the interactions; returns their count.
+
+    ``scipy.sparse.save_npz`` needs the whole matrix in memory, hence this writer of the same
+    file: a zip of the ``.npy`` arrays ``indices``, ``indptr``, ``data``, ``format``, ``shape``.
+    """
+    query, params = interactions_query(feedback, None)
+    n_users = scalar(con, "SELECT count(*) FROM user_index")
+    n_items = scalar(con, "SELECT count(*) FROM artist_index")
+    counts = con.execute(
+        f"SELECT user_idx, count(*) AS n FROM ({query}) GROUP BY user_idx", params
+    ).fetchnumpy()
+    per_user = np.bincount(counts["user_idx"], weights=counts["n"], minlength=n_users)
+    per_user = per_user.astype(np.int64)
+    nnz = int(per_user.sum())
+    indptr = np.concatenate([[0], np.cumsum(per_user)]).astype(
+        np.int32 if nnz < 2**31 else np.int64
+    )
+    index_dtype = indptr.dtype
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as npz:
+        for name in ("indices", "data"):
+            dtype = index_dtype if name == "indices" else np.dtype(np.float32)
+            column = "item_idx" if name == "indices" else "value"
+            with npz.open(f"{name}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array_header_1_0(
+                    out,
+                    {
+                        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                        "fortran_order": False,
+                        "shape": (nnz,),
+                    },
+                )
+                reader = con.sql(
+                    f"SELECT {column} FROM ({query}) ORDER BY user_idx, item_idx", params=params
+                ).to_arrow_reader(ROW_GROUP_ROWS)
+                for batch in reader:
+                    values = batch.column(0).to_numpy(zero_copy_only=False)
+                    out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
+        for name, array in (
+            ("indptr", indptr),
+            ("format", np.array(b"csr")),
+            ("shape", np.array([n_users, n_items], dtype=np.int64)),
+        ):
+            with npz.open(f"{name}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, array, allow_pickle=False)
+    return nnz

@@ -16,21 +16,21 @@ import duckdb
 import pytest
 import yaml
 
+from musicrec_assets.backends.spark.als import missing_spark_requirement
+from musicrec_assets.backends.spark.cluster import process_running
 from musicrec_assets.cli import preflight
 from musicrec_assets.cli.main import _resource_flags, main
-from musicrec_assets.cli.spark_cluster import process_running
 from musicrec_assets.datasets.lastfm import import_lastfm
 from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.model.backends import base_params, fit_local, ranking_base_params
-from musicrec_assets.model.spark_als import missing_spark_requirement
+from musicrec_assets.model.fitters import base_params, fit_local, ranking_base_params
 from musicrec_assets.warehouse.interactions import load_split
 
 MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
-CLUSTER = [sys.executable, "-m", "musicrec_assets.cli.spark_cluster"]
+CLUSTER = [sys.executable, "-m", "musicrec_assets.backends.spark.cluster"]
 # One trial of each model, on both backends, each with the ranking setting that suits its
-# objective: Spark scales λ by each row's count, implicit does not (model/spark_als.py:
+# objective: Spark scales λ by each row's count, implicit does not (backends/spark/als.py:
 # λ_spark ≈ λ_implicit · n_users / nnz, 1/100 on the sample, 1/48 on Last.fm-2k). On the
 # sample's ratings binary confidence suits both at rank 32 (on one split: Spark NDCG@10 0.29 at
 # α 1, λ 0.3; implicit 0.30 at α 3, λ 30; implicit's rating confidence at α 10, λ 100, the

@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 from conftest import FAST_SETTINGS, small_world
 
+from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
 from musicrec_assets.defs.automation import landing_sensor, retrain_schedule, retrain_sensor
 from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
-from musicrec_assets.model.spark_als import missing_spark_requirement
 from musicrec_assets.warehouse import landing
 
 

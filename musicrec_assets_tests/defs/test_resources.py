@@ -4,9 +4,9 @@ import dagster as dg
 import pytest
 from pydantic import ValidationError
 
+from musicrec_assets.backends import Backend
 from musicrec_assets.definitions import build_definitions
 from musicrec_assets.defs.resources import ModelSettings
-from musicrec_assets.model.backends import Backend
 
 
 @pytest.mark.parametrize(

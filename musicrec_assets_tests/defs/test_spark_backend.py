@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import FAST_CONFIG, SERVING_ASSETS, TRAINING_ASSETS, run_pipeline, small_world
 
+from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.defs.resources import ModelSettings
-from musicrec_assets.model.spark_als import missing_spark_requirement
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,8 +7,8 @@ import pytest
 from musicrec_assets.evaluation import blend
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.tuning import cv_folds
-from musicrec_assets.model.backends import fit_local, ranking_base_params
 from musicrec_assets.model.factors import ModelPair, TrainingParams, blended_vectors
+from musicrec_assets.model.fitters import fit_local, ranking_base_params
 from musicrec_assets.model.sparse import from_triples
 from musicrec_assets_tests.conftest import small_world
 from musicrec_assets_tests.evaluation.test_tuning import disliked_ratings

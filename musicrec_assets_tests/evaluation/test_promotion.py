@@ -11,7 +11,6 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation import promotion
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import fingerprint, train_test_split
-from musicrec_assets.model.backends import fit_local
 from musicrec_assets.model.baselines import (
     BIAS_PARAMS,
     NeighbourParams,
@@ -19,6 +18,7 @@ from musicrec_assets.model.baselines import (
     fit_most_popular,
 )
 from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
+from musicrec_assets.model.fitters import fit_local
 
 IDS = (np.array(["ann", "bob"]), np.array(["a1", "a2", "a3"]))
 TRAIN = csr_matrix(np.array([[5.0, 0, 3], [0, 4, 1]]))

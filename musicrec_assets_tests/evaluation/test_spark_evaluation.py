@@ -6,21 +6,21 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.evaluation.spark_metrics import evaluate_spark, ranked_users_frame
-from musicrec_assets.evaluation.spark_split import (
+from musicrec_assets.backends.spark.als import missing_spark_requirement, spark_session
+from musicrec_assets.backends.spark.baselines import fit_spark_baselines
+from musicrec_assets.backends.spark.factors import write_factor_model
+from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.split import (
     fold_labels,
     hold_out,
     kfold_frames,
     split_frame,
 )
+from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.model.baselines import fit_baselines, fit_most_popular
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.model.spark_als import missing_spark_requirement, spark_session
-from musicrec_assets.model.spark_baselines import fit_spark_baselines
-from musicrec_assets.model.spark_factors import write_factor_model
 from musicrec_assets.model.sparse import from_triples, to_triples
 
 _missing = missing_spark_requirement()

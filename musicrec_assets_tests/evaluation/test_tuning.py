@@ -14,7 +14,6 @@ from musicrec_assets.evaluation.tuning import (
     ranking_space,
     rating_space,
 )
-from musicrec_assets.model.backends import ranking_base_params
 from musicrec_assets.model.baselines import (
     NeighbourParams,
     fit_bias_model,
@@ -24,6 +23,7 @@ from musicrec_assets.model.baselines import (
 from musicrec_assets.model.confidence import RATING_SCHEMES
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.fitters import ranking_base_params
 from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.model.sparse import from_triples
 

@@ -11,23 +11,23 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.evaluation.tuning import cross_validate, grid
-from musicrec_assets.model import spark_als
-from musicrec_assets.model.baselines import fit_bias_model
-from musicrec_assets.model.confidence import SCHEMES, fit_confidence
-from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import FactorModel, TrainingParams
-from musicrec_assets.model.implicit_als import fit_implicit_als
-from musicrec_assets.model.spark_als import (
+from musicrec_assets.backends.spark import als as spark_als
+from musicrec_assets.backends.spark.als import (
     fit_spark_als,
     fit_spark_frame,
     missing_spark_requirement,
     scale_confidence_frame,
     spark_session,
 )
-from musicrec_assets.model.spark_factors import SparkFactors
+from musicrec_assets.backends.spark.factors import SparkFactors
+from musicrec_assets.evaluation.metrics import evaluate
+from musicrec_assets.evaluation.split import train_test_split
+from musicrec_assets.evaluation.tuning import cross_validate, grid
+from musicrec_assets.model.baselines import fit_bias_model
+from musicrec_assets.model.confidence import SCHEMES, fit_confidence
+from musicrec_assets.model.explicit_als import fit_explicit_als
+from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.model.sparse import from_triples, to_triples
 
 SAMPLE_RATINGS = (

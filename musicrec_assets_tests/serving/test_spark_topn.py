@@ -8,17 +8,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from musicrec_assets.model.baselines import fit_most_popular
-from musicrec_assets.model.factors import FactorModel, TrainingParams
-from musicrec_assets.model.spark_als import missing_spark_requirement, spark_session
-from musicrec_assets.model.spark_factors import write_factor_model
-from musicrec_assets.model.sparse import from_triples
-from musicrec_assets.serving.spark_topn import (
+from musicrec_assets.backends.spark.als import missing_spark_requirement, spark_session
+from musicrec_assets.backends.spark.factors import write_factor_model
+from musicrec_assets.backends.spark.topn import (
     predict_frame,
     similar_items_frame,
     top_n_items_frame,
     top_n_users_frame,
 )
+from musicrec_assets.model.baselines import fit_most_popular
+from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.sparse import from_triples
 from musicrec_assets.serving.topn import flatten_top_n, similar_items, top_n_items, top_n_users
 
 _missing = missing_spark_requirement()

@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.sparse import load_npz
 
-from musicrec_assets.warehouse import exchange, interactions
+from musicrec_assets.backends.spark import exchange
+from musicrec_assets.warehouse import interactions
 from musicrec_assets.warehouse.tables import connect, ensure_schema
 
 
@@ -60,7 +61,7 @@ def test_a_spark_split_is_published_by_id_and_exported_by_part(con, tmp_path):
 def test_the_streamed_seen_matrix_is_what_scipy_saves(con, tmp_path):
     path = tmp_path / "seen.npz"
     expected = interactions.load_matrix(con, "explicit").values
-    assert exchange.write_seen_npz(con, "explicit", path) == expected.nnz
+    assert interactions.write_seen_npz(con, "explicit", path) == expected.nnz
     seen = load_npz(path)
     assert seen.shape == expected.shape and seen.nnz == expected.nnz
     assert (seen != expected).nnz == 0

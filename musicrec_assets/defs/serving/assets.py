@@ -4,7 +4,6 @@ Every table is built under a staging name and swapped in with one transaction, a
 carries the MLflow registered ``model_version`` that made it.
 """
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -16,14 +15,13 @@ from musicrec_assets.defs.resources import (
     ModelSettings,
     MusicrecHome,
     SparkResource,
+    backend_of,
 )
 from musicrec_assets.defs.training.assets import als_model
-from musicrec_assets.model.backends import Backend
 from musicrec_assets.model.factors import ModelPair
-from musicrec_assets.serving import spark_tables, tables
+from musicrec_assets.serving import tables
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
-from musicrec_assets.warehouse.exchange import export_interactions, publish_top_n
 from musicrec_assets.warehouse.tables import publish_table
 
 _COMMON = {
@@ -53,27 +51,7 @@ def user_recommendations(
     spark: SparkResource,
     home: MusicrecHome,
 ) -> dg.MaterializeResult:
-    created_at = datetime.now(UTC).replace(tzinfo=None)
-    if settings.backend == Backend.spark:
-        version, rows = _publish_from_spark(
-            duckdb,
-            spark,
-            home,
-            "user_recommendations",
-            lambda session, models, seen: spark_tables.user_recommendations(
-                session, models, seen, settings.top_n
-            ),
-            "u.user_id, t.rank, a.artist_id, t.score, t.predicted_rating, "
-            "?::VARCHAR AS model_version, ?::TIMESTAMP AS created_at",
-            created_at=created_at,
-        )
-    else:
-        version, recommender = registry.load_champion(home.layout.root)
-        chunks = tables.user_recommendations(
-            recommender, settings.top_n, {"model_version": version, "created_at": created_at}
-        )
-        with duckdb.get_connection() as con:
-            rows = serving_tables.publish_with_view(con, "user_recommendations", chunks)
+    version, rows = _publish(duckdb, settings, spark, home, "user_recommendations")
     with duckdb.get_connection() as con:
         coverage = serving_tables.catalogue_coverage(con, "user_recommendations", "artist_id")
         return _published(
@@ -94,22 +72,7 @@ def artist_top_users(
     spark: SparkResource,
     home: MusicrecHome,
 ) -> dg.MaterializeResult:
-    if settings.backend == Backend.spark:
-        version, rows = _publish_from_spark(
-            duckdb,
-            spark,
-            home,
-            "artist_top_users",
-            lambda session, models, seen: spark_tables.artist_top_users(
-                session, models, seen, settings.top_n
-            ),
-            "a.artist_id, t.rank, u.user_id, t.score, ?::VARCHAR AS model_version",
-        )
-    else:
-        version, recommender = registry.load_champion(home.layout.root)
-        chunks = tables.artist_top_users(recommender, settings.top_n, {"model_version": version})
-        with duckdb.get_connection() as con:
-            rows = serving_tables.publish_with_view(con, "artist_top_users", chunks)
+    version, rows = _publish(duckdb, settings, spark, home, "artist_top_users")
     with duckdb.get_connection() as con:
         return _published(con, "artist_top_users", rows, version)
 
@@ -127,52 +90,29 @@ def similar_artists(
     spark: SparkResource,
     home: MusicrecHome,
 ) -> dg.MaterializeResult:
-    if settings.backend == Backend.spark:
-        version, rows = _publish_from_spark(
-            duckdb,
-            spark,
-            home,
-            "similar_artists",
-            lambda session, models, seen: spark_tables.similar_artists(models, settings.top_n),
-            "a.artist_id, t.rank, b.artist_id AS similar_artist_id, t.similarity, "
-            "?::VARCHAR AS model_version",
-        )
-    else:
-        version, recommender = registry.load_champion(home.layout.root)
-        frame = tables.similar_artists(recommender, settings.top_n, {"model_version": version})
-        with duckdb.get_connection() as con:
-            rows = serving_tables.publish_with_view(con, "similar_artists", [frame])
+    version, rows = _publish(duckdb, settings, spark, home, "similar_artists")
     with duckdb.get_connection() as con:
         return _published(con, "similar_artists", rows, version)
 
 
-def _publish_from_spark(
+def _publish(
     duckdb: DuckDBResource,
+    settings: ModelSettings,
     spark: SparkResource,
     home: MusicrecHome,
     table: str,
-    rows_of: Callable,
-    select: str,
-    created_at: datetime | None = None,
 ) -> tuple[str, int]:
-    """``backend: spark``: the champion's models and the interactions go to Parquet, Spark
-    computes ``rows_of(session, models, seen)`` by index and writes them as Parquet, and the
-    warehouse swaps them in under ids (``select`` over ``t``, ``u``, ``a``, ``b``; its
-    placeholders take the version, then ``created_at``). Returns (version, rows)."""
+    """Compute ``table`` from the champion on the settings' backend and publish it; returns
+    (the champion's version, rows)."""
     version, folder = registry.champion_files(home.layout.root)
-    models = ModelPair.load(folder, "factors")
-    with spark.workspace(home.layout.spark) as (session, workdir):
-        with duckdb.get_connection() as con:
-            seen = export_interactions(con, models.feedback, workdir / "interactions")
-        stored = spark_tables.stored_models(models, workdir / "models")
-        written = workdir / table
-        rows_of(session, stored, session.read.parquet(seen.as_uri())).write.parquet(
-            written.as_uri()
-        )
-        params = [version] + ([] if created_at is None else [created_at])
-        with duckdb.get_connection() as con:
-            rows = publish_top_n(con, table, written, select, params)
-            con.execute(serving_tables.NAMED_VIEWS[table])
+    rows = backend_of(settings, spark, home).publish_top_n(
+        duckdb.get_connection,
+        table,
+        folder,
+        version,
+        settings.top_n,
+        datetime.now(UTC).replace(tzinfo=None),
+    )
     return version, rows
 
 

@@ -3,7 +3,7 @@
 Data path, as on a cluster that reads shared storage: :func:`fit_spark_frame` takes the
 (user_idx, item_idx, value) interactions as a Spark DataFrame (e.g. ``spark.read.parquet``),
 fits in Spark and writes the model with Spark's writers in the layout of
-:mod:`~musicrec_assets.model.spark_factors`. The driver holds neither the interactions nor the
+:mod:`~musicrec_assets.backends.spark.factors`. The driver holds neither the interactions nor the
 factors: only scalars (μ, bm25's average length) and, for bm25, the idf of every item, which the
 model keeps in ``extras`` for folding in new users. :func:`fit_spark_als` serves a scipy matrix:
 pyarrow writes it to Parquet under ``workdir``, and the model folder is read back into the same
@@ -73,9 +73,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import csr_matrix
 
+from musicrec_assets.backends.spark.factors import SparkFactors
 from musicrec_assets.model.confidence import ConfidenceScaler
 from musicrec_assets.model.factors import FactorModel, TrainingParams
-from musicrec_assets.model.spark_factors import SparkFactors
 from musicrec_assets.model.sparse import to_triples
 
 if TYPE_CHECKING:
@@ -475,7 +475,7 @@ def _als(spark: SparkSession, params: TrainingParams) -> ALS:
 def _write_side(
     factors: DataFrame, bias: DataFrame | None, key: str, path: Path, n_files: int
 ) -> None:
-    """One side in the layout of :mod:`~musicrec_assets.model.spark_factors`: Spark's
+    """One side in the layout of :mod:`~musicrec_assets.backends.spark.factors`: Spark's
     ``(id, features)`` factors with the side's biases (0 without), as ``n_files`` Parquet
     files."""
     from pyspark.sql import functions as F

@@ -1,5 +1,5 @@
 """The baselines of :mod:`musicrec_assets.model.baselines` fitted on a Spark interaction frame
-and written as :class:`~musicrec_assets.model.spark_factors.SparkFactors` folders by Spark's
+and written as :class:`~musicrec_assets.backends.spark.factors.SparkFactors` folders by Spark's
 own writers, so that no interaction and no factor passes through the driver (only μ does).
 
 The models are the local ones to float rounding: the same factors, biases and params. Item-kNN
@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from musicrec_assets.backends.spark.factors import Side, SparkFactors
 from musicrec_assets.model.baselines import BIAS_PARAMS
 from musicrec_assets.model.factors import Feedback, TrainingParams
-from musicrec_assets.model.spark_factors import Side, SparkFactors
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -1,6 +1,6 @@
 """Cross-validated search on Spark: :func:`~musicrec_assets.evaluation.tuning.search_folds`
-over folds that only Spark reads (:mod:`~musicrec_assets.evaluation.spark_split`), fitted with
-Spark's ALS and scored on the executors (:mod:`~musicrec_assets.evaluation.spark_metrics`).
+over folds that only Spark reads (:mod:`~musicrec_assets.backends.spark.split`), fitted with
+Spark's ALS and scored on the executors (:mod:`~musicrec_assets.backends.spark.metrics`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicrec_assets.evaluation.spark_metrics import evaluate_spark, ranked_users_frame
-from musicrec_assets.evaluation.spark_split import kfold_frames
+from musicrec_assets.backends.spark.als import fit_spark_frame
+from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.split import kfold_frames
 from musicrec_assets.evaluation.tuning import (
     Budget,
     SearchResult,
@@ -21,7 +22,6 @@ from musicrec_assets.evaluation.tuning import (
     search_folds,
 )
 from musicrec_assets.model.factors import Feedback, TrainingParams
-from musicrec_assets.model.spark_als import fit_spark_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

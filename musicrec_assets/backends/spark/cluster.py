@@ -1,9 +1,9 @@
 """A standalone Spark cluster on this machine, started from pyspark's own jars (no separate
 Spark download): what ``make spark-cluster`` and ``make spark-cluster-stop`` run::
 
-    python -m musicrec_assets.cli.spark_cluster start [--workers 2] [--port 7077]
+    python -m musicrec_assets.backends.spark.cluster start [--workers 2] [--port 7077]
         [--webui-port 8080] [--worker-memory 1g] [--home DIR]
-    python -m musicrec_assets.cli.spark_cluster stop [--home DIR]
+    python -m musicrec_assets.backends.spark.cluster stop [--home DIR]
 
 One master and N workers of one core each, every process bound to 127.0.0.1. Their logs, pid
 files and work folders are under ``$MUSICREC_HOME/spark/cluster/``::
@@ -258,7 +258,8 @@ def _tail(log: Path, lines: int = 20) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m musicrec_assets.cli.spark_cluster", description=__doc__.split("\n\n")[0]
+        prog="python -m musicrec_assets.backends.spark.cluster",
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--home", help="MUSICREC_HOME (default: $MUSICREC_HOME or .musicrec)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    from musicrec_assets.model.spark_als import missing_spark_requirement
+    from musicrec_assets.backends.spark.als import missing_spark_requirement
 
     missing = missing_spark_requirement()
     if missing is not None:

@@ -1,20 +1,20 @@
 """The rows of the recommendation tables computed by Spark (``backend: spark``), by index: the
 tables of :mod:`musicrec_assets.serving.tables`, which the warehouse names with ids when it
-loads them (:func:`musicrec_assets.warehouse.exchange.publish_top_n`)."""
+loads them (:func:`musicrec_assets.backends.spark.exchange.publish_top_n`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicrec_assets.model.factors import ModelPair
-from musicrec_assets.model.spark_factors import SparkFactors, write_factor_model
-from musicrec_assets.serving.spark_topn import (
+from musicrec_assets.backends.spark.factors import SparkFactors, write_factor_model
+from musicrec_assets.backends.spark.topn import (
     predict_frame,
     similar_items_frame,
     top_n_items_frame,
     top_n_users_frame,
 )
+from musicrec_assets.model.factors import ModelPair
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -1,10 +1,10 @@
 """The metrics of :func:`musicrec_assets.evaluation.metrics.evaluate` on Spark frames, for a
-model stored as :class:`~musicrec_assets.model.spark_factors.SparkFactors`.
+model stored as :class:`~musicrec_assets.backends.spark.factors.SparkFactors`.
 
 Same keys, same definitions (see :mod:`musicrec_assets.evaluation.metrics`). Each ranked user's
 training and held-out items travel to the executors grouped per user, in blocks, with the
 user's stored factors; each task reads the item vectors from the model folder, ranks its block
-with the kernel of :mod:`musicrec_assets.serving.spark_topn` (the lists the tables publish)
+with the kernel of :mod:`musicrec_assets.backends.spark.topn` (the lists the tables publish)
 and scores it with :func:`~musicrec_assets.evaluation.metrics.stats_of_lists`; Spark averages
 the per-user rows. Only the averages reach the driver.
 """
@@ -18,20 +18,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from musicrec_assets.evaluation.metrics import liked_items, stats_of_lists
-from musicrec_assets.model.factors import Feedback
-from musicrec_assets.serving.spark_topn import (
+from musicrec_assets.backends.spark.topn import (
     block_matrix,
     block_vectors,
     predict_frame,
     rank_block,
     stored_factors,
 )
+from musicrec_assets.evaluation.metrics import liked_items, stats_of_lists
+from musicrec_assets.model.factors import Feedback
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from musicrec_assets.model.spark_factors import SparkFactors
+    from musicrec_assets.backends.spark.factors import SparkFactors
 
 _PER_USER = (
     "user_idx int, hits long, n_relevant long, ndcg double, ap double, ndcg_liked double, "

@@ -1,11 +1,8 @@
-"""Who fits ALS: the local fitters (numpy/scipy for ratings, ``implicit`` for play counts) behind
-the one :class:`~musicrec_assets.model.factors.Fitter` shape, or Spark MLlib
-(:func:`~musicrec_assets.model.spark_als.fit_spark_frame`, on frames the driver never holds),
-and the fixed settings tuning starts from on either."""
+"""Who fits ALS locally (numpy/scipy for ratings, ``implicit`` for play counts) behind the one
+:class:`~musicrec_assets.model.factors.Fitter` shape, and the fixed settings tuning starts from
+on either backend (Spark's fitter: :func:`musicrec_assets.backends.spark.als.fit_spark_frame`)."""
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 from scipy.sparse import csr_matrix
 
@@ -18,13 +15,6 @@ from musicrec_assets.model.factors import (
     TrainingParams,
 )
 from musicrec_assets.model.implicit_als import fit_implicit_als
-
-
-# member names equal their values, so run config says `backend: spark`
-class Backend(StrEnum):
-    local = "local"
-    spark = "spark"
-
 
 LOCAL_FITTERS: dict[Feedback, Fitter] = {
     "explicit": fit_explicit_als,
@@ -57,7 +47,7 @@ def base_params(feedback: Feedback, iterations: int, seed: int) -> TrainingParam
 
 
 def ranking_base_params(
-    feedback: Feedback, iterations: int, seed: int, backend: Backend = Backend.local
+    feedback: Feedback, iterations: int, seed: int, weighted_regularization: bool = False
 ) -> TrainingParams:
     """The fixed settings the ranking model's tuning starts from: implicit-feedback ALS on play
     counts or on ratings (``feedback``), the confidence of the data's kind; the grid
@@ -68,7 +58,7 @@ def ranking_base_params(
         regularization=1.0,
         iterations=iterations,
         # implicit's λ is plain; Spark's is always scaled by each row's count
-        weighted_regularization=backend == Backend.spark,
+        weighted_regularization=weighted_regularization,
         confidence="binary" if feedback == "explicit" else "log1p",
         seed=seed,
     )

@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from musicrec_assets.backends.spark.als import fit_spark_frame
+from musicrec_assets.backends.spark.baselines import fit_spark_baselines
+from musicrec_assets.backends.spark.factors import write_factor_model
+from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.tuning import materialize
 from musicrec_assets.evaluation.promotion import (
     RANKING_METRIC,
     CandidateReport,
@@ -23,12 +28,7 @@ from musicrec_assets.evaluation.promotion import (
     comparable_champion,
     decide,
 )
-from musicrec_assets.evaluation.spark_metrics import evaluate_spark, ranked_users_frame
-from musicrec_assets.evaluation.spark_tuning import materialize
 from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
-from musicrec_assets.model.spark_als import fit_spark_frame
-from musicrec_assets.model.spark_baselines import fit_spark_baselines
-from musicrec_assets.model.spark_factors import write_factor_model
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -1,5 +1,5 @@
 """The serving tables' top-N math on Spark, for models stored as
-:class:`~musicrec_assets.model.spark_factors.SparkFactors`.
+:class:`~musicrec_assets.backends.spark.factors.SparkFactors`.
 
 The rows equal those of :mod:`musicrec_assets.serving.topn` flattened by
 :func:`~musicrec_assets.serving.topn.flatten_top_n` (rank from 1, padding dropped, equal scores
@@ -8,7 +8,7 @@ blocks (``mapInPandas``) with their stored factors, joined in Spark from the mod
 and the list of candidates to leave out; every task reads the candidate side's vectors from the
 model folder itself (shared storage), so neither the interactions nor a model side pass through
 the driver. :func:`stored_factors`, :func:`block_vectors`, :func:`block_matrix` and
-:func:`rank_block` are that kernel, which :mod:`musicrec_assets.evaluation.spark_metrics`
+:func:`rank_block` are that kernel, which :mod:`musicrec_assets.backends.spark.metrics`
 reuses so that the lists scored are the lists published.
 """
 
@@ -28,7 +28,7 @@ from musicrec_assets.serving.topn import flatten_top_n, top_n_items
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from musicrec_assets.model.spark_factors import Side, SparkFactors
+    from musicrec_assets.backends.spark.factors import Side, SparkFactors
 
 
 def top_n_items_frame(model: SparkFactors, users: DataFrame, seen: DataFrame, n: int) -> DataFrame:

@@ -59,9 +59,11 @@ spark-cluster: $(INSTALLED)
 spark-cluster-stop: $(INSTALLED)
 	$(BIN)/python -m musicrec_assets.backends.spark.cluster stop
 
+## lint: ruff, and the import contracts of pyproject.toml (the layers)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## bench-ingest: ingest a 5,000,000-row ratings file, beside plain read_json
 bench-ingest: $(INSTALLED)

@@ -1,69 +1,13 @@
-import json
+"""Fixtures shared by the tests; the helpers they use are in harness.py."""
+
 import os
-import shutil
-import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
+from harness import LASTFM_DIR, run_pipeline, small_world
 
-from musicrec_assets.datasets.synthetic import generate_world, write_landing
-from musicrec_assets.definitions import build_definitions
-from musicrec_assets.defs.resources import ModelSettings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LASTFM_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lastfm-hetrec2011-2k"
-
-TRAINING_ASSETS = [
-    dg.AssetKey(name)
-    for name in (
-        "users",
-        "artists",
-        "ratings",
-        "rating_matrix",
-        "evaluation_split",
-        "als_tuning",
-        "als_model",
-    )
-]
-SERVING_ASSETS = [
-    dg.AssetKey(name)
-    for name in (
-        "user_recommendations",
-        "artist_top_users",
-        "similar_artists",
-        "user_factors",
-        "artist_factors",
-    )
-]
-
-# small grids and folds: the pipeline tests check wiring and behaviour, not model quality
-FAST_CONFIG = {
-    "ranks": [4, 8],
-    "regularizations": [0.05, 0.1],
-    "bias_regularizations": [10.0],
-    # the ranking model has to beat item-kNN for the tables to be published: one point that
-    # does, beside a weak item-kNN (K 5), on every small world the wiring tests draw
-    "ranking_ranks": [16],
-    "ranking_regularizations": [100.0],
-    "ranking_alphas": [10.0],
-    "ranking_confidences": ["rating"],
-    "neighbours": [5],
-    "similarities": ["cosine"],
-    "iterations": 8,
-    "n_folds": 2,
-    "top_n": 5,
-}
-FAST_SETTINGS = ModelSettings(**FAST_CONFIG)
-# the same for `musicrec run --config`, with one trial of each model: the tests of real
-# processes need the steps to happen, not good models
-TINY_SETTINGS = FAST_CONFIG | {"ranks": [4], "regularizations": [0.1], "iterations": 5}
-TINY_RUN = {"resources": {"settings": {"config": TINY_SETTINGS}}}
-
-
-def fast_settings(**changes) -> ModelSettings:
-    """``FAST_SETTINGS`` with some of them changed."""
-    return ModelSettings(**(FAST_CONFIG | changes))
+from musicrec_assets.backends.spark.als import missing_spark_requirement, shared_spark_session
+from musicrec_assets.datasets.synthetic import write_landing
 
 
 @pytest.fixture(scope="session")
@@ -71,20 +15,6 @@ def lastfm_dir() -> Path:
     if not (LASTFM_DIR / "user_artists.dat").exists():
         pytest.skip(f"Last.fm HetRec 2011 data not found at {LASTFM_DIR} (CI provides ../shared)")
     return LASTFM_DIR
-
-
-def run_pipeline(home: Path, settings: ModelSettings = FAST_SETTINGS, selection=None):
-    """Materialize the graph (or ``selection``) in-process on a temporary Dagster instance."""
-    job = build_definitions(home, settings).resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=selection,
-        raise_on_error=False,
-    )
-
-
-def small_world(seed: int = 7):
-    return generate_world(seed=seed, n_users=120, n_artists=1200, n_ratings=7000)
 
 
 @pytest.fixture(scope="session")
@@ -103,23 +33,11 @@ def pipeline_home(tmp_path_factory):
         os.environ["MUSICREC_HOME"] = previous
 
 
-def dagster_dev_env(home: Path, settings: dict = TINY_SETTINGS) -> dict[str, str]:
-    """The environment of a `dagster dev` on ``home`` (its instance in ``home/dagster``, made
-    here from the repository's dagster.yaml): sensors every 5 s, the schedule kept out, the
-    daemon's runs with ``settings`` (but the default top N)."""
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    return {
-        **os.environ,
-        "MUSICREC_HOME": str(home),
-        "DAGSTER_HOME": str(dagster_home),
-        "MUSICREC_SENSOR_INTERVAL": "5",
-        # the daily schedule (03:00 UTC) would start a run of its own if a test spans it
-        "MUSICREC_RETRAIN_CRON": "0 0 1 1 *",
-        # the daemon's runs: one point of each model, as the tests of real processes run
-        "MUSICREC_SETTINGS": json.dumps(
-            {name: value for name, value in settings.items() if name != "top_n"}
-        ),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+@pytest.fixture(scope="session")
+def spark():
+    """The process's one Spark session (SparkResource's defaults, so in-process runs on the
+    Spark backend reuse it too): the JVM starts once for the whole suite."""
+    missing = missing_spark_requirement()
+    if missing is not None:
+        pytest.skip(missing)
+    return shared_spark_session()

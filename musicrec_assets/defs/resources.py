@@ -192,10 +192,10 @@ class SparkResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self):
-        from musicrec_assets.backends.spark.als import spark_session
+        from musicrec_assets.backends.spark.als import shared_spark_session
 
-        with spark_session(self.master, self.driver_memory, self.conf) as spark:
-            yield spark
+        # one session for every step this process runs, stopped when the process exits
+        yield shared_spark_session(self.master, self.driver_memory, self.conf)
 
     @contextmanager
     def workspace(self, root: Path):

@@ -127,33 +127,6 @@ def ranked_users(test: csr_matrix, max_users: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
 
-def ranking_stats(
-    user_vectors: np.ndarray,
-    item_vectors: np.ndarray,
-    train: csr_matrix,
-    test: csr_matrix,
-    k: int = 10,
-    users: np.ndarray | None = None,
-) -> RankingStats:
-    """Top-K ranking of users with held-out items.
-
-    Parameters
-    ----------
-    user_vectors, item_vectors : ndarray
-        (n_users, d) and (n_items, d); the score of (u, i) is their dot product.
-    train : csr_matrix
-        users × items training interactions, excluded from each user's ranking.
-    test : csr_matrix
-        users × items held-out interactions, the relevant items.
-    k : int
-        Length of the ranked list.
-    users : ndarray, optional
-        Row indices to rank (those without held-out items are skipped); default all.
-    """
-    users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, users)
-    return stats_of_lists(users, top_items, test, k)
-
-
 def user_means(train: csr_matrix) -> np.ndarray:
     """Each user's mean training rating, what a model knows when it ranks; +inf for a user
     without training ratings (who then likes nothing)."""
@@ -251,7 +224,7 @@ def evaluate(
             mse=mse(test.data, predicted),
             mae=mae(test.data, predicted),
         )
-    users, top_items = _ranked_lists(user_vectors, item_vectors, train, test, k, ranked)
+    users, top_items = ranked_lists(user_vectors, item_vectors, train, test, k, ranked)
     metrics.update(stats_of_lists(users, top_items, test, k).means())
     if feedback == "explicit":
         liked = stats_of_lists(users, top_items, liked_items(train, test), k)
@@ -262,7 +235,7 @@ def evaluate(
     return metrics
 
 
-def _ranked_lists(
+def ranked_lists(
     user_vectors: np.ndarray,
     item_vectors: np.ndarray,
     train: csr_matrix,
@@ -271,7 +244,8 @@ def _ranked_lists(
     users: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The users (of ``users``, default all) with held-out items and their top-K lists of
-    unseen items, the lists the recommendation tables publish."""
+    unseen items, the lists the recommendation tables publish; :func:`stats_of_lists` scores
+    them."""
     train, test = csr_matrix(train), csr_matrix(test)
     n_items = item_vectors.shape[0]
     if train.shape != test.shape or test.shape != (user_vectors.shape[0], n_items):

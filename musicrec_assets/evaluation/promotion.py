@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -243,6 +244,24 @@ class CandidateReport:
         }
 
 
+def fit_each_role(
+    settings: CandidateSettings, fit: Callable[[str, TrainingParams, Callable[[dict], None]], Any]
+) -> tuple[dict[str, Any], dict[str, list[dict[str, float]]], dict[str, float]]:
+    """Fit the candidate's models (the ranking model, and the rating model for ratings) on
+    either backend, timing each: ``fit(role, params, record)`` returns the model and may call
+    ``record(step)`` with each iteration's training metrics. Returns (models, history, fit
+    seconds), by role."""
+    fitted, history, fit_seconds = {}, {}, {}
+    for role, params in (("ranking", settings.ranking), ("rating", settings.rating)):
+        if params is None:
+            continue
+        history[role] = []
+        started = time.perf_counter()
+        fitted[role] = fit(role, params, history[role].append)
+        fit_seconds[role] = time.perf_counter() - started
+    return fitted, history, fit_seconds
+
+
 def evaluate_candidate(
     fit: Fitter,
     settings: CandidateSettings,
@@ -277,17 +296,9 @@ def evaluate_candidate(
         The ranking metrics average over a seeded sample of at most this many held-out users
         (:func:`~musicrec_assets.evaluation.metrics.ranked_users`), the same for every model.
     """
-    roles = {"ranking": settings.ranking, "rating": settings.rating}
-    history: dict[str, list[dict[str, float]]] = {}
-    fit_seconds: dict[str, float] = {}
-    fitted = {}
-    for role, params in roles.items():
-        if params is None:
-            continue
-        steps = history[role] = []
-        started = time.perf_counter()
-        fitted[role] = fit(train, params, callback=lambda _, step, steps=steps: steps.append(step))
-        fit_seconds[role] = time.perf_counter() - started
+    fitted, history, fit_seconds = fit_each_role(
+        settings, lambda _, params, record: fit(train, params, callback=lambda _, s: record(s))
+    )
     pair = ModelPair(**fitted, blend_weight=settings.blend_weight).with_ids(*ids)
     feedback = pair.feedback
 

@@ -32,6 +32,14 @@ class Split:
     dropped: int
 
 
+def ids_digest(user_ids: Sequence[str], artist_ids: Sequence[str]) -> hashlib._Hash:
+    """A SHA-256 of the id lists, which a split's fingerprint goes on from (either backend)."""
+    # JSON, so that no id can contain a separator that makes two id lists read the same
+    return hashlib.sha256(
+        json.dumps([list(map(str, user_ids)), list(map(str, artist_ids))]).encode()
+    )
+
+
 def fingerprint(
     train: csr_matrix, test: csr_matrix, user_ids: Sequence[str], artist_ids: Sequence[str]
 ) -> str:
@@ -42,10 +50,7 @@ def fingerprint(
     is drawn anew), so a model trained on an earlier split has seen some of today's
     held-out pairs.
     """
-    # JSON, so that no id can contain a separator that makes two id lists read the same
-    digest = hashlib.sha256(
-        json.dumps([list(map(str, user_ids)), list(map(str, artist_ids))]).encode()
-    )
+    digest = ids_digest(user_ids, artist_ids)
     for part in (train, test):
         digest.update(np.asarray(part.indptr, dtype=np.int64).tobytes())
         digest.update(np.asarray(part.indices, dtype=np.int64).tobytes())

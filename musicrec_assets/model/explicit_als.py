@@ -144,9 +144,22 @@ def diagonal_penalty(params: TrainingParams, counts: np.ndarray) -> np.ndarray:
         factor = np.full(len(counts), float(params.regularization))
     penalty = np.repeat(factor[:, None], params.rank, axis=1)
     if params.use_biases:
-        bias = factor if params.bias_regularization is None else params.bias_regularization
+        bias = bias_penalty(params, np.maximum(counts, 1).astype(np.float64))
         penalty = np.hstack([penalty, np.broadcast_to(bias, factor.shape)[:, None]])
     return penalty
+
+
+def bias_penalty(params: TrainingParams, counts):
+    """What a row's bias adds to its normal equation's diagonal: λ_b (``bias_regularization``)
+    or, where that is None, the factors' λ (times the row's count where λ is weighted); the
+    bias that minimizes the objective with everything else fixed is then
+    ``Σ residual / (n + bias_penalty)``. ``counts`` is anything numbers multiply: a numpy
+    array, or a Spark column (the Spark backend's bias sweeps)."""
+    if params.bias_regularization is not None:
+        return params.bias_regularization
+    if params.weighted_regularization:
+        return params.regularization * counts
+    return params.regularization
 
 
 def _initial_rows(

@@ -62,6 +62,18 @@ class TrainingParams:
     seed: int = 42
 
 
+def biased_vectors(
+    factors: np.ndarray, bias: np.ndarray, global_mean: float, side: str
+) -> np.ndarray:
+    """One side's factors with the biases folded in as two more columns, so that a user's row
+    · an item's row = μ + b_u + b_i + p_u·q_i: users ``[p_u, 1, μ + b_u]``, items
+    ``[q_i, b_i, 1]`` (``side`` "users" or "items")."""
+    ones = np.ones((len(factors), 1), dtype=factors.dtype)
+    if side == "users":
+        return np.hstack([factors, ones, (global_mean + bias).astype(factors.dtype)[:, None]])
+    return np.hstack([factors, bias.astype(factors.dtype)[:, None], ones])
+
+
 @dataclass(frozen=True)
 class FactorModel:
     """Factors (and biases) by row and column index, as a fitter returns them; the caller
@@ -109,16 +121,12 @@ class FactorModel:
         """User embeddings whose dot product with ``item_vectors()`` is the predicted score."""
         if not self.has_biases:
             return self.user_factors
-        ones = np.ones((self.n_users, 1), dtype=self.user_factors.dtype)
-        offset = (self.global_mean + self.user_bias).astype(self.user_factors.dtype)[:, None]
-        return np.hstack([self.user_factors, ones, offset])
+        return biased_vectors(self.user_factors, self.user_bias, self.global_mean, "users")
 
     def item_vectors(self) -> np.ndarray:
         if not self.has_biases:
             return self.item_factors
-        ones = np.ones((self.n_items, 1), dtype=self.item_factors.dtype)
-        bias = self.item_bias.astype(self.item_factors.dtype)[:, None]
-        return np.hstack([self.item_factors, bias, ones])
+        return biased_vectors(self.item_factors, self.item_bias, self.global_mean, "items")
 
     def predict(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
         """Scores of (user, item) index pairs."""

@@ -103,6 +103,14 @@ def top_n_users(
     return _batched_top_n(item_vectors, user_vectors, n, exclude, batch_size, n_threads)
 
 
+def unit_rows(factors: np.ndarray) -> np.ndarray:
+    """``factors`` (float32) scaled to unit length row by row, so a dot product is the cosine;
+    an all-zero row stays zero (similarity 0 to everything)."""
+    factors = np.asarray(factors, dtype=np.float32)
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    return np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
+
+
 def similar_items(
     item_factors: np.ndarray,
     n: int = 10,
@@ -132,9 +140,7 @@ def similar_items(
     similarity : ndarray of shape (n_items, n), float32
         Cosine similarity in [-1, 1]; an all-zero factor row has similarity 0 to everything.
     """
-    factors = np.asarray(item_factors, dtype=np.float32)
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    unit = np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
+    unit = unit_rows(item_factors)
     n_items = len(unit)
     itself = csr_matrix(
         (np.ones(n_items, dtype=np.float32), np.arange(n_items), np.arange(n_items + 1)),

@@ -6,13 +6,11 @@ import itertools
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
-from conftest import small_world
+from harness import MUSICREC, small_world
 
 from musicrec_assets.cli.main import build_parser
 from musicrec_assets.cli.summary import HEADLINE_METRICS
@@ -23,8 +21,6 @@ from musicrec_assets.evaluation.promotion import (
     RATING_BASELINES,
     RATING_METRIC,
 )
-
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 
 
 def musicrec(*args, home=None, check=True):

@@ -14,13 +14,11 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from conftest import TINY_RUN, small_world
+from harness import MUSICREC, REPO_ROOT, TINY_RUN, small_world
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.defs.recovery import PID_TAG, slot_holders
 
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RATINGS_FILES = 4
 SERVING_STEPS = {"user_recommendations", "artist_top_users", "similar_artists", "factor_tables"}
 SECONDS_TO_POINT = 240

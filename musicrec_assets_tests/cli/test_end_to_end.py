@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,19 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from conftest import FAST_SETTINGS, REPO_ROOT, TRAINING_ASSETS, dagster_dev_env, small_world
+from harness import (
+    FAST_SETTINGS,
+    REPO_ROOT,
+    TRAINING_ASSETS,
+    dagster_dev_env,
+    free_port,
+    small_world,
+)
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
 
 DEADLINE_SECONDS = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(port: int, query: str) -> dict:

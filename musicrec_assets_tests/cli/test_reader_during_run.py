@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import duckdb
-from conftest import FAST_SETTINGS, run_pipeline
+from harness import FAST_SETTINGS, run_pipeline
 
 from musicrec_assets.datasets.synthetic import generate_world, write_landing
 

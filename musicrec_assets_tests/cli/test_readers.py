@@ -6,16 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import duckdb
 import pytest
+from harness import MUSICREC
 
 from musicrec_assets.cli.main import main
-
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 
 
 def musicrec(*args, home, as_user: list[str] | None = None):

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,13 +14,10 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from conftest import TINY_RUN, small_world
+from harness import MUSICREC, REPO_ROOT, TINY_RUN, small_world
 
 from musicrec_assets.cli import preflight
 from musicrec_assets.datasets.synthetic import write_landing
-
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SlowWriter(threading.Thread):

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from harness import MUSICREC, REPO_ROOT, SAMPLE_DATA, free_port
 
 from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.backends.spark.cluster import process_running
@@ -25,9 +25,6 @@ from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.model.fitters import base_params, fit_local, ranking_base_params
 from musicrec_assets.warehouse.interactions import load_split
 
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
 CLUSTER = [sys.executable, "-m", "musicrec_assets.backends.spark.cluster"]
 # One trial of each model, on both backends, each with the ranking setting that suits its
 # objective: Spark scales λ by each row's count, implicit does not (backends/spark/als.py:
@@ -94,12 +91,6 @@ def test_spark_master_cannot_go_with_the_local_backend(capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "--spark-master" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def master_status(webui_port: int) -> dict:

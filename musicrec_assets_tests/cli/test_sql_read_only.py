@@ -5,16 +5,15 @@ was. Queries over the tables and the `*_named` views, the README's among them, s
 import hashlib
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from harness import MUSICREC
 
 from musicrec_assets.warehouse import queries
 from musicrec_assets.warehouse.tables import connect
 
-MUSICREC = str(Path(sys.executable).with_name("musicrec"))
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import FAST_SETTINGS, small_world
+from harness import FAST_SETTINGS, small_world
 
 from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.datasets.synthetic import write_landing

@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 import duckdb
-from conftest import FAST_SETTINGS, small_world
+from harness import FAST_SETTINGS, small_world
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions

@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 import pytest
-from conftest import run_pipeline, small_world
+from harness import run_pipeline, small_world
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.warehouse.catalog import COLUMNS

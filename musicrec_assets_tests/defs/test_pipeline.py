@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
+from harness import (
     FAST_SETTINGS,
     REPO_ROOT,
     SERVING_ASSETS,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from harness import REPO_ROOT
 
 from musicrec_assets.defs.automation import landing_sensor
 from musicrec_assets.defs.recovery import (
@@ -24,7 +25,6 @@ from musicrec_assets.defs.recovery import (
 )
 from musicrec_assets.defs.resources import MusicrecHome
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NAME_TAG = "test/name"
 SLOT_HOLDER = Path(__file__).with_name("slot_holder.py")
 

@@ -4,7 +4,7 @@ import shutil
 
 import duckdb
 import pytest
-from conftest import FAST_SETTINGS
+from harness import FAST_SETTINGS
 
 from musicrec_assets.defs.resources import warehouse_resource
 from musicrec_assets.defs.serving.checks import serving_checks

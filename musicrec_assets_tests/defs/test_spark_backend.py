@@ -6,7 +6,7 @@ import duckdb
 import mlflow
 import pandas as pd
 import pytest
-from conftest import FAST_CONFIG, SERVING_ASSETS, TRAINING_ASSETS, run_pipeline, small_world
+from harness import FAST_CONFIG, SERVING_ASSETS, TRAINING_ASSETS, run_pipeline, small_world
 
 from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.datasets.synthetic import write_landing

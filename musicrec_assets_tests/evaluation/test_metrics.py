@@ -6,9 +6,21 @@ from implicit.evaluation import ranking_metrics_at_k
 from threadpoolctl import threadpool_limits
 
 from musicrec_assets.evaluation import metrics
-from musicrec_assets.evaluation.metrics import evaluate, mae, mse, ranking_stats, rmse
+from musicrec_assets.evaluation.metrics import (
+    evaluate,
+    mae,
+    mse,
+    ranked_lists,
+    rmse,
+    stats_of_lists,
+)
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.serving import topn
+
+
+def ranking_stats(user_vectors, item_vectors, train, test, k=10, users=None):
+    """The statistics of the top-K lists, as ``evaluate`` computes them."""
+    return stats_of_lists(*ranked_lists(user_vectors, item_vectors, train, test, k, users), test, k)
 
 
 def test_rating_errors_by_hand():

@@ -41,13 +41,6 @@ if _missing is not None:
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def spark():
-    # start-up costs ~10 s: one session serves the whole module
-    with spark_session(master="local[2]", driver_memory="2g") as session:
-        yield session
-
-
 def sample_ratings() -> csr_matrix:
     ratings = pd.read_json(SAMPLE_RATINGS, lines=True)
     users, user_index = np.unique(ratings["user_id"], return_inverse=True)

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import duckdb
 import mlflow
 import pandas as pd
 import pytest
+from harness import free_port
 
 from musicrec_assets.tracking import registry as tracking
 
@@ -57,12 +57,6 @@ def test_predict_rejects_unknown_user(served):
     model = mlflow.pyfunc.load_model(CHAMPION_URI)
     with pytest.raises(Exception, match="unknown user"):
         model.predict(pd.DataFrame([{"user_id": "nobody", "ratings": None}]))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_mlflow_models_serve_answers_over_http(served):

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from musicrec_assets.backends.spark.als import missing_spark_requirement, spark_session
+from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.backends.spark.factors import write_factor_model
 from musicrec_assets.backends.spark.topn import (
     predict_frame,
@@ -30,12 +30,6 @@ pytestmark = pytest.mark.slow
 N_USERS, N_ITEMS, N = 200, 300, 10
 # user 5 has seen all but three items (its list is padded), item 7 has zero factors
 NEARLY_DONE_USER, ZERO_ITEM = 5, 7
-
-
-@pytest.fixture(scope="module")
-def spark():
-    with spark_session(master="local[2]", driver_memory="2g") as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

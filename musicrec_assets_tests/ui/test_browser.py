@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +22,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO_ROOT, dagster_dev_env
+from harness import REPO_ROOT, SAMPLE_DATA, dagster_dev_env, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-SAMPLE_DATA = REPO_ROOT / "musicrec_assets" / "sample_data"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -80,12 +78,6 @@ SAMPLE_SETTINGS = {
     "blend_weights": [0.0],
 }
 UI_TIMEOUT_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

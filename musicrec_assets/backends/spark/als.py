@@ -58,13 +58,14 @@ folding in a new user must then use ``λ n_u`` as well.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,8 +74,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.backends.spark.factors import SparkFactors
+from musicrec_assets.backends.spark.factors import SparkFactors, write_side
 from musicrec_assets.model.confidence import ConfidenceScaler
+from musicrec_assets.model.explicit_als import bias_penalty
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.sparse import to_triples
 
@@ -181,6 +183,38 @@ def spark_session(
             spark.stop()
 
 
+# the process's one shared session: (its settings, the session, what stops it)
+_shared: tuple[tuple, SparkSession, ExitStack] | None = None
+
+
+def shared_spark_session(
+    master: str = "local[*]", driver_memory: str = "4g", conf: dict[str, str] | None = None
+) -> SparkSession:
+    """:func:`spark_session` kept open until this process exits, so that every Spark step of
+    one in-process run (``musicrec run``) and every test reuse one JVM and one application
+    instead of starting them (seconds each, more on a cluster) once per step. Asking with
+    other settings stops the running one and starts anew."""
+    global _shared
+    key = (master, driver_memory, tuple(sorted((conf or {}).items())))
+    if _shared is None or _shared[0] != key:
+        stop_shared_spark_session()
+        stack = ExitStack()
+        session = stack.enter_context(spark_session(master, driver_memory, conf))
+        _shared = (key, session, stack)
+    return _shared[1]
+
+
+def stop_shared_spark_session() -> None:
+    """Stop the session :func:`shared_spark_session` keeps, if one runs."""
+    global _shared
+    if _shared is not None:
+        stack, _shared = _shared[2], None
+        stack.close()
+
+
+atexit.register(stop_shared_spark_session)
+
+
 def fit_spark_frame(
     spark: SparkSession,
     interactions: DataFrame,
@@ -254,8 +288,8 @@ def fit_spark_frame(
         else:
             model = _als(spark, params).fit(interactions)
         n_files = spark.sparkContext.defaultParallelism
-        _write_side(model.userFactors, user_bias, "user_idx", folder / "users", n_files)
-        _write_side(model.itemFactors, item_bias, "item_idx", folder / "items", n_files)
+        write_side(folder, "users", _als_rows(model.userFactors, user_bias, "user_idx"), n_files)
+        write_side(folder, "items", _als_rows(model.itemFactors, item_bias, "item_idx"), n_files)
     finally:
         interactions.unpersist()
     if extras:
@@ -377,8 +411,8 @@ def _fit_biased_explicit(
             scored.unpersist()
             scored = model.transform(offsets).persist()
         for _ in range(_BIAS_SWEEPS):
-            user_bias = _damped_residual_mean(scored, "user_idx", item_bias, "item_idx", params)
-            item_bias = _damped_residual_mean(scored, "item_idx", user_bias, "user_idx", params)
+            user_bias = bias_sweep(scored, "user_idx", item_bias, "item_idx", params)
+            item_bias = bias_sweep(scored, "item_idx", user_bias, "user_idx", params)
         user_history.append(user_bias)
         item_history.append(item_bias)
         if round_index == _EXTRAPOLATED_ROUND:
@@ -398,17 +432,17 @@ def _fit_biased_explicit(
     return model, user_bias, item_bias, global_mean
 
 
-def _damped_residual_mean(
+def bias_sweep(
     scored: DataFrame,
     key: str,
     other_bias: DataFrame | None,
     other_key: str,
     params: TrainingParams,
 ) -> DataFrame:
-    """``(key, bias)``: each row's ``Σ (r − μ − b_other − x·y) / (n + λ_b)`` (λ_b the plain
-    ``bias_regularization``; ``/ ((1 + λ) n)`` where it is None), the bias that minimizes the
-    objective with everything else fixed (:func:`~musicrec_assets.model.explicit_als.
-    diagonal_penalty`'s bias entry)."""
+    """``(key, bias)``: each row's ``Σ (offset − prediction − b_other) / (n + penalty)`` over
+    ``scored``'s rows (``offset`` = r − μ, ``prediction`` = x·y, 0 for a bias model), the bias
+    that minimizes the objective with everything else fixed
+    (:func:`~musicrec_assets.model.explicit_als.bias_penalty`)."""
     from pyspark.sql import functions as F
 
     if other_bias is None:
@@ -417,10 +451,7 @@ def _damped_residual_mean(
         joined, other = scored.join(other_bias, other_key), F.col("bias")
     residual = F.col("offset") - F.col("prediction") - other
     count = F.count(F.lit(1))
-    if params.bias_regularization is None:
-        denominator = (1.0 + params.regularization) * count
-    else:
-        denominator = count + params.bias_regularization
+    denominator = count + bias_penalty(params, count)
     bias = joined.groupBy(key).agg((F.sum(residual) / denominator).alias("bias"))
     # each sweep builds on the last: without cutting the plan, its size (and Spark's time
     # planning it) doubles with every sweep
@@ -472,24 +503,15 @@ def _als(spark: SparkSession, params: TrainingParams) -> ALS:
     )
 
 
-def _write_side(
-    factors: DataFrame, bias: DataFrame | None, key: str, path: Path, n_files: int
-) -> None:
-    """One side in the layout of :mod:`~musicrec_assets.backends.spark.factors`: Spark's
-    ``(id, features)`` factors with the side's biases (0 without), as ``n_files`` Parquet
-    files."""
+def _als_rows(factors: DataFrame, bias: DataFrame | None, key: str) -> DataFrame:
+    """One side's rows for :func:`~musicrec_assets.backends.spark.factors.write_side`: Spark's
+    ``(id, features)`` factors with the side's biases (0 without)."""
     from pyspark.sql import functions as F
 
     side = factors.select(F.col("id").alias("idx"), F.col("features").alias("factors"))
     if bias is None:
-        side = side.withColumn("bias", F.lit(0.0))
-    else:
-        side = side.join(bias.withColumnRenamed(key, "idx"), "idx", "left")
-    side.select(
-        F.col("idx").cast("int"),
-        F.col("factors").cast("array<float>"),
-        F.coalesce(F.col("bias"), F.lit(0.0)).cast("float").alias("bias"),
-    ).coalesce(n_files).write.parquet(path.as_uri())
+        return side.withColumn("bias", F.lit(0.0))
+    return side.join(bias.withColumnRenamed(key, "idx"), "idx", "left")
 
 
 def fit_spark_als(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicrec_assets.backends.spark.factors import Side, SparkFactors
+from musicrec_assets.backends.spark.als import bias_sweep
+from musicrec_assets.backends.spark.factors import Side, SparkFactors, write_side
 from musicrec_assets.model.baselines import BIAS_PARAMS
 from musicrec_assets.model.factors import Feedback, TrainingParams
 
@@ -64,9 +65,9 @@ def _fit_most_popular(train: DataFrame, folder: Path, n_users: int, n_items: int
         n_users=n_users,
         n_items=n_items,
     )
-    _write_side(train, model, "users", "user_idx", factors=F.array(F.lit(1.0)))
+    _write_all_rows(train, model, "users", "user_idx", factors=F.array(F.lit(1.0)))
     factors = F.array(F.coalesce(F.col("popularity"), F.lit(0)))
-    _write_side(train, model, "items", "item_idx", popularity, factors)
+    _write_all_rows(train, model, "items", "item_idx", popularity, factors)
     return model
 
 
@@ -80,8 +81,8 @@ def _fit_global_mean(train: DataFrame, folder: Path, n_users: int, n_items: int)
         n_users=n_users,
         n_items=n_items,
     )
-    _write_side(train, model, "users", "user_idx")
-    _write_side(train, model, "items", "item_idx")
+    _write_all_rows(train, model, "users", "user_idx")
+    _write_all_rows(train, model, "items", "item_idx")
     return model
 
 
@@ -89,23 +90,20 @@ def fit_bias_frame(
     train: DataFrame, folder: Path, n_users: int, n_items: int, params: TrainingParams = BIAS_PARAMS
 ) -> SparkFactors:
     """μ + b_u + b_i by the updates of rank-0 explicit ALS with a plain λ (``fit_bias_model``):
-    from zero biases, each pass sets ``b_u = Σ_i (r_ui − μ − b_i) / (n_u + λ)``, then the same
-    for items from the new user biases; a row without ratings keeps 0."""
+    from zero biases, each pass sets ``b_u = Σ_i (r_ui − μ − b_i) / (n_u + λ)``
+    (:func:`~musicrec_assets.backends.spark.als.bias_sweep`), then the same for items from the
+    new user biases; a row without ratings keeps 0."""
     from pyspark.sql import functions as F
 
     mean = _mean(train)
-    ratings = train.select("user_idx", "item_idx", F.col("value").cast("double").alias("value"))
-    # a copy partitioned like each side's biases: a half-step's join then shuffles nothing, only
-    # its per-row sums do
-    by_user = ratings.repartition("user_idx").cache()
-    by_item = ratings.repartition("item_idx").cache()
+    offset = F.col("value").cast("double") - mean
+    scored = train.select(
+        "user_idx", "item_idx", offset.alias("offset"), F.lit(0.0).alias("prediction")
+    ).persist()
     user_bias = item_bias = None
-    # each pass reads the last; cached, the next pass and both writes do not refit them all
-    fitted = [by_user, by_item]
     for _ in range(params.iterations):
-        user_bias = _damped_means(by_item, item_bias, "user_idx", "item_idx", mean, params)
-        item_bias = _damped_means(by_user, user_bias, "item_idx", "user_idx", mean, params)
-        fitted += [user_bias.cache(), item_bias.cache()]
+        user_bias = bias_sweep(scored, "user_idx", item_bias, "item_idx", params)
+        item_bias = bias_sweep(scored, "item_idx", user_bias, "user_idx", params)
     model = SparkFactors(
         folder=folder,
         params=params,
@@ -114,35 +112,10 @@ def fit_bias_frame(
         n_users=n_users,
         n_items=n_items,
     )
-    _write_side(train, model, "users", "user_idx", user_bias)
-    _write_side(train, model, "items", "item_idx", item_bias)
-    for frame in fitted:
-        frame.unpersist()
+    _write_all_rows(train, model, "users", "user_idx", user_bias)
+    _write_all_rows(train, model, "items", "item_idx", item_bias)
+    scored.unpersist()
     return model
-
-
-def _damped_means(
-    ratings: DataFrame,
-    other_bias: DataFrame | None,
-    key: str,
-    other: str,
-    mean: float,
-    params: TrainingParams,
-) -> DataFrame:
-    """``key, bias``: Σ (r − μ − b_other) / (n + λ) over each row's ratings, in float64 as
-    ``fit_explicit_als`` solves them."""
-    from pyspark.sql import functions as F
-
-    if other_bias is None:
-        residual = F.col("value") - mean
-    else:
-        ratings = ratings.join(other_bias.withColumnRenamed("bias", "other_bias"), other, "left")
-        residual = F.col("value") - mean - F.coalesce(F.col("other_bias"), F.lit(0.0))
-    return (
-        ratings.groupBy(key)
-        .agg(F.sum(residual).alias("total"), F.count(F.lit(1)).alias("n"))
-        .select(key, (F.col("total") / (F.col("n") + params.regularization)).alias("bias"))
-    )
 
 
 def _mean(train: DataFrame) -> float:
@@ -153,7 +126,7 @@ def _mean(train: DataFrame) -> float:
     return 0.0 if mean is None else float(mean)
 
 
-def _write_side(
+def _write_all_rows(
     train: DataFrame,
     model: SparkFactors,
     side: Side,
@@ -161,9 +134,10 @@ def _write_side(
     values: DataFrame | None = None,
     factors: Column | None = None,
 ) -> None:
-    """Write one side of ``model``, a row per index up to the side's count: ``factors`` (a
-    column over ``values``' columns; default empty, rank 0) and ``values``' ``bias`` if it has
-    one (else 0; 0 too for an index ``values`` lacks)."""
+    """Write one side of ``model`` (:func:`~musicrec_assets.backends.spark.factors.write_side`),
+    a row per index up to the side's count: ``factors`` (a column over ``values``' columns;
+    default empty, rank 0) and ``values``' ``bias`` if it has one (else 0; 0 too for an index
+    ``values`` lacks)."""
     from pyspark.sql import functions as F
 
     rows = train.sparkSession.range(model.count(side)).select(F.col("id").cast("int").alias(key))
@@ -173,8 +147,8 @@ def _write_side(
         if "bias" in values.columns:
             bias = F.coalesce(F.col("bias"), bias)
     factors = F.array() if factors is None else factors
-    rows.select(
-        F.col(key).alias("idx"),
-        factors.cast("array<float>").alias("factors"),
-        bias.cast("float").alias("bias"),
-    ).write.mode("overwrite").parquet(Path(model.folder, side).absolute().as_uri())
+    write_side(
+        model.folder,
+        side,
+        rows.select(F.col(key).alias("idx"), factors.alias("factors"), bias.alias("bias")),
+    )

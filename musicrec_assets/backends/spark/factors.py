@@ -21,13 +21,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from musicrec_assets.model.factors import FactorModel, TrainingParams
+from musicrec_assets.model.factors import FactorModel, TrainingParams, biased_vectors
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 Side = Literal["users", "items"]
 _BATCH_ROWS = 65_536
@@ -95,10 +98,7 @@ class SparkFactors:
         factors, bias = self.arrays(side)
         if not self.has_biases:
             return factors
-        ones = np.ones((len(factors), 1), dtype=np.float32)
-        if side == "users":
-            return np.hstack([factors, ones, (self.global_mean + bias)[:, None]])
-        return np.hstack([factors, bias[:, None], ones])
+        return biased_vectors(factors, bias, self.global_mean, side)
 
     def extras(self) -> dict[str, np.ndarray]:
         path = self.folder / "extras.npz"
@@ -162,6 +162,22 @@ def write_factor_model(model: FactorModel, folder: str | Path) -> SparkFactors:
     )
     stored.write_meta()
     return stored
+
+
+def write_side(folder: Path, side: Side, rows: DataFrame, n_files: int | None = None) -> None:
+    """Write one side of the model in ``folder`` from ``rows`` (``idx``, ``factors`` an array,
+    ``bias``; a NULL bias is 0) in the layout above, as ``n_files`` Parquet files (Spark's
+    partitions where None)."""
+    from pyspark.sql import functions as F
+
+    rows = rows.select(
+        F.col("idx").cast("int"),
+        F.col("factors").cast("array<float>"),
+        F.coalesce(F.col("bias"), F.lit(0.0)).cast("float").alias("bias"),
+    )
+    if n_files is not None:
+        rows = rows.coalesce(n_files)
+    rows.write.mode("overwrite").parquet(Path(folder, side).absolute().as_uri())
 
 
 _SCHEMA = pa.schema(

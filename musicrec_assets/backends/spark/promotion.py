@@ -6,10 +6,7 @@ and the two fitted models, for MLflow, come back.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +24,9 @@ from musicrec_assets.evaluation.promotion import (
     Champion,
     comparable_champion,
     decide,
+    fit_each_role,
 )
+from musicrec_assets.evaluation.split import ids_digest
 from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
 if TYPE_CHECKING:
@@ -48,9 +47,7 @@ def split_fingerprint(
     total, rows = parts.select(
         F.sum(F.xxhash64("user_idx", "item_idx", "part").cast("decimal(38,0)")), F.count("*")
     ).first()
-    digest = hashlib.sha256(
-        json.dumps([list(map(str, user_ids)), list(map(str, artist_ids))]).encode()
-    )
+    digest = ids_digest(user_ids, artist_ids)
     digest.update(f"spark:{total}:{rows}".encode())
     return digest.hexdigest()
 
@@ -72,13 +69,11 @@ def evaluate_spark_candidate(
     users; ``ids`` name the rows and columns (their lengths are the matrix's shape)."""
     shape = (len(ids[0]), len(ids[1]))
     feedback = settings.feedback
-    fitted, fit_seconds = {}, {}
-    for role, params in (("ranking", settings.ranking), ("rating", settings.rating)):
-        if params is None:
-            continue
-        started = time.perf_counter()
-        fitted[role] = fit_spark_frame(spark, train, params, workdir / role, *shape)
-        fit_seconds[role] = time.perf_counter() - started
+    # Spark's ALS reports no per-iteration loss: record is never called
+    fitted, history, fit_seconds = fit_each_role(
+        settings,
+        lambda role, params, record: fit_spark_frame(spark, train, params, workdir / role, *shape),
+    )
     ranked = materialize(
         spark, ranked_users_frame(test, max_ranked_users, seed), workdir / "ranked_users"
     )
@@ -103,7 +98,7 @@ def evaluate_spark_candidate(
     stand_in = comparable_champion(champion, split_id, pair, fit, train, ids)
     return decide(
         pair,
-        {role: [] for role in fitted},  # Spark's ALS reports no per-iteration loss
+        history,
         fit_seconds,
         scores,
         split_id,

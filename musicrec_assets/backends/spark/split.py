@@ -37,15 +37,6 @@ class SparkSplit:
         """The interactions with ``part`` "train" or "test", cold entries dropped."""
         return self.labelled.where("part != 'cold'")
 
-    def counts(self) -> dict[str, int]:
-        """Entries per part, one aggregation: {"train": …, "test": …, "dropped": …}."""
-        counted = dict(self.labelled.groupBy("part").count().collect())
-        return {
-            "train": int(counted.get("train", 0)),
-            "test": int(counted.get("test", 0)),
-            "dropped": int(counted.get("cold", 0)),
-        }
-
 
 def hold_out(
     interactions: DataFrame, test_share: float = 0.2, min_interactions: int = 5, seed: int = 42
@@ -80,14 +71,6 @@ def hold_out(
         .otherwise("test"),
     )
     return SparkSplit(labelled.select(*interactions.columns, "part"))
-
-
-def split_frame(
-    interactions: DataFrame, test_share: float = 0.2, min_interactions: int = 5, seed: int = 42
-) -> DataFrame:
-    """The interactions with ``part`` "train" or "test" (:func:`hold_out`'s frame; its
-    ``counts()`` says how many held-out entries were dropped as cold)."""
-    return hold_out(interactions, test_share, min_interactions, seed).frame
 
 
 def fold_labels(

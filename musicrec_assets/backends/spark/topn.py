@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.sparse import from_triples
-from musicrec_assets.serving.topn import flatten_top_n, top_n_items
+from musicrec_assets.serving.topn import flatten_top_n, top_n_items, unit_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -90,10 +90,8 @@ def similar_items_frame(model: SparkFactors, n: int) -> DataFrame:
     items = SparkSession.active().range(model.n_items).select(F.col("id").cast("int").alias("key"))
 
     def rank_partition(blocks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        # the normalization of topn.similar_items, so the vectors are bit for bit the same
-        factors = model.arrays("items")[0]
-        norms = np.linalg.norm(factors, axis=1, keepdims=True)
-        unit = np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
+        # topn.similar_items' normalization, so the vectors are bit for bit the same
+        unit = unit_rows(model.arrays("items")[0])
         for block in blocks:
             key = block["key"].to_numpy()
             itself = csr_matrix(

@@ -151,7 +151,8 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def import_lastfm(args: argparse.Namespace) -> int:
-    """Convert Last.fm HetRec 2011 files (artists.dat, user_artists.dat) into landing JSON."""
+    """Convert Last.fm HetRec 2011 files (artists.dat, user_artists.dat, and tags.dat with
+    user_taggedartists.dat where present) into landing JSON."""
     from musicrec_assets.datasets.lastfm import import_lastfm as convert
 
     counts = convert(args.source, args.to)

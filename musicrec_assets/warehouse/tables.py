@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS artists (
     source_file VARCHAR NOT NULL,
     ingested_at TIMESTAMP NOT NULL
 );
+-- an artist's tags as its newest record with tags gave them, normalised (lower case, white
+-- space trimmed and collapsed); weight 1 for a listed tag, else as given (e.g. listeners)
+CREATE TABLE IF NOT EXISTS artist_tags (
+    artist_id   VARCHAR NOT NULL,
+    tag         VARCHAR NOT NULL,
+    weight      DOUBLE NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ratings (
     user_id     VARCHAR NOT NULL,
     artist_id   VARCHAR NOT NULL,

@@ -79,6 +79,39 @@ def test_malformed_input_is_reported_with_its_line(tmp_path, artists, user_artis
         import_lastfm(src, tmp_path / "landing")
 
 
+TAGS_DAT = "tagID\ttagValue\n1\tmetal\n2\tPost-Rock\n3\tcaf\u00e9 music\n4\tunused\n"
+USER_TAGGED_ARTISTS_DAT = (
+    "userID\tartistID\ttagID\tday\tmonth\tyear\n"
+    "2\t1\t1\t1\t4\t2009\n"
+    "3\t1\t1\t1\t5\t2009\n"
+    "3\t1\t2\t1\t5\t2009\n"
+    "2\t2906\t3\t1\t4\t2009\n"
+    "2\t999\t1\t1\t4\t2009\n"  # an artist artists.dat does not list
+)
+
+
+def test_tags_go_into_the_artist_records_weighted_by_listeners(tmp_path):
+    src = write_fixture(tmp_path / "src")
+    (src / "tags.dat").write_bytes(TAGS_DAT.encode("latin-1"))  # as published: Latin-1
+    (src / "user_taggedartists.dat").write_text(USER_TAGGED_ARTISTS_DAT)
+    counts = import_lastfm(src, tmp_path / "landing")
+    assert counts == {"users": 3, "artists": 4, "ratings": 4, "tagged_artists": 2}
+    artists = read_json_lines(tmp_path / "landing" / "artists" / "lastfm-hetrec2011.jsonl")
+    assert [row.get("tags") for row in artists] == [
+        {"metal": 2, "Post-Rock": 1},
+        None,
+        {"caf\u00e9 music": 1},
+        None,
+    ]
+
+
+def test_one_tag_file_alone_is_an_error(tmp_path):
+    src = write_fixture(tmp_path / "src")
+    (src / "tags.dat").write_bytes(TAGS_DAT.encode("latin-1"))
+    with pytest.raises(FileNotFoundError):
+        import_lastfm(src, tmp_path / "landing")
+
+
 def test_missing_input_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError):
         import_lastfm(tmp_path, tmp_path / "landing")
@@ -90,6 +123,7 @@ def test_missing_input_files_raise(tmp_path):
 )
 def test_real_hetrec_data_arrives_complete(tmp_path):
     counts = import_lastfm(REAL_DATA, tmp_path)
+    tagged = counts.pop("tagged_artists")
     assert counts == {"users": 1_892, "artists": 17_632, "ratings": 92_834}
 
     # an independent, naive reading of the source: every line split on tabs
@@ -99,6 +133,22 @@ def test_real_hetrec_data_arrives_complete(tmp_path):
     }
     artists = read_json_lines(tmp_path / "artists" / "lastfm-hetrec2011.jsonl")
     assert {row["id"]: row["name"] for row in artists} == expected_artists
+    assert sum("tags" in row for row in artists) == tagged
+    # an independent count of the tag assignments: one listener, one tag, one artist each
+    tag_names = dict(
+        line.split("\t")
+        for line in (REAL_DATA / "tags.dat").read_text(encoding="latin-1").splitlines()[1:]
+    )
+    assigned = [
+        line.split("\t")[:3]
+        for line in (REAL_DATA / "user_taggedartists.dat").read_text().splitlines()[1:]
+    ]
+    in_catalogue = [row for row in assigned if row[1] in expected_artists]
+    assert sum(sum(row.get("tags", {}).values()) for row in artists) == len(in_catalogue)
+    assert tagged == len({row[1] for row in in_catalogue})
+    by_id = {row["id"]: row for row in artists}
+    user, artist, tag = in_catalogue[0]
+    assert by_id[artist]["tags"][tag_names[tag]] >= 1
     assert len(artists) == 17_632
     assert expected_artists["1686"] == '"Weird Al" Yankovic'
 

@@ -15,9 +15,11 @@ from musicrec_assets.warehouse.ingest.fields import (
     CONTROL_CHARACTER,
     FIELDS,
     KEYS,
+    SIDE_FIELDS,
     checked,
     read_json_records,
     replaces_stored,
+    tag_rows,
 )
 from musicrec_assets.warehouse.landing import LandingFile
 from musicrec_assets.warehouse.tables import insertion_order, scalar, transaction
@@ -92,6 +94,14 @@ def insert(con, file: LandingFile, json_format: str, ingested_at: datetime) -> i
             raise NotClean(f"{file.relative_path}: {objection}")
     if kind == "ratings":
         _keep_newest_ratings(con, params)
+    if "tags" in SIDE_FIELDS.get(kind, ()):
+        # every artist of the file is new (else NotClean above), so it has no tags stored yet;
+        # a second read of the file, which artists' files (small beside ratings) can afford
+        con.execute(
+            "INSERT INTO artist_tags "
+            + tag_rows(f"({checked(kind, records, clean_pass=True)})", "tags_value IS NOT NULL"),
+            {"path": file.reader_path},
+        )
     return inserted
 
 

@@ -16,6 +16,16 @@ FIELDS = {
     "ratings": ("user_id", "artist_id", "rating", "plays", "timestamp"),
 }
 KEYS = {"users": ("id",), "artists": ("id",), "ratings": ("user_id", "artist_id")}
+# fields a record may carry beyond its table's columns (FIELDS): an artist's tags go to their
+# own table, ``artist_tags`` (:func:`tag_rows`)
+SIDE_FIELDS = {"artists": ("tags",)}
+
+
+def record_fields(kind: str) -> tuple[str, ...]:
+    """Every field a record of ``kind`` is read and checked for: its table's, then the side
+    fields."""
+    return FIELDS[kind] + SIDE_FIELDS.get(kind, ())
+
 
 UNKNOWN_USER = "unknown user_id"
 UNKNOWN_ARTIST = "unknown artist_id"
@@ -29,6 +39,8 @@ NOT_HALF_STARS = "rating not a multiple of 0.5"
 # without that kind's value is rejected, whatever else it carries
 NO_RATING = "no rating: this home holds ratings (feedback explicit)"
 NO_PLAYS = "no plays: this home holds play counts (feedback implicit)"
+WRONG_TAGS = "wrong type: tags must be a list of strings or an object of tag: number"
+NEGATIVE_TAG_WEIGHT = "negative or infinite tag weight"
 
 
 def control_character(name: str) -> str:
@@ -39,7 +51,7 @@ def _json_columns(kind: str, ids_as_text: bool) -> str:
     def column_type(name: str) -> str:
         return "VARCHAR" if ids_as_text and name in KEYS[kind] else "JSON"
 
-    return "{" + ", ".join(f"'{name}': '{column_type(name)}'" for name in FIELDS[kind]) + "}"
+    return "{" + ", ".join(f"'{name}': '{column_type(name)}'" for name in record_fields(kind)) + "}"
 
 
 def read_json_records(
@@ -51,7 +63,7 @@ def read_json_records(
 
     ``ids_as_text``: the key fields (ids) typed VARCHAR instead; see :func:`clean_pass.insert`.
     """
-    fields = ", ".join(f'"{n}"' for n in FIELDS[kind])
+    fields = ", ".join(f'"{n}"' for n in record_fields(kind))
     columns = _json_columns(kind, ids_as_text)
     return f"""(SELECT NULL::VARCHAR AS problem, {fields}
                FROM read_json($path, format = '{json_format}', columns = {columns},
@@ -68,12 +80,12 @@ def parsed_text(kind: str, source: str, carried: str) -> str:
     (else that the text is not JSON, or not an object, or gives one of the kind's fields
     twice) and the fields as JSON."""
     # one parse for all the fields: a json_extract per field would parse the text each time
-    paths = ", ".join(f"""'$."{name}"'""" for name in FIELDS[kind])
-    fields = ", ".join(f'fields[{i}] AS "{name}"' for i, name in enumerate(FIELDS[kind], 1))
+    paths = ", ".join(f"""'$."{name}"'""" for name in record_fields(kind))
+    fields = ", ".join(f'fields[{i}] AS "{name}"' for i, name in enumerate(record_fields(kind), 1))
     # json_extract takes the first of a repeated field and a JSON reader elsewhere the last:
     # such a record means two things, so it is rejected (read_json refuses it too, which sends
     # its file here). Other keys are never read, so they may repeat.
-    names = ", ".join(f"'{name}'" for name in FIELDS[kind])
+    names = ", ".join(f"'{name}'" for name in record_fields(kind))
     own_keys = f"list_filter(json_keys(raw), lambda key: list_contains([{names}], key))"
     return f"""
         SELECT {carried},
@@ -163,7 +175,7 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
     def identifier(name: str) -> str:
         return f"p.{name}" if clean_pass else _identifier(f"p.{name}")
 
-    texts = ", ".join(f'{text(n)} AS "{n}_text"' for n in FIELDS[kind])
+    texts = ", ".join(f'{text(n)} AS "{n}_text"' for n in record_fields(kind))
     if kind == "ratings":
         values = f"""
             {identifier("user_id")} AS user_id_value,
@@ -217,16 +229,73 @@ def checked(kind: str, source: str, record_no: str = "", clean_pass: bool = Fals
             f"THEN 'wrong type: {n} must be a string'"
             for n in names
         ]
+        if "tags" in SIDE_FIELDS.get(kind, ()):
+            values += f", {_tags('p.tags')} AS tags_value"
+            checks += [
+                f"WHEN tags_text IS NOT NULL AND tags_value IS NULL THEN '{WRONG_TAGS}'",
+                f"WHEN NOT list_bool_and(list_transform(tags_value, lambda t: t.weight >= 0 "
+                f"AND isfinite(t.weight))) THEN '{NEGATIVE_TAG_WEIGHT}'",
+            ]
 
     # only typed values go on
     dropped = ", ".join(
-        ["problem"] + [f'"{n}"' for n in FIELDS[kind]] + [f'"{n}_text"' for n in FIELDS[kind]]
+        ["problem"]
+        + [f'"{n}"' for n in record_fields(kind)]
+        + [f'"{n}_text"' for n in record_fields(kind)]
     )
     return f"""
         WITH typed AS (SELECT {record_no} p.*, {texts}, {values} FROM {source} p)
         SELECT * EXCLUDE ({dropped}),
                CASE WHEN problem IS NOT NULL THEN problem {" ".join(checks)} END AS reason
         FROM typed
+        """
+
+
+def _tags(column: str) -> str:
+    """An artist's tags as a list of ``{tag, weight}``, each tag as written (normalised by
+    :func:`tag_rows`): a list of strings gives each weight 1, an object of numbers its
+    values. NULL for any other JSON (a wrong type); an empty list or object is no tags."""
+    kind = f"json_type({column})"
+    strings = f"list_bool_and(list_transform(json_type({column}, '$[*]'), lambda t: t = 'VARCHAR'))"
+    numbers = (
+        f"list_bool_and(list_transform(json_type({column}, '$.*'), "
+        "lambda t: t IN ('UBIGINT', 'BIGINT', 'DOUBLE')))"
+    )
+    return f"""CASE
+        WHEN {kind} = 'ARRAY' AND coalesce({strings}, true)
+            THEN list_transform({column} ->> '$[*]',
+                                lambda t: {{'tag': t, 'weight': 1.0::DOUBLE, 'listed': true}})
+        WHEN {kind} = 'OBJECT' AND coalesce({numbers}, true)
+            THEN list_transform(
+                list_zip(json_keys({column}), ({column} ->> '$.*')::DOUBLE[]),
+                lambda t: {{'tag': t[1], 'weight': t[2], 'listed': false}})
+        END"""
+
+
+# a tag is compared in lower case with its white space trimmed and runs of it made one space
+# (Unicode's white space, as for ids)
+_TAG_SPACE = r"[\s\v\x{85}\pZ]+"
+
+
+def normal_tag(column: str) -> str:
+    """SQL: the tag ``column`` normalised: lower case, white space trimmed and collapsed."""
+    return f"""trim(regexp_replace(lower({column}), '{_TAG_SPACE}', ' ', 'g'))"""
+
+
+def tag_rows(source: str, where: str = "true") -> str:
+    """A query of ``artist_tags`` rows ``(artist_id, tag, weight)`` from the checked records of
+    ``source`` (``id_value``, ``tags_value``) that ``where`` keeps: tags normalised
+    (:func:`normal_tag`), a tag written twice in one record counted once from a list and its
+    weights added from an object, empty tags and zero weights dropped."""
+    return f"""
+        SELECT artist_id, tag,
+               CASE WHEN bool_or(listed) THEN 1.0 ELSE sum(weight) END AS weight
+        FROM (SELECT id_value AS artist_id, entry.listed AS listed,
+                     {normal_tag("entry.tag")} AS tag, entry.weight AS weight
+              FROM (SELECT id_value, unnest(tags_value) AS entry
+                    FROM {source} WHERE {where}))
+        WHERE tag <> ''
+        GROUP BY artist_id, tag HAVING sum(weight) > 0
         """
 
 

@@ -20,11 +20,13 @@ from musicrec_assets.warehouse.ingest.fields import (
     DUPLICATE,
     FIELDS,
     KEYS,
+    SIDE_FIELDS,
     checked,
     decide_feedback_kind,
     parsed_text,
     read_json_records,
     replaces_stored,
+    tag_rows,
 )
 from musicrec_assets.warehouse.landing import LandingFile
 from musicrec_assets.warehouse.tables import insertion_order, scalar, transaction
@@ -143,6 +145,14 @@ def apply_accepted(con, kind: str, source_file: str | None, ingested_at: datetim
     )
     con.execute(f"DELETE FROM {kind} WHERE id IN (SELECT id FROM incoming)")
     con.execute(f"INSERT INTO {kind} SELECT * FROM incoming")
+    if "tags" in SIDE_FIELDS.get(kind, ()):
+        # a record with tags replaces the artist's tags; one without keeps them, as names
+        tagged = "reason IS NULL AND tags_value IS NOT NULL"
+        con.execute(
+            f"DELETE FROM artist_tags WHERE artist_id IN (SELECT id_value FROM validated "
+            f"WHERE {tagged})"
+        )
+        con.execute("INSERT INTO artist_tags " + tag_rows("validated", tagged))
 
 
 def _reason_counts(con) -> Counter:

@@ -219,7 +219,7 @@ def test_the_whole_graph_runs_on_the_cluster_and_agrees_with_the_local_backend(
     spark = published_scores(tmp_path)
     assert spark["ranking"]["ndcg_at_10"] > spark["most_popular"]["ndcg_at_10"]
     local = local_scores_on_the_same_split(tmp_path, world)
-    # the tolerances of model/test_spark_als.py's parity tests
+    # the tolerances of test_spark_als.py's parity tests
     assert spark["ranking"]["ndcg_at_10"] == pytest.approx(local["ranking"]["ndcg_at_10"], rel=0.1)
     if world == "sample":
         assert spark["rating"]["rmse"] < spark["bias"]["rmse"]

@@ -41,3 +41,11 @@ def spark():
     if missing is not None:
         pytest.skip(missing)
     return shared_spark_session()
+
+
+def pytest_collection_modifyitems(items):
+    # under pytest-xdist (`make test`), every Spark test runs in one worker: one JVM for all of
+    # them, and the cluster test's processes never compete with a second Spark
+    for item in items:
+        if item.path.name.startswith("test_spark_"):
+            item.add_marker(pytest.mark.xdist_group("spark"))

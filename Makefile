@@ -15,6 +15,7 @@ SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
 .PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
+	bench-cold-artists \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -77,6 +78,10 @@ bench-train: $(INSTALLED)
 ## bench-serve: top-N throughput beside implicit's batch recommend; fold-in latency
 bench-serve: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_serve.py
+
+## bench-cold-artists: Last.fm-2k artists nobody played yet, placed from their tags (tag mapping vs tag popularity, random); similar artists judged by tags
+bench-cold-artists: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_cold_artists.py
 
 ## bench-scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark (about an hour)
 bench-scale: $(INSTALLED)

@@ -14,8 +14,8 @@
    share one of its top 5 tags, for the published ``similar_items`` (cosine of the ranking
    factors, shrunk by support), implicit's ``similar_items`` of the same ALS and of item-kNN
    (cosine), and a random pick; over artists with tags, and over those with fewer than 5
-   listeners; and how many neighbour lists are decided by one listener (a rank-1 neighbour
-   whose only common listener is one user).
+   listeners; and how many neighbour lists are decided by one listener (the artist and its
+   rank-1 neighbour have one listener each, the same).
 
 Tags are read from ``tags.dat``/``user_taggedartists.dat`` (weight: listeners who applied the
 tag), normalised as the ingest does (lower case, white space collapsed). Skipped with a
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,11 @@ from musicrec_assets.evaluation.cold_artists import (
 )
 from musicrec_assets.evaluation.tuning import Budget, cross_validate, ranking_space
 from musicrec_assets.model.fitters import fit_local, ranking_base_params
+from musicrec_assets.serving.tables import listeners
+from musicrec_assets.serving.topn import SIMILARITY_SHRINKAGE, similar_items
+
+FEW_LISTENERS = 5
+TOP_TAGS = 5
 
 
 def load_lastfm_tags(artist_ids: np.ndarray) -> csr_matrix:
@@ -80,7 +86,8 @@ def tuned_fit(trials: int, seconds: float, seed: int):
     return fit, chosen
 
 
-def cold_artist_table(plays: csr_matrix, tags: csr_matrix, args) -> None:
+def cold_artist_table(plays: csr_matrix, tags: csr_matrix, args):
+    """Prints the cold-artist table; returns the ranking model's chosen settings."""
     fit, chosen = tuned_fit(args.trials, args.seconds, args.seed)
     started = time.perf_counter()
     result = evaluate_cold_artists(plays, tags, fit, share=0.1, seed=args.seed)
@@ -121,6 +128,92 @@ def cold_artist_table(plays: csr_matrix, tags: csr_matrix, args) -> None:
         f"gate: the {MAPPING}'s AUC lead in standard errors of the paired differences "
         f"({margins}); passes (all > 2): {mapping_wins(result)}"
     )
+    return params
+
+
+def implicit_similar(recommender, n_items: int, n: int) -> np.ndarray:
+    """``implicit``'s ``similar_items`` of every item, the item itself dropped (-1 padding)."""
+    ids, _ = recommender.similar_items(np.arange(n_items), N=n + 1)
+    lists = np.full((n_items, n), -1, dtype=np.int64)
+    for row, found in enumerate(ids):
+        others = [int(item) for item in found if item != row and item >= 0][:n]
+        lists[row, : len(others)] = others
+    return lists
+
+
+def tag_agreement(lists: np.ndarray, tags: csr_matrix, rows: np.ndarray) -> float:
+    """Mean over ``rows`` of the share of their neighbours (padding left out) that carry one
+    of the artist's top 5 tags (by weight)."""
+    tags = csr_matrix(tags)
+    shares = []
+    for row in rows:
+        start, end = tags.indptr[row], tags.indptr[row + 1]
+        order = np.argsort(-tags.data[start:end], kind="stable")[:TOP_TAGS]
+        top = tags.indices[start:end][order]
+        neighbours = lists[row][lists[row] >= 0]
+        if len(neighbours) == 0:
+            continue
+        carries = tags[neighbours][:, top].getnnz(axis=1) > 0
+        shares.append(carries.mean())
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def decided_by_one_listener(lists: np.ndarray, plays: csr_matrix, rows: np.ndarray) -> float:
+    """Share of ``rows`` whose first neighbour has one listener, the artist's only listener
+    too: a pair whose whole evidence is one person (their cosine is 1 whatever they are)."""
+    by_artist = csr_matrix(plays.T, copy=True)
+    by_artist.data[:] = 1
+    first = lists[rows, 0]
+    valid = first >= 0
+    rows, first = rows[valid], first[valid]
+    common = np.asarray(by_artist[rows].multiply(by_artist[first]).sum(axis=1)).ravel()
+    support = np.diff(by_artist.indptr)
+    lone = (support[rows] == 1) & (support[first] == 1)
+    return float(np.mean((common == 1) & lone)) if len(rows) else float("nan")
+
+
+def similar_artists_table(plays: csr_matrix, tags: csr_matrix, params, seed: int) -> None:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.nearest_neighbours import CosineRecommender
+
+    model = fit_local(plays, params)
+    n_items = plays.shape[1]
+    support = listeners(plays, n_items)
+    ours, _ = similar_items(model.item_factors, 10, support=support)
+    als = AlternatingLeastSquares(factors=model.item_factors.shape[1])
+    als.user_factors, als.item_factors = model.user_factors, model.item_factors
+    knn = CosineRecommender(K=20)
+    knn.fit(csr_matrix(plays), show_progress=False)
+    rng = np.random.default_rng(seed)
+    random_lists = rng.integers(0, n_items - 1, (n_items, 10))
+    random_lists += random_lists >= np.arange(n_items)[:, None]  # never the artist itself
+    methods = {
+        f"ours: cosine ordered by support (β {SIMILARITY_SHRINKAGE:g})": ours,
+        "ours unshrunk (plain cosine)": similar_items(model.item_factors, 10)[0],
+        "implicit ALS similar_items": implicit_similar(als, n_items, 10),
+        "implicit item-kNN (cosine, K 20) similar_items": implicit_similar(knn, n_items, 10),
+        "random": random_lists,
+    }
+    tagged = np.flatnonzero((tags.getnnz(axis=1) > 0) & (support > 0))
+    few = tagged[support[tagged] < FEW_LISTENERS]
+    rows = [
+        [
+            name,
+            f"{tag_agreement(lists, tags, tagged):.4f}",
+            f"{tag_agreement(lists, tags, few):.4f}",
+            f"{decided_by_one_listener(lists, plays, tagged):.4f}",
+        ]
+        for name, lists in methods.items()
+    ]
+    print_table(
+        f"Similar artists judged by tags, Last.fm-2k (the model of the cold table's settings, "
+        f"fitted on every play): share of the top 10 carrying one of the artist's top "
+        f"{TOP_TAGS} tags, over {len(tagged)} tagged artists and the {len(few)} of them with "
+        f"fewer than {FEW_LISTENERS} listeners; and the share whose first neighbour rests on one "
+        "listener alone",
+        ["method", "tag agreement", f"< {FEW_LISTENERS} listeners", "rank 1 on one listener"],
+        rows,
+    )
 
 
 def main() -> None:
@@ -128,6 +221,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12, help="ranking-model search trials")
     parser.add_argument("--seconds", type=float, default=60.0, help="ranking-model search time")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--similar-only",
+        action="store_true",
+        help="only the similar-artists table, at the ranking search's first settings",
+    )
     args = parser.parse_args()
     print_environment("bench_cold_artists: tags mapped into the factor space (issue 24)")
     loaded = load_lastfm_plays()
@@ -139,7 +237,15 @@ def main() -> None:
         f"Last.fm-2k: {plays.shape[0]} users, {plays.shape[1]} artists, {plays.nnz} plays; "
         f"{int((tags.getnnz(axis=1) > 0).sum())} artists with tags, {tags.shape[1]} tags"
     )
-    cold_artist_table(plays, tags, args)
+    if args.similar_only:
+        params = replace(
+            ranking_base_params("implicit", iterations=15, seed=args.seed),
+            rank=64,
+            regularization=3.16,
+        )
+    else:
+        params = cold_artist_table(plays, tags, args)
+    similar_artists_table(plays, tags, params, args.seed)
 
 
 if __name__ == "__main__":

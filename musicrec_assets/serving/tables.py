@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from scipy.sparse import csr_matrix
 
 from musicrec_assets.serving import topn
 from musicrec_assets.serving.recommender import Recommender
@@ -83,13 +84,22 @@ def artist_top_users(recommender: Recommender, n: int, extra: dict) -> Iterator[
 
 
 def similar_artists(recommender: Recommender, n: int, extra: dict) -> pd.DataFrame:
-    """``(artist_id, rank, similar_artist_id, similarity, *extra)`` by the cosine of the ranking
-    model's artist factors."""
+    """``(artist_id, rank, similar_artist_id, similarity, *extra)``: ``similarity`` the cosine
+    of the ranking model's artist factors, the order that cosine shrunk by both artists'
+    listeners (:func:`topn.support_rows`)."""
     model = recommender.model
-    index, similarity = topn.similar_items(model.item_factors, n)
+    support = listeners(recommender.seen, model.n_items)
+    index, similarity = topn.similar_items(model.item_factors, n, support=support)
     flat = topn.flatten_top_n(model.item_ids, model.item_ids, index, similarity)
     columns = ("artist_id", "rank", "similar_artist_id", "similarity")
     return pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
+
+
+def listeners(seen: csr_matrix, n_items: int) -> np.ndarray:
+    """Each of the first ``n_items`` artists' listeners in ``seen`` (users × artists): the
+    support :func:`similar_artists` shrinks by."""
+    counts = np.bincount(seen.indices, minlength=n_items)
+    return counts[:n_items]
 
 
 def factors(

@@ -111,13 +111,41 @@ def unit_rows(factors: np.ndarray) -> np.ndarray:
     return np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
 
 
+# β of :func:`support_rows`: a neighbour with n listeners keeps sqrt(n / (n + β)) of its
+# cosine in the order of a list, 41% for one listener, 71% for 5, 95% for 50 (the artist
+# itself the same, which leaves its own list's order alone)
+SIMILARITY_SHRINKAGE = 5.0
+
+
+def support_rows(
+    factors: np.ndarray, support: np.ndarray | None, shrinkage: float = SIMILARITY_SHRINKAGE
+) -> np.ndarray:
+    """:func:`unit_rows` each scaled by ``sqrt(n / (n + shrinkage))``, ``n`` its ``support``
+    (listeners), so that the dot product of two rows is their cosine shrunk by both supports.
+
+    ALS gives every artist of one listener alone the same direction, that listener's: their
+    cosine is 1 whatever they are. Ordering neighbours by the shrunk cosine keeps an artist's
+    list from being decided by one listener. ``support`` None: plain unit rows."""
+    unit = unit_rows(factors)
+    if support is None or shrinkage <= 0:
+        return unit
+    support = np.asarray(support, dtype=np.float64)
+    weight = np.sqrt(support / (support + shrinkage)).astype(np.float32)
+    return unit * weight[:, None]
+
+
 def similar_items(
     item_factors: np.ndarray,
     n: int = 10,
     batch_size: int | None = None,
     n_threads: int | None = None,
+    support: np.ndarray | None = None,
+    shrinkage: float = SIMILARITY_SHRINKAGE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Most similar items by cosine similarity of their latent factors, the item itself excluded.
+    """Most similar items by cosine similarity of their latent factors, the item itself
+    excluded; with ``support``, ordered by the cosine shrunk by both items' support
+    (:func:`support_rows`), so that artists one listener alone plays do not fill each other's
+    lists.
 
     Use the raw ``FactorModel.item_factors``: the bias columns of ``item_vectors()`` would make
     popular artists look similar to everything.
@@ -132,13 +160,18 @@ def similar_items(
     n_threads : int, optional
         Worker threads, each scoring its own blocks with a single-threaded BLAS;
         defaults to the cores this process may use.
+    support : ndarray of shape (n_items,), optional
+        Each item's listeners; None: ordered by the plain cosine.
+    shrinkage : float
+        β of :func:`support_rows`.
 
     Returns
     -------
     item_index : ndarray of shape (n_items, n), int32
-        Neighbour rows, most similar first; ``-1`` padding when ``n >= n_items``.
+        Neighbour rows, first in the order; ``-1`` padding when ``n >= n_items``.
     similarity : ndarray of shape (n_items, n), float32
-        Cosine similarity in [-1, 1]; an all-zero factor row has similarity 0 to everything.
+        Their cosine similarity in [-1, 1] (never shrunk: with ``support`` a list's cosines
+        need not fall with rank); an all-zero factor row has similarity 0 to everything.
     """
     unit = unit_rows(item_factors)
     n_items = len(unit)
@@ -146,7 +179,19 @@ def similar_items(
         (np.ones(n_items, dtype=np.float32), np.arange(n_items), np.arange(n_items + 1)),
         shape=(n_items, n_items),
     )
-    return _batched_top_n(unit, unit, n, itself, batch_size, n_threads)
+    if support is None:
+        return _batched_top_n(unit, unit, n, itself, batch_size, n_threads)
+    shrunk = support_rows(item_factors, support, shrinkage)
+    index, _ = _batched_top_n(shrunk, shrunk, n, itself, batch_size, n_threads)
+    return index, pair_cosines(unit, np.arange(n_items), index)
+
+
+def pair_cosines(unit: np.ndarray, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The cosine (float32) of each query row ``rows[q]`` of ``unit`` with each of its
+    neighbours ``index[q]``; 0 where the neighbour is ``-1`` padding."""
+    neighbours = unit[np.maximum(index, 0)]
+    cosines = np.einsum("qk,qnk->qn", unit[rows], neighbours, dtype=np.float32)
+    return np.where(index >= 0, cosines, np.float32(0)).astype(np.float32)
 
 
 def flatten_top_n(

@@ -181,7 +181,7 @@ class SparkBackend:
             elif table == "artist_top_users":
                 rows = spark_tables.artist_top_users(session, stored, seen, top_n)
             else:
-                rows = spark_tables.similar_artists(stored, top_n)
+                rows = spark_tables.similar_artists(session, stored, seen, top_n)
             written = workdir / table
             rows.write.parquet(written.as_uri())
             params = [version] + ([created_at] if table == "user_recommendations" else [])

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from musicrec_assets.backends.spark.factors import SparkFactors, write_factor_model
 from musicrec_assets.backends.spark.topn import (
     predict_frame,
@@ -64,7 +66,15 @@ def artist_top_users(
     return top_n_users_frame(models["ranking"], items, pairs, n)
 
 
-def similar_artists(models: dict[str, SparkFactors], n: int) -> DataFrame:
-    """``(item_idx, rank, similar_idx, similarity)`` by the cosine of the ranking model's
-    artist factors."""
-    return similar_items_frame(models["ranking"], n)
+def similar_artists(
+    spark: SparkSession, models: dict[str, SparkFactors], seen: DataFrame, n: int
+) -> DataFrame:
+    """``(item_idx, rank, similar_idx, similarity)``: the cosine of the ranking model's artist
+    factors, ordered by that cosine shrunk by both artists' listeners (``topn.support_rows``):
+    one count per artist comes to the driver, never the interactions."""
+    _, _, pairs = _known(spark, seen, models)
+    ranking = models["ranking"]
+    counts = pairs.groupBy("item_idx").count().toPandas()
+    support = np.zeros(ranking.n_items, dtype=np.int64)
+    support[counts["item_idx"].to_numpy()] = counts["count"].to_numpy()
+    return similar_items_frame(ranking, n, support)

@@ -23,7 +23,13 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.sparse import from_triples
-from musicrec_assets.serving.topn import flatten_top_n, top_n_items, unit_rows
+from musicrec_assets.serving.topn import (
+    flatten_top_n,
+    pair_cosines,
+    support_rows,
+    top_n_items,
+    unit_rows,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -75,9 +81,13 @@ def top_n_users_frame(model: SparkFactors, items: DataFrame, seen: DataFrame, n:
     return _top_n_frame(model, "items", items, seen, n, "item_idx", "user_idx")
 
 
-def similar_items_frame(model: SparkFactors, n: int) -> DataFrame:
+def similar_items_frame(
+    model: SparkFactors, n: int, support: np.ndarray | None = None
+) -> DataFrame:
     """Every item's ``n`` most similar other items, as
-    :func:`~musicrec_assets.serving.topn.similar_items` of the raw item factors (no bias columns).
+    :func:`~musicrec_assets.serving.topn.similar_items` of the raw item factors (no bias columns),
+    ordered by the cosine shrunk by ``support`` (each item's listeners, one number per item)
+    where given.
 
     Returns
     -------
@@ -91,14 +101,18 @@ def similar_items_frame(model: SparkFactors, n: int) -> DataFrame:
 
     def rank_partition(blocks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         # topn.similar_items' normalization, so the vectors are bit for bit the same
-        unit = unit_rows(model.arrays("items")[0])
+        factors = model.arrays("items")[0]
+        unit = unit_rows(factors)
+        ordering = unit if support is None else support_rows(factors, support)
         for block in blocks:
             key = block["key"].to_numpy()
             itself = csr_matrix(
                 (np.ones(len(key), dtype=np.float32), key, np.arange(len(key) + 1)),
                 shape=(len(key), len(unit)),
             )
-            index, scores = rank_block(unit[key], unit, itself, n)
+            index, scores = rank_block(ordering[key], ordering, itself, n)
+            if support is not None:
+                scores = pair_cosines(unit, key, index)
             yield _flattened(key, index, scores, "item_idx", "similar_idx", "similarity")
 
     return items.mapInPandas(

@@ -433,7 +433,10 @@ def _artist_query(args: argparse.Namespace, title: str, table: str, names: dict)
         artist_id, name = queries.resolve_artist(con, args.artist)
         frame = getattr(queries, table)(con, artist_id, args.n or DEFAULT_COUNT)
         _beyond_stored(con, table, "artist", len(frame), args.n)
+        from_tags = queries.placed_by_tags(con, artist_id)
     print(title.format(name or artist_id))
+    if from_tags:
+        print("(placed by its tags: nobody had rated it when the model was trained)")
     _print(_shown(frame, names, args.ids), *names.values())
     return 0
 

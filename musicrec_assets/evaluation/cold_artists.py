@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 from scipy.stats import rankdata
 
 from musicrec_assets.model.factors import FactorModel
@@ -240,3 +240,64 @@ def _binary(matrix: csr_matrix) -> csr_matrix:
     binary.data = np.ones_like(binary.data, dtype=np.float64)
     binary.eliminate_zeros()
     return binary
+
+
+@dataclass(frozen=True)
+class TagFactors:
+    """Factors from tags for artists nobody has rated, and the gate they passed or not."""
+
+    passed: bool
+    reason: str  # why they are published or withheld, in words
+    margins: dict[str, float]  # the gate's (:func:`gate_margins`); empty when not run
+    scores: dict[str, dict[str, dict[str, float]]]  # the protocol's, by task and method
+    rows: np.ndarray  # the new artists (rows of ``new_tags``) given factors
+    vectors: dict[str, np.ndarray]  # by role: their vectors (rows × the role's width)
+    regularization: dict[str, float]  # by role: the mapping's λ
+
+
+def tags_to_factors(
+    models: dict[str, FactorModel],
+    interactions: csr_matrix,
+    known_tags: csr_matrix,
+    new_tags: csr_matrix,
+    fit: Callable[[csr_matrix], FactorModel],
+    min_tag_artists: int = 2,
+    seed: int = 42,
+) -> TagFactors:
+    """Vectors for artists known only by their tags (``new_tags``' rows), one per model role,
+    each the mapping of their tags into that model's artist vectors (biases folded in, as
+    ``artist_factors`` publishes them), fitted on the models' artists (``known_tags``' rows,
+    the columns of ``interactions``) that have listeners and tags. Published only when the
+    cold-artist protocol on ``interactions`` (``fit`` refits the ranking model without the
+    held-out artists) passes :func:`mapping_wins`; the columns of the two tag matrices are
+    the same tags."""
+    nothing = np.zeros(0, dtype=np.int64)
+    try:
+        result = evaluate_cold_artists(
+            interactions, known_tags, fit, seed=seed, min_tag_artists=min_tag_artists
+        )
+    except ValueError as error:  # too few tagged artists, or no tag on two of them
+        return TagFactors(False, f"no cold-artist protocol: {error}", {}, {}, nothing, {}, {})
+    margins = gate_margins(result)
+    if not mapping_wins(result):
+        lost = ", ".join(f"{name} {margin:+.1f}" for name, margin in margins.items())
+        reason = f"withheld: the mapping does not beat its baselines by 2 standard errors ({lost})"
+        return TagFactors(False, reason, margins, result.scores, nothing, {}, {})
+    all_tags = csr_matrix(vstack([csr_matrix(known_tags), csr_matrix(new_tags)]))
+    n_known = known_tags.shape[0]
+    listened = np.flatnonzero(
+        (csr_matrix(known_tags).getnnz(axis=1) > 0) & (csr_matrix(interactions).getnnz(axis=0) > 0)
+    )
+    vectors, regularization, rows = {}, {}, nothing
+    for role, model in models.items():
+        mapping = fit_tag_mapping(
+            all_tags, model.item_vectors(), listened, model.user_vectors(), min_tag_artists
+        )
+        new = all_tags[n_known:]
+        rows = np.flatnonzero(mapping.has_tags(new))
+        vectors[role] = mapping.factors(new[rows])
+        regularization[role] = mapping.regularization
+    reason = (
+        f"published: the mapping beats tag popularity and the mean artist ({len(rows)} artists)"
+    )
+    return TagFactors(True, reason, margins, result.scores, rows, vectors, regularization)

@@ -7,11 +7,12 @@ so memory stays bounded on large catalogues; the caller writes them as they come
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, load_npz
 
 from musicrec_assets.serving import topn
 from musicrec_assets.serving.recommender import Recommender
@@ -100,6 +101,31 @@ def listeners(seen: csr_matrix, n_items: int) -> np.ndarray:
     support :func:`similar_artists` shrinks by."""
     counts = np.bincount(seen.indices, minlength=n_items)
     return counts[:n_items]
+
+
+def seen_of(folder) -> csr_matrix:
+    """The interactions a champion's files hold (``seen.npz``: what it was trained and serves
+    on)."""
+    return load_npz(Path(folder) / "seen.npz").tocsr()
+
+
+def artist_factors(
+    ids: np.ndarray, vectors: dict[str, np.ndarray], version: str, cold=None
+) -> pa.Table:
+    """:func:`factors` of the artists with ``source`` 'ratings', then, where ``cold`` (the
+    ids and :class:`~musicrec_assets.evaluation.cold_artists.TagFactors` of artists known only
+    by their tags) passed its gate, theirs with ``source`` 'tags'."""
+    trained = factors(ids, "artist_id", vectors, version)
+    parts = [trained.append_column("source", pa.array(["ratings"] * trained.num_rows))]
+    if cold is not None and cold[1].passed and len(cold[0]):
+        width = trained.schema.field("factors").type.list_size
+        mapped = {
+            role: np.pad(values, ((0, 0), (0, width - values.shape[1])))
+            for role, values in cold[1].vectors.items()
+        }
+        placed = factors(cold[0], "artist_id", mapped, version)
+        parts.append(placed.append_column("source", pa.array(["tags"] * placed.num_rows)))
+    return pa.concat_tables(parts)
 
 
 def factors(

@@ -23,6 +23,11 @@ COLUMNS: dict[str, dict[str, str]] = {
         "source_file": "landing file of the newest version of the row",
         "ingested_at": "when that file was ingested",
     },
+    "artist_tags": {
+        "artist_id": "artists.id",
+        "tag": "lower case, white space trimmed and collapsed",
+        "weight": "1 for a listed tag, else as given (e.g. the listeners who applied it)",
+    },
     "ratings": {
         "user_id": "users.id",
         "artist_id": "artists.id",
@@ -118,6 +123,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "factors": "the artist's vector: array_inner_product with a user's of the same model is "
         "its score (ranking score, or predicted rating)",
         "model_version": _RECOMMENDATION["model_version"],
+        "source": "ratings (trained on its ratings) or tags (nobody had rated it: placed by the "
+        "mapping of its tags into the factor space)",
     },
 }
 

@@ -22,6 +22,7 @@ from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving import tables
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
+from musicrec_assets.warehouse.artist_tags import cold_artist_factors
 from musicrec_assets.warehouse.tables import publish_table
 
 _COMMON = {
@@ -149,17 +150,30 @@ _FACTOR_SPEC = {key: _COMMON[key] for key in ("group_name", "owners", "tags", "k
         dg.AssetSpec(
             "artist_factors",
             **_FACTOR_SPEC,
-            description="`artist_factors(artist_id, model, factors FLOAT[k], model_version)`: "
-            "the champion's artist vectors of each model, biases folded in (see "
-            "`user_factors`).",
+            description="`artist_factors(artist_id, model, factors FLOAT[k], model_version, "
+            "source)`: the champion's artist vectors of each model, biases folded in (see "
+            "`user_factors`); `source` is `ratings` (trained) or `tags` (an artist nobody had "
+            "rated, placed by the mapping of its tags, published only when the mapping beats "
+            "tag popularity and the mean artist on the champion's own data).",
         ),
     ],
 )
-def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home: MusicrecHome):
-    # the factors only: the champion's interactions are not needed here
+def factor_tables(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    mlflow_tracking: MlflowTracking,
+    home: MusicrecHome,
+    settings: ModelSettings,
+):
     version, folder = registry.champion_files(home.layout.root)
     pair = ModelPair.load(folder, "factors")
     models, ranking = pair.published_models(), pair.ranking
+    with duckdb.get_connection() as con:
+        # artists known only by their tags, where the home has tags (the interactions the
+        # champion was trained on judge the mapping)
+        cold = cold_artist_factors(con, pair, tables.seen_of(folder), settings.seed)
+    if cold is not None:
+        context.log.info(f"artists from tags: {cold[1].reason}")
     vectors = {
         "user_factors": tables.factors(
             ranking.user_ids,
@@ -167,11 +181,11 @@ def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home:
             {role: model.user_vectors() for role, model in models.items()},
             version,
         ),
-        "artist_factors": tables.factors(
+        "artist_factors": tables.artist_factors(
             ranking.item_ids,
-            "artist_id",
             {role: model.item_vectors() for role, model in models.items()},
             version,
+            cold,
         ),
     }
     with duckdb.get_connection() as con:
@@ -183,5 +197,20 @@ def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home:
                     **table_metadata(con, table, rows),
                     "model_version": version,
                     "width": frame.schema.field("factors").type.list_size,
+                    **(_tag_metadata(cold) if table == "artist_factors" else {}),
                 },
             )
+
+
+def _tag_metadata(cold) -> dict:
+    """What the artist_factors page says of the artists placed by their tags."""
+    if cold is None:
+        return {"from_tags": "no artist has tags"}
+    ids, result = cold
+    metadata = {"from_tags": result.reason, "artists_from_tags": len(ids) if result.passed else 0}
+    for name, margin in result.margins.items():
+        metadata[f"gate: {name} (standard errors)"] = float(margin)
+    for task, by_method in result.scores.items():
+        for method, scores in by_method.items():
+            metadata[f"cold ({task}) {method} AUC"] = float(scores["auc"])
+    return metadata

@@ -17,8 +17,9 @@ from musicrec_assets.evaluation.cold_artists import (
     gate_margins,
     mapping_wins,
     ranking_scores,
+    tags_to_factors,
 )
-from musicrec_assets.model.factors import TrainingParams
+from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.model.tag_mapping import (
     _leave_one_out_errors,
@@ -176,3 +177,33 @@ def test_the_gate_withholds_a_mapping_of_tags_that_are_noise():
     a = result.scores[USERS_FOR_ARTIST]
     assert abs(a[MAPPING]["auc"] - a[MEAN_ARTIST]["auc"]) < 0.05
     assert a[TAG_POPULARITY]["auc"] < a[RANDOM]["auc"] + 0.05
+
+
+def test_tags_to_factors_places_new_artists_in_every_role_only_past_the_gate():
+    plays, tags = taste_world(True)
+    known, new = tags[:450], tags[450:]
+    plays = plays[:, :450]
+    model = fit(plays)
+    rating_like = FactorModel(
+        params=model.params,
+        user_factors=model.user_factors,
+        item_factors=model.item_factors,
+        global_mean=1.0,
+        user_bias=np.zeros(model.n_users, np.float32),
+        item_bias=np.linspace(-1, 1, model.n_items).astype(np.float32),
+    )
+    models = {"ranking": model, "rating": rating_like}
+    placed = tags_to_factors(models, plays, known, new, fit, seed=0)
+    assert placed.passed, placed.reason
+    assert placed.rows.tolist() == np.flatnonzero(new.getnnz(axis=1) > 0).tolist()
+    assert placed.vectors["ranking"].shape == (len(placed.rows), model.item_factors.shape[1])
+    # biases folded in as the published vectors have them: [q, b_i, 1]
+    assert placed.vectors["rating"].shape[1] == model.item_factors.shape[1] + 2
+    np.testing.assert_allclose(placed.vectors["rating"][:, -1], 1.0, atol=1e-6)
+
+    noise_plays, noise_tags = taste_world(False)
+    withheld = tags_to_factors(
+        {"ranking": model}, noise_plays[:, :450], noise_tags[:450], noise_tags[450:], fit, seed=0
+    )
+    assert not withheld.passed and withheld.reason.startswith("withheld")
+    assert len(withheld.rows) == 0 and withheld.vectors == {}

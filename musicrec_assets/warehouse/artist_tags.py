@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -54,12 +56,20 @@ def cold_artist_factors(
     new = tag_only_artists(con, known)
     tags = tag_matrix(con, np.concatenate([known, new]))
     interactions = csr_matrix(seen)[: ranking.n_users, : ranking.n_items]
+    params = ranking.params
+    if params.weighted_regularization:
+        # a Spark model: its λ is scaled by each row's count; implicit's plain λ of the same
+        # strength is λ · nnz / n_users (backends/spark/als.py)
+        scale = interactions.nnz / max(interactions.shape[0], 1)
+        params = replace(
+            params, regularization=params.regularization * scale, weighted_regularization=False
+        )
     result = tags_to_factors(
         pair.published_models(),
         interactions,
         tags[: len(known)],
         tags[len(known) :],
-        lambda train: fit_local(train, ranking.params),
+        lambda train: fit_local(train, params),
         seed=seed,
     )
     return new[result.rows], result

@@ -174,12 +174,17 @@ def evaluate_cold_artists(
 
 
 GATE_BASELINES = (TAG_POPULARITY, MEAN_ARTIST)
+# a standard error of fewer queries says little: so few held-out artists (or users with a
+# held-out play) judge nothing, and the gate withholds
+MIN_GATE_QUERIES = 20
 
 
 def mapping_wins(result: ColdArtistResult, z: float = 2.0) -> bool:
-    """The gate: on (a) and (b), the mapping's mean AUC beats each of :data:`GATE_BASELINES`
-    by more than ``z`` standard errors of the per-query differences."""
-    return all(margin > z for margin in gate_margins(result).values())
+    """The gate: on (a) and (b), each over at least :data:`MIN_GATE_QUERIES` queries, the
+    mapping's mean AUC beats each of :data:`GATE_BASELINES` by more than ``z`` standard errors
+    of the per-query differences."""
+    enough = all(len(aucs[MAPPING]) >= MIN_GATE_QUERIES for aucs in result.query_aucs.values())
+    return enough and all(margin > z for margin in gate_margins(result).values())
 
 
 def gate_margins(result: ColdArtistResult) -> dict[str, float]:
@@ -281,7 +286,13 @@ def tags_to_factors(
     margins = gate_margins(result)
     if not mapping_wins(result):
         lost = ", ".join(f"{name} {margin:+.1f}" for name, margin in margins.items())
-        reason = f"withheld: the mapping does not beat its baselines by 2 standard errors ({lost})"
+        queries = min(len(aucs[MAPPING]) for aucs in result.query_aucs.values())
+        reason = (
+            f"withheld: the mapping does not beat its baselines by 2 standard errors ({lost})"
+            if queries >= MIN_GATE_QUERIES
+            else f"withheld: {queries} queries are too few to judge the mapping "
+            f"(at least {MIN_GATE_QUERIES})"
+        )
         return TagFactors(False, reason, margins, result.scores, nothing, {}, {})
     all_tags = csr_matrix(vstack([csr_matrix(known_tags), csr_matrix(new_tags)]))
     n_known = known_tags.shape[0]

@@ -207,3 +207,12 @@ def test_tags_to_factors_places_new_artists_in_every_role_only_past_the_gate():
     )
     assert not withheld.passed and withheld.reason.startswith("withheld")
     assert len(withheld.rows) == 0 and withheld.vectors == {}
+
+
+def test_the_gate_withholds_when_too_few_artists_judge_the_mapping():
+    plays, tags = taste_world(True, n_artists=120, n_users=300)
+    result = evaluate_cold_artists(plays, tags, fit, share=0.1, seed=0, min_tag_artists=2)
+    assert result.n_held_out < 20  # (a) has fewer queries than the gate needs
+    assert not mapping_wins(result)
+    placed = tags_to_factors({"ranking": fit(plays)}, plays, tags, tags[:0], fit, seed=0)
+    assert "too few" in placed.reason

@@ -15,7 +15,7 @@ SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
 .PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
-	bench-cold-artists \
+	bench-cold-artists bench-fold-in \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -82,6 +82,11 @@ bench-serve: $(INSTALLED)
 ## bench-cold-artists: Last.fm-2k artists nobody played yet, placed from their tags (tag mapping vs tag popularity, random); similar artists judged by tags
 bench-cold-artists: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_cold_artists.py
+
+## bench-fold-in: new listeners folded in beside the same listeners trained and most popular (FilmTrust, Last.fm-2k); drop → list under dagster dev
+bench-fold-in: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_fold_in.py
+	$(BIN)/python benchmarks/bench_fold_in.py --latency
 
 ## bench-scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark (about an hour)
 bench-scale: $(INSTALLED)

@@ -113,11 +113,14 @@ class LocalBackend:
         created_at: datetime,
     ) -> int:
         recommender = Recommender.from_folder(champion)
+        # rows of the model, as against those a fold-in refreshes (warehouse/refresh.py)
+        refreshed = {"source": "model", "refreshed_at": created_at}
         if table == "user_recommendations":
-            extra = {"model_version": version, "created_at": created_at}
+            extra = {"model_version": version, "created_at": created_at, **refreshed}
             chunks = tables.user_recommendations(recommender, top_n, extra)
         elif table == "artist_top_users":
-            chunks = tables.artist_top_users(recommender, top_n, {"model_version": version})
+            extra = {"model_version": version, **refreshed}
+            chunks = tables.artist_top_users(recommender, top_n, extra)
         else:
             chunks = [tables.similar_artists(recommender, top_n, {"model_version": version})]
         with connect() as con:

@@ -1,9 +1,13 @@
 """Jobs, sensors and the schedule: ingest what lands, retrain when ratings arrive, retune daily.
 
 * ``landing_sensor`` requests one ``ingest_job`` run for the files that became ready together.
+* ``ingest_job``'s ``ratings`` step folds the listeners it brought ratings for into the
+  champion and replaces their lists (``warehouse/refresh.py``): fresh lists without retraining.
 * ``retrain_sensor`` requests one ``retrain_job`` run (training and serving, reusing the last
-  tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings; on a
-  home with no tuning yet, the run tunes too.
+  tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings, when it is
+  worth it: no champion yet, artists the champion cannot place, or the ratings since it was
+  trained reach ``retrain_share`` of those it saw (or ``retrain_ratings``); with neither set,
+  after every such ingest run. On a home with no tuning yet, the run tunes too.
 * ``retrain_schedule`` runs the whole graph, tuning included (default daily 03:00 UTC).
 
 Before it requests anything, each sensor tick fails the runs of this host whose processes are
@@ -22,7 +26,7 @@ from musicrec_assets.defs.ingest.assets import ratings
 from musicrec_assets.defs.recovery import host_tags, recover_abandoned_runs
 from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
 from musicrec_assets.defs.training.assets import als_tuning
-from musicrec_assets.warehouse import ingest, landing, model_tables
+from musicrec_assets.warehouse import ingest, landing, model_tables, refresh
 from musicrec_assets.warehouse.tables import connect
 
 # Sensor-triggered runs execute in one process by default: their writing steps queue on the
@@ -97,7 +101,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     job=retrain_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Retrains (without retuning, unless there is no tuning yet) after an ingest "
-    "run that brought new ratings.",
+    "run that brought new ratings, when the ratings since the champion was trained pass the "
+    "retrain threshold or bring artists it cannot place; smaller drops are served by fold-in.",
 )
 def retrain_sensor(
     context: dg.SensorEvaluationContext,
@@ -116,6 +121,9 @@ def retrain_sensor(
     if new < settings.min_new_ratings:
         return dg.SkipReason(f"{new} new rating(s), fewer than {settings.min_new_ratings}")
     tags = {"musicrec/new_ratings": str(new)}
+    worth_it = _retrain_worth_it(home, settings)
+    if worth_it is not None:
+        return dg.SkipReason(worth_it)
     if _tuned(home):
         return dg.RunRequest(run_key=asset_event.run_id, tags=tags)
     # a first training: retrain_job's assets and als_tuning, whose params als_model needs
@@ -124,6 +132,27 @@ def retrain_sensor(
         run_key=asset_event.run_id,
         asset_selection=sorted(first_training),
         tags={**tags, "musicrec/first_training": "true"},
+    )
+
+
+def _retrain_worth_it(home: MusicrecHome, settings: ModelSettings) -> str | None:
+    """None when a retrain is worth it, else why not (fold-in serves the new ratings)."""
+    share, count = settings.retrain_share, settings.retrain_ratings
+    if (share is None and count is None) or not home.layout.warehouse.exists():
+        return None
+    with connect(home.layout.warehouse, read_only=True) as con:
+        arrived = refresh.freshness(con)
+    if arrived is None or arrived.new_artists > 0:  # no champion, or what it cannot place
+        return None
+    if (share is not None and arrived.share >= share) or (
+        count is not None and arrived.since >= count
+    ):
+        return None
+    passed = [] if share is None else [f"{share:.1%}"]
+    thresholds = " or ".join(passed + ([] if count is None else [f"{count} ratings"]))
+    return (
+        f"fold-in serves them: {arrived.since} rating(s) since v{arrived.version} was trained, "
+        f"{arrived.share:.1%} of the {arrived.trained_on} it saw (retrain at {thresholds})"
     )
 
 

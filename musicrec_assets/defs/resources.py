@@ -112,6 +112,20 @@ class ModelSettings(dg.ConfigurableResource):
         ge=0,
         description="the retrain sensor ignores ingest runs that brought fewer new ratings",
     )
+    # None for both: every ingest run that brought min_new_ratings retrains, as before these
+    # settings (fold-in serves its listeners until the retrain publishes)
+    retrain_share: PositiveFloat | None = Field(
+        default=None,
+        description="the retrain sensor retrains when the ratings ingested since the champion "
+        "was trained reach this share of the ratings it was trained on (e.g. 0.05), or bring "
+        "an artist it was not trained on; smaller drops are served by the fold-in of their "
+        "listeners at ingest alone. None (with retrain_ratings None): retrain after every "
+        "ingest run that brought min_new_ratings",
+    )
+    retrain_ratings: PositiveInt | None = Field(
+        default=None,
+        description="... or when they reach this many ratings, whatever their share",
+    )
     tuning_trials: PositiveInt = Field(
         default=30,
         description="the most trials each model's search (ranking, rating, item-kNN) runs",

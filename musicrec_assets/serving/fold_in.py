@@ -22,6 +22,9 @@ from musicrec_assets.model.explicit_als import diagonal_penalty
 from musicrec_assets.model.factors import FactorModel, ModelPair, blended_vectors
 from musicrec_assets.serving.topn import top_n_items, top_n_users
 
+# confidence schemes that scale a value by its listener's totals, which the model does not keep
+_PER_LISTENER = ("bm25", "centred")
+
 
 class FoldIn(NamedTuple):
     """Factors of rows the model was not trained on (a new listener or a new artist).
@@ -111,6 +114,12 @@ def fold_in_item(model: FactorModel, user_index: np.ndarray, values: np.ndarray)
     return _first_row(_half_step(model, "item").solve(interactions))
 
 
+def folds_in_items(model: FactorModel) -> bool:
+    """Whether :func:`fold_in_item` can place an artist in ``model`` (not under bm25 or
+    centred confidence, which need each listener's totals)."""
+    return model.params.feedback == "explicit" or model.params.confidence not in _PER_LISTENER
+
+
 def recommend_new_user(
     model: FactorModel, item_index: np.ndarray, values: np.ndarray, n: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -156,18 +165,52 @@ def recommend_new_listener(
     the listener folded into the ranking model and, where the lists blend in the predicted
     rating, into the rating model too."""
     interactions = _single_row(item_index, values, models.ranking.n_items)
+    lists = recommend_new_listeners(models, interactions, n)
+    return lists.items[0], lists.scores[0]
+
+
+class ListenerLists(NamedTuple):
+    """Top-N lists of listeners folded in (:func:`recommend_new_listeners`), one row each.
+
+    Attributes
+    ----------
+    items : ndarray of shape (n_listeners, n), int32
+        Item rows, ``-1`` padded as in :func:`top_n_items`.
+    scores : ndarray of shape (n_listeners, n), float32
+        The list model's scores (``ModelPair.list_model``).
+    predicted_ratings : ndarray of shape (n_listeners, n) or None
+        The rating model's predictions of those items (NaN at padding); None for play counts.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    predicted_ratings: np.ndarray | None
+
+
+def recommend_new_listeners(
+    models: ModelPair, interactions: csr_matrix, n: int = 10
+) -> ListenerLists:
+    """:func:`recommend_new_listener` for a batch: each row of ``interactions`` (listeners ×
+    the models' items: ratings or plays) folded into the ranking model and, for ratings, the
+    rating model, its top ``n`` by the lists' score, its own items left out. A listener the
+    models were trained on gets the list of their stored history as it is now, without
+    retraining (their trained vectors are not used)."""
+    interactions = csr_matrix(interactions)
     users = new_user_vectors(models.ranking, interactions)
     items = models.ranking.item_vectors()
-    if models.rating is not None and models.blend_weight > 0:
-        users, items = blended_vectors(
-            users,
-            items,
-            new_user_vectors(models.rating, interactions),
-            models.rating.item_vectors(),
-            models.blend_weight,
-        )
+    rating_users = None
+    if models.rating is not None:
+        rating_users = new_user_vectors(models.rating, interactions)
+        if models.blend_weight > 0:
+            users, items = blended_vectors(
+                users, items, rating_users, models.rating.item_vectors(), models.blend_weight
+            )
     top_index, scores = top_n_items(users, items, interactions, n)
-    return top_index[0], scores[0]
+    if rating_users is None:
+        return ListenerLists(top_index, scores, None)
+    rated = models.rating.item_vectors()[np.maximum(top_index, 0)].astype(np.float64)
+    predicted = np.einsum("ud,und->un", rating_users.astype(np.float64), rated)
+    return ListenerLists(top_index, scores, np.where(top_index >= 0, predicted, np.nan))
 
 
 def predict_new_user(
@@ -196,13 +239,27 @@ def promote_new_item(
     scores : ndarray of shape (n,), float32
     """
     interactions = _single_row(user_index, values, model.n_users)
+    top_index, scores = promote_new_items(model, interactions, n)
+    return top_index[0], scores[0]
+
+
+def promote_new_items(
+    model: FactorModel, interactions: csr_matrix, n: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`promote_new_item` for a batch: each row of ``interactions`` (artists × the
+    model's users) one artist, folded in from its ratings or plays (:func:`fold_in_item`'s
+    rules: not under bm25 or centred confidence), its listeners left out. An artist the model
+    was trained on gets the audience of its stored ratings as they are now."""
+    interactions = csr_matrix(interactions)
     folded = _half_step(model, "item").solve(interactions)
     # reuse FactorModel's bias folding rather than restating it
-    new_item = dataclasses.replace(
-        model, item_ids=np.arange(1), item_factors=folded.factors, item_bias=folded.bias
+    new_items = dataclasses.replace(
+        model,
+        item_ids=np.arange(len(folded.factors)),
+        item_factors=folded.factors,
+        item_bias=folded.bias,
     )
-    top_index, scores = top_n_users(new_item.item_vectors(), model.user_vectors(), n, interactions)
-    return top_index[0], scores[0]
+    return top_n_users(new_items.item_vectors(), model.user_vectors(), n, interactions)
 
 
 def explain(
@@ -316,7 +373,7 @@ class _HalfStep:
             if self.with_bias:
                 weights.data -= self.global_mean + self.known_bias[weights.indices]
             return weights
-        if self.solve_for == "item" and self.scaler.scheme in ("bm25", "centred"):
+        if self.solve_for == "item" and self.scaler.scheme in _PER_LISTENER:
             raise ValueError(
                 f"cannot fold in an item under {self.scaler.scheme} confidence: it depends on "
                 "each listener's total plays or mean rating, which the model does not store"

@@ -9,6 +9,7 @@ _RECOMMENDATION = {
     "rank": "1 = best",
     "model_version": "the MLflow registered version of musicrec-als that made the row",
 }
+_REFRESHED_AT = "when the row was computed: the table's build, or the fold-in"
 COLUMNS: dict[str, dict[str, str]] = {
     "users": {
         "id": "user id",
@@ -98,12 +99,18 @@ COLUMNS: dict[str, dict[str, str]] = {
         "per listener plus w × the predicted rating)",
         "predicted_rating": "the rating model's predicted rating (NULL for play counts)",
         "created_at": "when the table was built",
+        "source": "model (the champion's own row) or fold_in (the listener folded into the "
+        "champion from their ratings since it was trained)",
+        "refreshed_at": _REFRESHED_AT,
     },
     "artist_top_users": {
         "artist_id": "artists.id",
         **_RECOMMENDATION,
         "user_id": "a user to promote the artist to (never a current listener)",
         "score": "the ranking model's score of the user for the artist",
+        "source": "model (the champion's own row) or fold_in (the artist folded into the "
+        "champion from its ratings since it was trained)",
+        "refreshed_at": _REFRESHED_AT,
     },
     "similar_artists": {
         "artist_id": "artists.id",

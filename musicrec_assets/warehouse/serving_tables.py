@@ -15,14 +15,14 @@ NAMED_VIEWS = {
 CREATE OR REPLACE VIEW user_recommendations_named AS
 SELECT r.user_id, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, r.rank,
        r.artist_id, a.name AS artist_name, r.score, r.predicted_rating, r.model_version,
-       r.created_at
+       r.created_at, r.source, r.refreshed_at
 FROM user_recommendations r
 LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id""",
     "artist_top_users": """
 CREATE OR REPLACE VIEW artist_top_users_named AS
 SELECT t.artist_id, a.name AS artist_name, t.rank, t.user_id,
        nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, t.score,
-       t.model_version
+       t.model_version, t.source, t.refreshed_at
 FROM artist_top_users t
 LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id""",
     "similar_artists": """
@@ -62,4 +62,4 @@ def preview(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame:
         f"WHERE {key} IN (SELECT DISTINCT {key} FROM {view} ORDER BY {key} LIMIT 3) "
         f"AND rank <= 5 ORDER BY {key}, rank"
     ).df()
-    return frame.drop(columns=["created_at"], errors="ignore")
+    return frame.drop(columns=["created_at", "refreshed_at"], errors="ignore")

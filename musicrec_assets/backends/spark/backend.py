@@ -34,11 +34,13 @@ from musicrec_assets.warehouse.tables import scalar
 # (session, folder) of one step: SparkResource.workspace under MUSICREC_HOME/spark
 Workspace = Callable[[], AbstractContextManager[tuple[Any, Path]]]
 # what each published table selects from Spark's rows (aliases: exchange.publish_top_n); its
-# placeholders take the version, then created_at
+# placeholders take the version, then the time it was built (created_at, refreshed_at)
 _SELECT = {
     "user_recommendations": "u.user_id, t.rank, a.artist_id, t.score, t.predicted_rating, "
-    "?::VARCHAR AS model_version, ?::TIMESTAMP AS created_at",
-    "artist_top_users": "a.artist_id, t.rank, u.user_id, t.score, ?::VARCHAR AS model_version",
+    "?::VARCHAR AS model_version, ?::TIMESTAMP AS created_at, 'model' AS source, "
+    "?::TIMESTAMP AS refreshed_at",
+    "artist_top_users": "a.artist_id, t.rank, u.user_id, t.score, ?::VARCHAR AS model_version, "
+    "'model' AS source, ?::TIMESTAMP AS refreshed_at",
     "similar_artists": "a.artist_id, t.rank, b.artist_id AS similar_artist_id, t.similarity, "
     "?::VARCHAR AS model_version",
 }
@@ -184,7 +186,8 @@ class SparkBackend:
                 rows = spark_tables.similar_artists(session, stored, seen, top_n)
             written = workdir / table
             rows.write.parquet(written.as_uri())
-            params = [version] + ([created_at] if table == "user_recommendations" else [])
+            built = {"user_recommendations": 2, "artist_top_users": 1}.get(table, 0)
+            params = [version] + [created_at] * built
             with connect() as con:
                 published = publish_top_n(con, table, written, _SELECT[table], params)
                 con.execute(serving_tables.NAMED_VIEWS[table])

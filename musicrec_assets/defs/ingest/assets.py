@@ -1,6 +1,9 @@
 """Ingest assets: landing JSON files → the ``users``, ``artists`` and ``ratings`` tables."""
 
+import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -8,10 +11,12 @@ from dagster_duckdb import DuckDBResource
 
 from musicrec_assets.defs.metadata import frame_table, table_metadata
 from musicrec_assets.defs.resources import ModelSettings, MusicrecHome
-from musicrec_assets.warehouse import feedback_kind, ingest, landing
+from musicrec_assets.tracking import registry
+from musicrec_assets.warehouse import feedback_kind, ingest, landing, refresh
 from musicrec_assets.warehouse.tables import ensure_schema, scalar
 
 PREVIEW_ROWS = 5
+USER_RECOMMENDATIONS = dg.AssetKey("user_recommendations")
 RAW_SHOWN = 200  # characters of a rejected record's raw text (the table has all of it)
 
 
@@ -21,7 +26,10 @@ def _ingest_kind(
     home: MusicrecHome,
     duckdb: DuckDBResource,
     feedback: str = "auto",
+    then: Callable | None = None,
 ) -> dg.MaterializeResult:
+    """Ingest this run's files of ``kind``; ``then(con)``, on the same connection after them
+    (before the step publishes the warehouse), adds its own metadata."""
     files = [f for f in _files_of_run(context, home) if f.kind == kind]
     reports: list[ingest.IngestReport] = []
     failures: list[ingest.IngestReport] = []
@@ -47,6 +55,7 @@ def _ingest_kind(
         table = table_metadata(con, kind, scalar(con, f"SELECT count(*) FROM {kind}"))
         taken = ingest.rows_from(con, kind, new_paths, PREVIEW_ROWS)
         rejected = ingest.rows_from(con, "rejected_rows", new_paths, PREVIEW_ROWS)
+        more = {} if then is None else then(con)
 
     reasons = Counter()
     for report in reports:
@@ -58,6 +67,7 @@ def _ingest_kind(
         "rows_rejected": sum(r.rows_rejected for r in reports),
         "retried_and_accepted": retried,
         "failed_files": len(failures),
+        **more,
     }
     # tables only where there is something to show: an empty one renders as a bare header
     if reports:
@@ -129,4 +139,43 @@ def ratings(
     duckdb: DuckDBResource,
     settings: ModelSettings,
 ) -> dg.MaterializeResult:
-    return _ingest_kind(context, "ratings", home, duckdb, settings.feedback)
+    return _ingest_kind(
+        context,
+        "ratings",
+        home,
+        duckdb,
+        settings.feedback,
+        then=lambda con: _fold_in(context, con, home, settings),
+    )
+
+
+def _fold_in(
+    context: dg.AssetExecutionContext, con, home: MusicrecHome, settings: ModelSettings
+) -> dict:
+    """Fold the listeners whose ratings the served lists do not reflect into the champion and
+    replace their rows (:mod:`musicrec_assets.warehouse.refresh`), unless this run rebuilds the
+    lists anyway. A fold-in that fails is logged and leaves the old rows: the ingest stands,
+    and the next ingest run or retrain serves those listeners."""
+    if USER_RECOMMENDATIONS in context.job_def.asset_layer.selected_asset_keys:
+        return {"fold_in": "not needed: this run rebuilds user_recommendations"}
+    todo = refresh.pending(con)
+    if todo is None:
+        return {}
+    started = time.perf_counter()
+    try:
+        registry.use_existing_store(home.layout.root)
+        version, folder = registry.champion_files(home.layout.root)
+        report = refresh.fold_in_pending(
+            con, folder, version, todo, settings.top_n, datetime.now(UTC).replace(tzinfo=None)
+        )
+    except Exception as error:  # the ingest is committed: it must not fail with the fold-in
+        context.log.error(f"fold-in failed, the listeners' rows are as they were: {error!r}")
+        return {"fold_in": f"failed: {error!r}"[:500]}
+    context.log.info(f"fold-in: {report.summary()}")
+    return {
+        "fold_in": report.summary(),
+        "fold_in_listeners": report.listeners,
+        "fold_in_artists": report.artists,
+        "fold_in_model_version": version,
+        "fold_in_seconds": round(time.perf_counter() - started, 3),
+    }

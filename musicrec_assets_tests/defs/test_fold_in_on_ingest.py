@@ -1,0 +1,177 @@
+"""Fold-in on ingest (issue 23), with real runs: an ingest run alone refreshes the lists of the
+listeners it brought ratings for; the retrain sensor retrains only past its threshold; a retrain
+puts the model's rows back."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from harness import FAST_SETTINGS, fast_settings, small_world
+
+from musicrec_assets.datasets.synthetic import write_landing
+from musicrec_assets.definitions import build_definitions
+from musicrec_assets.defs.automation import retrain_sensor
+from musicrec_assets.defs.resources import MusicrecHome
+
+NEW_LISTENER = "fold-in-newcomer"
+
+
+def query(home: Path, sql: str, params=None):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def run_job(home, instance, name):
+    result = (
+        build_definitions(home, FAST_SETTINGS)
+        .resolve_job_def(name)
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def lists(home: Path, user_id: str) -> list[tuple]:
+    return query(
+        home,
+        "SELECT artist_id, source, model_version FROM user_recommendations "
+        "WHERE user_id = ? ORDER BY rank",
+        [user_id],
+    )
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    """A trained home, then an ingest run of a new listener (a copy of a known listener's
+    ratings) and of a known listener's ratings of the first three artists of their list."""
+    home = tmp_path_factory.mktemp("fold_in_home")
+    world = small_world(seed=11)
+    write_landing(world, home / "landing")
+    instance = dg.DagsterInstance.ephemeral()
+    run_job(home, instance, "full_job")
+    [(version,)] = query(home, "SELECT DISTINCT model_version FROM user_recommendations")
+    model = query(home, "SELECT DISTINCT source FROM user_recommendations")
+
+    twin, known = world.users.id.iloc[0], world.users.id.iloc[1]
+    before = {user: lists(home, user) for user in (twin, known)}
+    twin_ratings = world.ratings[world.ratings.user_id == twin]
+    just_rated = [artist for artist, _, _ in before[known][:3]]
+    write_jsonl(home / "landing" / "users" / "new.jsonl", [{"id": NEW_LISTENER}])
+    write_jsonl(
+        home / "landing" / "ratings" / "new.jsonl",
+        [
+            {"user_id": NEW_LISTENER, "artist_id": row.artist_id, "rating": row.rating}
+            for row in twin_ratings.itertuples()
+        ]
+        + [{"user_id": known, "artist_id": artist, "rating": 5.0} for artist in just_rated],
+    )
+    ingest = run_job(home, instance, "ingest_job")
+    return {
+        "home": home,
+        "instance": instance,
+        "ingest": ingest,
+        "version": version,
+        "model_sources": model,
+        "twin": twin,
+        "known": known,
+        "before": before,
+        "just_rated": just_rated,
+        "world": world,
+    }
+
+
+def test_an_ingest_run_alone_gives_a_new_listener_a_list_from_the_champion(folded):
+    home, version = folded["home"], folded["version"]
+    assert folded["model_sources"] == [("model",)]
+    ran = {
+        e.asset_key.to_user_string() for e in folded["ingest"].get_asset_materialization_events()
+    }
+    assert "als_model" not in ran and "user_recommendations" not in ran
+    newcomer = lists(home, NEW_LISTENER)
+    assert len(newcomer) == FAST_SETTINGS.top_n
+    assert {(source, v) for _, source, v in newcomer} == {("fold_in", version)}
+    # folded in from the same ratings, the newcomer gets (nearly) their twin's trained list
+    twin = {artist for artist, _, _ in folded["before"][folded["twin"]]}
+    assert len(twin & {artist for artist, _, _ in newcomer}) >= 3
+    rated = set(folded["world"].ratings.query("user_id == @folded['twin']").artist_id)
+    assert not rated & {artist for artist, _, _ in newcomer}
+    [(refreshed, created)] = query(
+        home,
+        "SELECT DISTINCT refreshed_at, created_at FROM user_recommendations WHERE user_id = ?",
+        [NEW_LISTENER],
+    )
+    [(ingested,)] = query(
+        home, "SELECT max(ingested_at) FROM ratings WHERE user_id = ?", [NEW_LISTENER]
+    )
+    assert refreshed == created and refreshed >= ingested
+    [event] = folded["ingest"].asset_materializations_for_node("ratings")
+    assert event.metadata["fold_in_listeners"].value == 2
+
+
+def test_a_known_listener_gets_a_new_list_without_what_they_just_rated(folded):
+    home, known = folded["home"], folded["known"]
+    after = lists(home, known)
+    assert len(after) == FAST_SETTINGS.top_n
+    assert {source for _, source, _ in after} == {"fold_in"}
+    assert not set(folded["just_rated"]) & {artist for artist, _, _ in after}
+    stored = {
+        artist
+        for (artist,) in query(home, "SELECT artist_id FROM ratings WHERE user_id = ?", [known])
+    }
+    assert not stored & {artist for artist, _, _ in after}
+    # everyone else keeps the model's rows
+    others = query(
+        home,
+        "SELECT DISTINCT source FROM user_recommendations WHERE user_id NOT IN (?, ?)",
+        [known, NEW_LISTENER],
+    )
+    assert others == [("model",)]
+
+
+def retrain_tick(folded, **settings):
+    home = folded["home"]
+    context = dg.build_sensor_context(
+        instance=folded["instance"],
+        resources={
+            "settings": fast_settings(**settings),
+            "home": MusicrecHome(path=str(home)),
+        },
+        definitions=build_definitions(home, FAST_SETTINGS),
+    )
+    return retrain_sensor.evaluate_tick(context)
+
+
+def test_the_threshold_decides_between_fold_in_and_retrain(folded):
+    """The drop is the twin's ratings again and 3 more: ``arrived`` of the ``seen`` the
+    champion was trained on."""
+    arrived = len(folded["world"].ratings.query("user_id == @folded['twin']")) + 3
+    seen = len(folded["world"].ratings)
+    below = retrain_tick(folded, retrain_share=0.9 * arrived / seen)
+    assert len(below.run_requests) == 1
+    above = retrain_tick(folded, retrain_share=1.1 * arrived / seen)
+    assert above.run_requests == []
+    assert f"{arrived} rating(s) since v{folded['version']}" in above.skip_message
+    assert len(retrain_tick(folded, retrain_ratings=arrived).run_requests) == 1
+    assert retrain_tick(folded, retrain_ratings=arrived + 1).run_requests == []
+    # either threshold passed is enough
+    assert len(retrain_tick(folded, retrain_share=1.0, retrain_ratings=arrived).run_requests) == 1
+    # neither set: every ingest run that brought ratings retrains, as before the thresholds
+    assert len(retrain_tick(folded).run_requests) == 1
+
+
+def test_a_retrain_replaces_the_fold_in_rows_with_the_model_rows(folded):
+    home = folded["home"]
+    run_job(home, folded["instance"], "retrain_job")
+    [(version,)] = query(home, "SELECT DISTINCT model_version FROM user_recommendations")
+    assert int(version) > int(folded["version"])
+    assert query(home, "SELECT DISTINCT source FROM user_recommendations") == [("model",)]
+    newcomer = lists(home, NEW_LISTENER)
+    assert len(newcomer) == FAST_SETTINGS.top_n
+    assert not set(folded["just_rated"]) & {artist for artist, _, _ in lists(home, folded["known"])}

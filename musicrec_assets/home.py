@@ -13,11 +13,14 @@ Every path under it is named here and nowhere else::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from musicrec_assets.warehouse.landing import KINDS
+from musicrec_assets.warehouse.tables import DamagedStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +73,60 @@ class Home:
         """Create the landing folder with one subfolder per kind of file."""
         for kind in KINDS:
             (self.landing / kind).mkdir(parents=True, exist_ok=True)
+
+    def sqlite_stores(self, dagster_home: Path | None = None) -> list[tuple[Path, str]]:
+        """The home's SQLite files, each with what to do when it is damaged: the MLflow
+        store, the tuning studies, the Dagster instance's run history and schedules (those
+        of ``dagster_home``, by default the home's own)."""
+        dagster = dagster_home or self.dagster
+        history = (
+            f"move {dagster / 'history'} and {dagster / 'schedules'} aside to start a new run "
+            "history (the warehouse, its ledger and the models are kept)"
+        )
+        return [
+            (
+                self.mlflow_db,
+                "restore it (with mlartifacts/) from a backup, or move it aside to start a new "
+                "store (its models are then gone; the new store numbers its models after the "
+                "newest version the warehouse names)",
+            ),
+            (self.optuna_db, "move it aside: the next tuning starts its searches afresh"),
+            (dagster / "history" / "runs.db", history),
+            (dagster / "history" / "runs" / "index.db", history),
+            (dagster / "schedules" / "schedules.db", history),
+        ]
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite(store: Path, remedy: str) -> None:
+    """A one-line error that names ``store`` and says what to do (``remedy``) when it is not
+    a whole SQLite database: random bytes, empty, a damaged page (sqlite's ``quick_check``:
+    milliseconds for a store of thousands of runs). A missing file is no error: it is made
+    when needed.
+
+    Raises
+    ------
+    DamagedStore
+    """
+    try:
+        with store.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    why = None
+    if header != SQLITE_HEADER:
+        why = "empty" if not header else "not a SQLite database"
+    else:
+        try:
+            uri = f"{store.as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+                verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                why = f"sqlite: {verdict}"
+        except sqlite3.DatabaseError as error:
+            if "locked" not in str(error):  # a writer mid-commit: whole, only busy
+                why = f"sqlite: {error}"
+    if why is not None:
+        raise DamagedStore(f"{store} is damaged ({why}): {remedy}")

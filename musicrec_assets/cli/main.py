@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicrec_assets.home import REPO_ROOT, Home
-from musicrec_assets.warehouse.tables import WarehouseBusy
+from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         home = _use_home(args.home)
+        preflight.check_stores(home, Path(os.environ["DAGSTER_HOME"]))
         run_config = preflight.run_config(
             args.config, "DEBUG" if args.verbose else "CRITICAL", _resource_flags(args)
         )
@@ -114,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     trained = result.asset_materializations_for_node("als_model")
     model = {k: v.value for k, v in trained[0].metadata.items()} if trained else None
     print_summary(home, started, result.run_id, result.success, model)
+    if not result.success and (failure := preflight.run_failure(home, result.all_events)):
+        line, status = failure
+        print(f"musicrec: {line}", file=sys.stderr)
+        return status
     return 0 if result.success else 1
 
 
@@ -161,9 +166,16 @@ def import_lastfm(args: argparse.Namespace) -> int:
 
 
 def _read_only_warehouse(home: str | None):
+    from musicrec_assets.warehouse import published
     from musicrec_assets.warehouse.tables import connect
 
-    return connect(_home(home).warehouse, read_only=True)
+    warehouse = _home(home).warehouse
+    if published.damage(warehouse):  # published again from the working copy, where whole
+        with contextlib.suppress(OSError):  # a read-only home: connect names the damage
+            repaired = published.repair(warehouse, published.working_copy(warehouse))
+            if repaired:
+                _warn(repaired)
+    return connect(warehouse, read_only=True)
 
 
 # the widest line a reader prints
@@ -604,9 +616,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("recommend takes a USER_ID or --ratings FILE (a new listener), one of them")
     try:
         return args.handler(args)
-    except (LookupError, ValueError, OSError, WarehouseBusy) as error:
+    except DamagedStore as error:
+        # a file of the home that is not what it must be: the message names it and the remedy
         print(f"musicrec: {error}", file=sys.stderr)
-        return 1
+        return 2
+    except Exception as error:
+        from musicrec_assets.cli.preflight import disk_full, error_chain
+
+        full = disk_full(_home(getattr(args, "home", None)), error_chain(error))
+        if full:
+            print(f"musicrec: {full}", file=sys.stderr)
+            return 1
+        if isinstance(error, LookupError | ValueError | OSError | WarehouseBusy):
+            print(f"musicrec: {error}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

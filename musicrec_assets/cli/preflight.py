@@ -3,15 +3,18 @@ in one clear line instead of a stack trace, and never ingests a file still being
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from musicrec_assets.home import Home
-from musicrec_assets.warehouse import landing
+from musicrec_assets.home import Home, check_sqlite
+from musicrec_assets.warehouse import landing, published
 from musicrec_assets.warehouse.tables import WarehouseBusy, connect, scalar, table_exists
 
 SETTLE_SECONDS = landing.SETTLE_SECONDS
@@ -42,6 +45,93 @@ def _not_writable(path: Path, why: str | None) -> PermissionError:
         f"cannot write {path} ({why}): `musicrec run` keeps the warehouse, the MLflow store "
         "and the Dagster instance in MUSICREC_HOME, which must be writable"
     )
+
+
+def check_stores(home: Home, dagster_home: Path, say=print) -> None:
+    """Every store of the home, checked before a run starts, so that a damaged one ends the
+    command in one line that names it and says what to do (`DamagedStore`) instead of a step
+    that fails later, or waits on it: the SQLite stores (`Home.sqlite_stores`) and the
+    warehouse's two copies, one of which is made whole again from the other where it can be
+    (`published.repair`)."""
+    for store, remedy in home.sqlite_stores(dagster_home):
+        check_sqlite(store, remedy)
+    repaired = published.repair(home.warehouse, published.working_copy(home.warehouse), deep=True)
+    if repaired:
+        say(f"musicrec: {repaired}", flush=True)
+
+
+# what the libraries say when the disk is full: Python's OSError, DuckDB, SQLite
+_DISK_FULL = re.compile(r"no space left on device|database or disk is full|disk quota", re.I)
+_DISK_IO = re.compile(r"disk I/O error", re.I)
+# a path quoted in a message (Python's '…', DuckDB's "…")
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+# below this much free space, an I/O error that names no cause counts as a full disk
+NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def is_disk_error(text: str) -> bool:
+    """Whether an error's text says the disk is full, or names a disk I/O error."""
+    return bool(_DISK_FULL.search(text) or _DISK_IO.search(text))
+
+
+def disk_full(home: Home, messages: list[str]) -> str | None:
+    """One line saying that the disk is full and where, when ``messages`` (an error's chain,
+    or a failed run's step errors) say so, or name a disk I/O error (SQLite's word for a
+    failed write) while the home's filesystem is all but full; else None."""
+    text = "\n".join(messages)
+    free = shutil.disk_usage(home.root).free if home.root.exists() else None
+    full = _DISK_FULL.search(text) or (
+        _DISK_IO.search(text) and free is not None and free < NEARLY_FULL_BYTES
+    )
+    if not full:
+        return None
+    paths = [path for path in _QUOTED_PATH.findall(text) if "/" in path[1:]]
+    where = f"writing {paths[0]}" if paths else f"writing under {home.root}"
+    room = "" if free is None else f"; {free / 2**20:.1f} MiB free there now"
+    return (
+        f"disk full: no space left on the device {where}{room}. Free some space and run "
+        "again: what the run had not committed was rolled back, and the next run takes it up"
+    )
+
+
+def error_chain(error: BaseException) -> list[str]:
+    """The messages of ``error`` and of the errors it came from, an errno's name included."""
+    messages, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        message = str(error)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            message += " (no space left on device)"
+            if error.filename:
+                message += f" '{error.filename}'"
+        messages.append(message)
+        error = error.__cause__ or error.__context__
+    return messages
+
+
+def step_errors(events) -> list[tuple[str, str]]:
+    """(class name, message) of the errors of a run's failed steps and of their causes."""
+    errors = []
+    for event in events:
+        if not (event.is_step_failure or event.is_run_failure):
+            continue
+        data = event.step_failure_data if event.is_step_failure else event.event_specific_data
+        error = getattr(data, "error", None)
+        while error is not None:
+            errors.append((error.cls_name or "", error.message))
+            error = error.cause or error.context
+    return errors
+
+
+def run_failure(home: Home, events) -> tuple[str, int] | None:
+    """The one line that names why a run failed, and the exit status, where its steps' errors
+    tell a cause the user can act on: a damaged store (2), a full disk (1); else None."""
+    errors = step_errors(events)
+    for cls_name, message in errors:
+        if cls_name == "DamagedStore":  # "<module>.DamagedStore: <the line>"
+            return message.strip().splitlines()[0].partition(f"{cls_name}: ")[2], 2
+    full = disk_full(home, [message for _, message in errors])
+    return (full, 1) if full else None
 
 
 def require_ratings(home: Home) -> None:

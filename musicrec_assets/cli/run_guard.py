@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from musicrec_assets.cli.preflight import is_disk_error
 from musicrec_assets.cli.progress import Progress
 from musicrec_assets.defs.recovery import PID_TAG, recover_abandoned_runs
 
@@ -154,7 +155,8 @@ def _watch(
                         say(f"recovered {line}", flush=True)
                     next_recovery = now + RECOVERY_SECONDS
             except Exception as error:  # storage busy for a moment: the run goes on, so do we
-                say(f"musicrec: cannot read the pools now ({error})", file=sys.stderr)
+                if not is_disk_error(str(error)):  # a full disk: the run's end says so, once
+                    say(f"musicrec: cannot read the pools now ({error})", file=sys.stderr)
         if progress is not None:
             _show(progress, instance, run_id, say)  # the run's last lines
 
@@ -163,7 +165,8 @@ def _show(progress: Progress, instance: dg.DagsterInstance, run_id: str, say) ->
     try:
         progress.show(instance, run_id)
     except Exception as error:  # a busy event log: the next look shows what this one missed
-        say(f"musicrec: cannot read the run's progress now ({error})", file=sys.stderr)
+        if not is_disk_error(str(error)):  # a full disk: the run's end says so, once
+            say(f"musicrec: cannot read the run's progress now ({error})", file=sys.stderr)
 
 
 def _end_waiting_run(

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
 from musicrec_assets.evaluation.promotion import Champion
-from musicrec_assets.home import Home
+from musicrec_assets.home import Home, check_sqlite
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving.recommender import Recommender
+from musicrec_assets.warehouse import published
+from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy, connect
 
 EXPERIMENT = "musicrec"
 REGISTERED_MODEL = "musicrec-als"
@@ -65,7 +68,8 @@ def configure(home: Path) -> str:
     with open(f"{layout.mlflow_db}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         if not layout.mlflow_db.exists():
-            _create_store(layout.mlflow_db)
+            _create_store(layout.mlflow_db, after_version=warehouse_versions(layout))
+        check_store(layout.mlflow_db)
         _point_mlflow_at(home)
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
@@ -82,9 +86,16 @@ def configure(home: Path) -> str:
         return mlflow.set_experiment(EXPERIMENT).experiment_id
 
 
-def _create_store(store: Path) -> None:
+def _create_store(store: Path, after_version: int = 0) -> None:
     """Create and migrate a store under a name of its own, then rename it to ``store``: a store
-    is never seen, or left by a killed process, half-migrated. Caller holds the lock."""
+    is never seen, or left by a killed process, half-migrated. Caller holds the lock.
+
+    ``after_version``: the newest model version the home's warehouse names (a store deleted
+    while its tables live on). Versions 1 to it are reserved in the new store, registered
+    and deleted at once (MLflow numbers a version after every version ever registered,
+    deleted ones too), so its first model is ``after_version + 1`` and no two models are
+    ever published under one ``model_version``.
+    """
     for unfinished in store.parent.glob(f"{store.name}.*.part*"):  # and its journal
         unfinished.unlink()
     # a name never used before: MLflow caches one engine per store URI for the process's life
@@ -92,8 +103,57 @@ def _create_store(store: Path) -> None:
         dir=store.parent, prefix=f"{store.name}.", suffix=".part"
     )
     os.close(descriptor)
-    MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()
+    uri = f"sqlite:///{building}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments()
+    if after_version:
+        client.create_registered_model(
+            REGISTERED_MODEL,
+            tags={
+                RESERVED_TAG: f"1-{after_version}: versions of an earlier store, lost, that "
+                "the warehouse's tables still name"
+            },
+        )
+        for _ in range(after_version):
+            reserved = client.create_model_version(REGISTERED_MODEL, source=RESERVED_SOURCE)
+            client.delete_model_version(REGISTERED_MODEL, reserved.version)
     os.replace(building, store)
+
+
+# the registered model's tag that says which version numbers a new store reserved, and why
+RESERVED_TAG = "musicrec.reserved_versions"
+RESERVED_SOURCE = "reserved://a-version-of-a-lost-store"
+
+
+def warehouse_versions(home: Home) -> int:
+    """The newest model version any table of the home's warehouse names (0 for none): read
+    from the published copy, which no run ever locks, and else from the working copy."""
+    for database in (home.warehouse, published.working_copy(home.warehouse)):
+        if not database.exists():
+            continue
+        try:
+            with connect(database, read_only=True) as con:
+                tables = con.execute(
+                    "SELECT DISTINCT table_name FROM information_schema.columns "
+                    "WHERE column_name = 'model_version' AND table_name NOT LIKE '%__staging'"
+                ).fetchall()
+                newest = 0
+                for (table,) in tables:
+                    for (version,) in con.execute(
+                        f'SELECT DISTINCT model_version FROM "{table}"'
+                    ).fetchall():
+                        if str(version).isdigit():
+                            newest = max(newest, int(version))
+                return newest
+        except WarehouseBusy:
+            continue
+    return 0
+
+
+def check_store(store: Path) -> None:
+    """A one-line error when ``store`` (``mlflow.db``) is damaged (:func:`check_sqlite`)."""
+    home = Home(store.parent)
+    check_sqlite(store, dict(home.sqlite_stores())[home.mlflow_db])
 
 
 def use_existing_store(home: Path) -> None:
@@ -110,6 +170,7 @@ def use_existing_store(home: Path) -> None:
             f"no model in {Home(home).root} yet (no MLflow store): run `make demo` (or "
             "`musicrec run`) first"
         )
+    check_store(Home(home).mlflow_db)
     _point_mlflow_at(home)
 
 
@@ -241,6 +302,15 @@ def champion_files(home: Path) -> tuple[str, Path]:
         raise LookupError("no champion model yet: run `make demo` first") from error
     models = Home(home).models
     folder = models / f"{version.version}-{version.run_id}"
+    if folder.exists() and _damaged_copy(folder):
+        # cut short or changed since it was downloaded: set aside, and downloaded again
+        aside = models / f".damaged-{folder.name}-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):  # another reader set it aside first
+            os.rename(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    elif folder.exists() and not (folder / SIZES_FILE).exists():
+        with contextlib.suppress(OSError):  # a copy from before the sizes file, found whole
+            _write_sizes(folder)
     if not folder.exists():
         models.mkdir(parents=True, exist_ok=True)
         # downloaded beside it and renamed, so no reader ever sees half a model
@@ -253,13 +323,56 @@ def champion_files(home: Path) -> tuple[str, Path]:
                 raise LookupError(
                     f"cannot fetch champion v{version.version}'s files: {error}"
                 ) from error
+            downloaded = Path(local) / "artifacts"
+            if _damaged_copy(downloaded, written=False):
+                raise DamagedStore(
+                    f"champion v{version.version}'s files in the MLflow store are damaged "
+                    f"({_damaged_copy(downloaded, written=False)}, under "
+                    f"{Home(home).mlflow_artifacts}): restore mlartifacts/ from a backup, or "
+                    "run `musicrec run` to train a new champion"
+                )
+            _write_sizes(downloaded)
             try:
-                os.rename(Path(local) / "artifacts", folder)
+                os.rename(downloaded, folder)
             except OSError:
                 if not folder.exists():  # else another reader was faster: use its copy
                     raise
         _remove_older_copies(models, int(version.version))
     return str(version.version), folder
+
+
+# beside a downloaded copy: each file's size when it was downloaded whole
+SIZES_FILE = ".musicrec-sizes.json"
+
+
+def _write_sizes(folder: Path) -> None:
+    sizes = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
+    (folder / SIZES_FILE).write_text(json.dumps(sizes, sort_keys=True))
+
+
+def _damaged_copy(folder: Path, written: bool = True) -> str | None:
+    """What is wrong with a downloaded copy of a version's files, or None: a file gone or of
+    another size than when it was downloaded (``written``: its sizes file says), or an
+    ``.npz`` that is not a whole zip (read to its end: every entry's CRC checked)."""
+    try:
+        sizes = json.loads((folder / SIZES_FILE).read_text()) if written else {}
+    except (OSError, ValueError):
+        sizes = {}  # a copy from before the sizes file: its archives tell
+    for name, size in sizes.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{path} is cut short or changed"
+    for path in sorted(folder.glob("*.npz")):
+        if sizes and path.name in sizes:
+            continue  # whole when downloaded, and of its size still
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile, EOFError) as error:
+            return f"{path} is not a whole archive ({error})"
+        if bad is not None:
+            return f"{path} is damaged ({bad})"
+    return None
 
 
 def _remove_older_copies(models: Path, current: int) -> None:

@@ -126,7 +126,8 @@ def log_training(
     (the warehouse's ``ratings``, digest = the split's fingerprint), training curves, held-out
     scores of its models (``<role>_test_*``) and the baselines (``baseline_<name>_test_*``),
     plots; register the serving models as one version with a description and its headline
-    metrics as tags, and give it the alias ``report`` chose."""
+    metrics as tags, and choose its alias (``report``'s verdict), which :func:`give_alias`
+    gives it once its metrics are recorded."""
     pair = report.evaluation_model
     described = ", ".join(
         f"{role} model rank {model.params.rank} λ {model.params.regularization:g}"
@@ -192,6 +193,14 @@ def log_training(
             description,
             {**headline, "alias_at_registration": alias, "promotion": report.reason},
         )
-        registry.set_alias(MlflowClient(), alias, logged.version)
-        mlflow.set_tags({"musicrec.alias": alias, "musicrec.promotion": report.reason})
+        mlflow.set_tags({"musicrec.promotion": report.reason})
     return TrainingRun(run.info.run_id, logged, alias, figures)
+
+
+def give_alias(run: TrainingRun) -> None:
+    """Point the alias :func:`log_training` chose at the run's version, once the version's
+    metrics are in the warehouse (``model_metrics``): a run killed before this leaves the
+    previous champion in place, never a champion whose metrics are missing."""
+    client = MlflowClient()
+    registry.set_alias(client, run.alias, run.logged.version)
+    client.set_tag(run.run_id, "musicrec.alias", run.alias)

@@ -11,15 +11,21 @@ sees the new one, and none ever blocks a run or sees a file half-copied.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
 
+from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy, connect, first_line
+
 # how much of each file one read compares
 COMPARED_BYTES = 4 * 2**20
+# every DuckDB database file says so at this place of its first block
+MAGIC, MAGIC_AT = b"DUCK", 8
 
 
 def working_copy(published: Path) -> Path:
@@ -34,6 +40,8 @@ def adopt(published: Path, working: Path) -> None:
     A write-ahead log beside it, of a run that ended before it checkpointed, moves along:
     DuckDB refuses a file whose log belongs to another.
     """
+    if damage(working) or damage(published):
+        repair(published, working)
     if working.exists() or not published.exists():
         return
     working.parent.mkdir(parents=True, exist_ok=True)
@@ -94,3 +102,88 @@ def _same_content(published: Path, working: Path) -> bool:
 
 def _log_of(database: Path) -> Path:
     return database.with_name(database.name + ".wal")
+
+
+def damage(database: Path, deep: bool = False) -> str | None:
+    """Why ``database`` is not a DuckDB database file (random bytes, empty, cut short), or
+    None when it is one or does not exist. The header alone (a read of 12 bytes, cheap enough
+    for every step), or with ``deep`` an opening read-only that reads its catalog too (a file
+    a run holds counts as whole: that run is writing it)."""
+    try:
+        with database.open("rb") as file:
+            header = file.read(MAGIC_AT + len(MAGIC))
+    except FileNotFoundError:
+        return None
+    if not header:
+        return "empty"
+    if header[MAGIC_AT:] != MAGIC:
+        return "not a DuckDB database file"
+    if deep:
+        try:
+            with connect(database, read_only=True) as con:
+                con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()
+        except WarehouseBusy:
+            return None
+        except DamagedStore as error:
+            return first_line(error.__cause__ or error)
+        except (duckdb.Error, OSError) as error:
+            return first_line(error)
+    return None
+
+
+def repair(published: Path, working: Path, deep: bool = False) -> str | None:
+    """Make a damaged copy of the warehouse whole again from the other one, which holds the
+    same tables as of the last step (every step publishes the working copy when it ends): a
+    damaged working copy is set aside (``….damaged-<time>``) and restored from the published
+    copy; a damaged published copy is published again from the working copy. Returns what
+    was done, or None when both are whole (by :func:`damage`, ``deep`` or not).
+
+    Raises
+    ------
+    DamagedStore
+        When no whole copy is left to restore from; the message says what to do.
+    """
+    if not (damage(working, deep) or damage(published, deep)):
+        return None
+    working.parent.mkdir(parents=True, exist_ok=True)
+    # one process at a time repairs (a run's step, `musicrec run`, a reader)
+    with (working.parent / ".repair.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        broken_working, broken_published = damage(working, deep), damage(published, deep)
+        whole_published = published.exists() and not broken_published
+        whole_working = working.exists() and not broken_working
+        if broken_working and whole_published:
+            aside = working.with_name(f"{working.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(working, aside)
+            if _log_of(working).exists():  # the log of the damaged file is no use to a new one
+                os.replace(_log_of(working), _log_of(aside))
+            adopt(published, working)
+            return (
+                f"the runs' working copy of the warehouse {working} was damaged "
+                f"({broken_working}): set aside as {aside.name} and restored from {published}, "
+                "as the last step published it"
+            )
+        if broken_published and whole_working:
+            try:
+                with connect(working) as con:
+                    publish(con, working, published)
+            except WarehouseBusy:
+                return None  # a run is writing it, and publishes it when its step ends
+            return (
+                f"the warehouse {published} was damaged ({broken_published}): published again "
+                f"from the runs' working copy {working}"
+            )
+        if not (broken_working or broken_published):
+            return None  # repaired meanwhile by another process
+        damaged = [
+            f"{path} ({why})"
+            for path, why in ((working, broken_working), (published, broken_published))
+            if why
+        ]
+        raise DamagedStore(
+            f"the warehouse is damaged, with no whole copy to restore it from: "
+            f"{' and '.join(damaged)}; restore it from a backup, or move "
+            f"{' and '.join(str(path) for path in (working, published) if path.exists())} "
+            "aside to start an empty warehouse (the landing files still there are ingested "
+            "again)"
+        )

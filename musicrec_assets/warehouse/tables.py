@@ -115,7 +115,22 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
             raise WarehouseBusy(
                 f"the warehouse {path} is locked by a running pipeline; try again when it ends"
             ) from error
+        if is_damage(error):
+            raise DamagedStore(
+                f"the warehouse {path} is damaged ({first_line(error)}): restore it from a "
+                "backup, or run `musicrec run`, which publishes it again from the runs' "
+                "working copy when that is intact"
+            ) from error
         raise OSError(f"cannot open the warehouse {path}: {first_line(error)}") from error
+
+
+def is_damage(error: Exception) -> bool:
+    """Whether DuckDB's ``error`` says its file is not a (whole) database, rather than busy."""
+    text = str(error).lower()
+    return any(
+        words in text
+        for words in ("not a valid duckdb database", "corrupt", "checksum", "block id")
+    )
 
 
 def first_line(error: Exception) -> str:
@@ -125,6 +140,12 @@ def first_line(error: Exception) -> str:
 
 class WarehouseBusy(RuntimeError):
     """Another process holds DuckDB's write lock on the warehouse file."""
+
+
+class DamagedStore(RuntimeError):
+    """A file of the home (the warehouse, its working copy, the MLflow store, a downloaded
+    model) that is not what it must be: random bytes, cut short. Its message names the file
+    and what to do; ``musicrec`` prints it as one line and exits 2."""
 
 
 @contextmanager

@@ -292,6 +292,8 @@ def als_model(
             chosen.feedback,
             report.scores,
         )
+    # only now: a run killed before leaves the previous champion, whose metrics are all in
+    runs.give_alias(run)
     return dg.MaterializeResult(
         metadata={
             **metadata.mlflow_links(mlflow_tracking.experiment_id, run.run_id),

@@ -1,0 +1,96 @@
+"""Issue 27 item 10: a damaged store of the home ends a command in one line that names the
+file and what to do (exit status 2, no traceback), and a damaged copy of the warehouse is made
+whole again from the other copy, by `musicrec run`, a reader, or a step of any run."""
+
+import os
+import subprocess
+import time
+
+import duckdb
+import pytest
+from copied_home import a_user, copy_home
+from harness import MUSICREC, REPO_ROOT
+
+from musicrec_assets.cli import preflight
+from musicrec_assets.defs.resources import warehouse_resource
+from musicrec_assets.home import Home
+from musicrec_assets.warehouse.tables import DamagedStore
+
+GARBAGE = os.urandom(256 * 1024)
+
+
+@pytest.fixture
+def home(pipeline_home, tmp_path):
+    return copy_home(pipeline_home[0], tmp_path / "home")
+
+
+def musicrec(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MUSICREC, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+    """The one line a command ended with, exit status 2 and no traceback."""
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("musicrec: ")
+    return line
+
+
+def test_random_bytes_in_the_mlflow_store(home):
+    (home / "mlflow.db").write_bytes(GARBAGE)
+    line = refusal(musicrec("run", "--home", str(home)))
+    assert f"{home / 'mlflow.db'} is damaged (not a SQLite database)" in line
+    assert "restore it" in line and "move it aside" in line
+    explained = musicrec("recommend", a_user(home), "--explain", "--home", str(home))
+    assert f"{home / 'mlflow.db'} is damaged" in refusal(explained)
+
+
+def test_a_damaged_optuna_store_is_named_before_a_run_starts(home):
+    (home / "optuna.db").write_bytes(b"\0" * 100)
+    with pytest.raises(DamagedStore, match=f"{home / 'optuna.db'} is damaged .*move it aside"):
+        preflight.check_stores(Home(home), home / "dagster")
+
+
+def test_a_reader_publishes_a_damaged_warehouse_again_from_the_working_copy(home):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        ratings = con.execute("SELECT count(*) FROM ratings").fetchone()[0]
+    (home / "warehouse.duckdb").write_bytes(GARBAGE)
+    result = musicrec("sql", "SELECT count(*) AS n FROM ratings", "--home", str(home))
+    assert result.returncode == 0, result.stderr
+    assert str(ratings) in result.stdout
+    assert "published again from the runs' working copy" in result.stderr
+
+
+def test_musicrec_run_publishes_a_damaged_warehouse_again_before_it_starts(home):
+    (home / "warehouse.duckdb").write_bytes(GARBAGE)
+    told = []
+    preflight.check_stores(Home(home), home / "dagster", say=lambda line, **_: told.append(line))
+    assert "published again" in told[0]
+    # what the run reads before it starts (the files to ingest, whether there is anything to
+    # train on) now reads
+    preflight.require_ratings(Home(home))
+
+
+def test_a_step_restores_a_damaged_working_copy_from_the_published_one(home):
+    working = home / "pipeline" / "warehouse.duckdb"
+    working.write_bytes(GARBAGE)
+    started = time.monotonic()
+    with warehouse_resource(Home(home)).get_connection() as con:
+        assert con.execute("SELECT count(*) FROM ratings").fetchone()[0] > 0
+    # not DuckDB's ten retries of an unreadable file (about 100 s), then a bare failure
+    assert time.monotonic() - started < 20
+    [aside] = (home / "pipeline").glob("warehouse.duckdb.damaged-*")
+    assert aside.read_bytes() == GARBAGE
+
+
+def test_both_copies_damaged_is_one_line_at_once(home):
+    for path in (home / "warehouse.duckdb", home / "pipeline" / "warehouse.duckdb"):
+        path.write_bytes(GARBAGE)
+    started = time.monotonic()
+    line = refusal(musicrec("run", "--home", str(home)))
+    assert time.monotonic() - started < 60
+    assert "no whole copy to restore it from" in line and "restore it from a backup" in line
+    assert "no whole copy" in refusal(musicrec("sql", "SELECT 1", "--home", str(home)))

@@ -1,0 +1,47 @@
+"""Issue 27 item 10: an MLflow store deleted while the warehouse still holds the tables of
+its model versions. The new store numbers its models after the newest version the warehouse
+names (versions up to it are reserved: registered and deleted at once), so two different
+models are never both published as one `model_version`."""
+
+import duckdb
+import mlflow
+from copied_home import copy_home
+from mlflow.tracking import MlflowClient
+
+from musicrec_assets.tracking import registry
+
+
+def newest_version(home) -> int:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return max(
+            int(version)
+            for (version,) in con.execute(
+                "SELECT model_version FROM model_metrics UNION SELECT model_version "
+                "FROM user_recommendations"
+            ).fetchall()
+        )
+
+
+def register(home) -> str:
+    registry.configure(home)
+    with mlflow.start_run():
+        mlflow.log_text("a model", "model/MLmodel")
+        uri = mlflow.get_artifact_uri("model")
+    client = MlflowClient()
+    if not client.search_registered_models(f"name = '{registry.REGISTERED_MODEL}'"):
+        client.create_registered_model(registry.REGISTERED_MODEL)
+    return client.create_model_version(registry.REGISTERED_MODEL, uri).version
+
+
+def test_a_new_store_numbers_its_models_after_the_warehouses(pipeline_home, tmp_path):
+    home = copy_home(pipeline_home[0], tmp_path / "home")
+    newest = newest_version(home)
+    (home / "mlflow.db").unlink()
+    assert int(register(home)) == newest + 1
+    model = MlflowClient().get_registered_model(registry.REGISTERED_MODEL)
+    assert model.tags[registry.RESERVED_TAG].startswith(f"1-{newest}:")
+    assert registry.champion(MlflowClient()) is None  # no reserved version answers
+
+
+def test_a_store_of_a_home_without_models_starts_at_one(tmp_path):
+    assert int(register(tmp_path)) == 1

@@ -136,3 +136,15 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
     ) == [("ratings",)]
     still = query(tmp_path, "SELECT DISTINCT artist_id FROM artist_factors WHERE source = 'tags'")
     assert {row[0] for row in still} == unrated - {first}
+
+
+def test_the_gate_withholds_factors_from_tags_that_are_noise(tmp_path):
+    write_tagged_world(tmp_path / "landing", informative=False)
+    result = run_pipeline(tmp_path, SETTINGS)
+    assert result.success
+    assert query(tmp_path, "SELECT DISTINCT source FROM artist_factors") == [("ratings",)]
+    metadata = factor_metadata(result)
+    assert metadata["from_tags"].startswith("withheld")
+    assert metadata["artists_from_tags"] == 0
+    # the rest is published as ever
+    assert query(tmp_path, "SELECT count(*) > 0 FROM similar_artists") == [(True,)]

@@ -28,6 +28,7 @@ until their fold-in rows are readable in ``warehouse.duckdb``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -229,13 +230,17 @@ def latency(args) -> None:
             ]
         finally:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):  # what outlived it (a run worker)
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
             log.close()
     print_table(
         f"Drop → fold-in rows readable under `dagster dev` (sensor interval {args.interval} s; "
         "the landing sensor takes a file at its second look)",
-        ["listener", "ratings", "seconds to rows", "sensor intervals"],
-        [[r[0], r[1], f"{r[2]:.1f}", f"{r[2] / args.interval:.2f}"] for r in rows],
+        ["listener", "ratings", "s to the user's row", "s to the list", "sensor intervals"],
+        [[r[0], r[1], f"{r[2]:.1f}", f"{r[3]:.1f}", f"{r[3] / args.interval:.2f}"] for r in rows],
     )
 
 
@@ -249,20 +254,24 @@ def _one_listener(home: Path, tmp: Path, user: str, artists: list, rng, args) ->
         aside.write_text("".join(json.dumps(record) + "\n" for record in records))
         aside.rename(home / "landing" / kind / f"{user}.jsonl")
     dropped = time.perf_counter()
-    deadline = dropped + args.timeout
+    deadline, user_row = dropped + args.timeout, None
+    # the users step publishes the user (the run has started), the ratings step the list
     while time.perf_counter() < deadline:
         time.sleep(0.25)
         try:
             with connect(home / "warehouse.duckdb", read_only=True) as con:
-                found = con.execute(
-                    "SELECT count(*) FROM user_recommendations "
-                    "WHERE user_id = ? AND source = 'fold_in'",
-                    [user],
-                ).fetchall()[0][0]
+                known, listed = con.execute(
+                    "SELECT (SELECT count(*) FROM users WHERE id = $user), "
+                    "(SELECT count(*) FROM user_recommendations "
+                    "WHERE user_id = $user AND source = 'fold_in')",
+                    {"user": user},
+                ).fetchall()[0]
         except OSError:  # the file is being renamed over: look again
             continue
-        if found:
-            return user, len(ratings), time.perf_counter() - dropped
+        if known and user_row is None:
+            user_row = time.perf_counter() - dropped
+        if listed:
+            return user, len(ratings), user_row, time.perf_counter() - dropped
     raise TimeoutError(f"no fold-in rows for {user} after {args.timeout} s (see the log)")
 
 

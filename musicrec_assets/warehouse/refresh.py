@@ -71,13 +71,15 @@ class FoldInReport:
     # left as they were: listeners who rated only artists the champion does not know, and
     # artists under a confidence scheme that cannot fold them in
     unplaced: int = 0
-    # a table serves another version than the one folded into: nothing was written
+    # a table serves another version than the one folded into (a newer champion's tables, or
+    # an older one's while a retrain that moved the alias publishes): nothing was written
     superseded_by: str | None = None
 
     def summary(self) -> str:
         if self.superseded_by is not None:
             return (
-                f"nothing written: the tables serve v{self.superseded_by} now, not v{self.version}"
+                f"nothing written: the tables serve v{self.superseded_by}, not v{self.version} "
+                "folded into (a retrain publishes; the next ingest run folds them in)"
             )
         unplaced = f"; {self.unplaced} left as they were" if self.unplaced else ""
         return (

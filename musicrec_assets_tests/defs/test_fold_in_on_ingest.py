@@ -55,7 +55,7 @@ def folded(tmp_path_factory):
     world = small_world(seed=11)
     write_landing(world, home / "landing")
     instance = dg.DagsterInstance.ephemeral()
-    run_job(home, instance, "full_job")
+    full = run_job(home, instance, "full_job")
     [(version,)] = query(home, "SELECT DISTINCT model_version FROM user_recommendations")
     model = query(home, "SELECT DISTINCT source FROM user_recommendations")
 
@@ -77,6 +77,7 @@ def folded(tmp_path_factory):
         "home": home,
         "instance": instance,
         "ingest": ingest,
+        "full": full,
         "version": version,
         "model_sources": model,
         "twin": twin,
@@ -113,6 +114,39 @@ def test_an_ingest_run_alone_gives_a_new_listener_a_list_from_the_champion(folde
     assert refreshed == created and refreshed >= ingested
     [event] = folded["ingest"].asset_materializations_for_node("ratings")
     assert event.metadata["fold_in_listeners"].value == 2
+
+
+def test_a_run_that_rebuilds_the_tables_folds_nothing_in(folded):
+    [event] = folded["full"].asset_materializations_for_node("ratings")
+    assert event.metadata["fold_in"].value.startswith("not needed")
+
+
+def test_fold_in_rows_carry_the_rating_models_prediction(folded):
+    predicted = query(
+        folded["home"],
+        "SELECT predicted_rating FROM user_recommendations WHERE user_id = ?",
+        [NEW_LISTENER],
+    )
+    assert len(predicted) == FAST_SETTINGS.top_n
+    assert all(0.0 < value < 6.0 for (value,) in predicted)
+
+
+def test_artists_rated_since_get_an_audience_without_their_new_listeners(folded):
+    home, known = folded["home"], folded["known"]
+    for artist in folded["just_rated"]:
+        audience = query(
+            home,
+            "SELECT user_id, source FROM artist_top_users WHERE artist_id = ? ORDER BY rank",
+            [artist],
+        )
+        assert len(audience) == FAST_SETTINGS.top_n
+        assert {source for _, source in audience} == {"fold_in"}
+        listeners = query(home, "SELECT user_id FROM ratings WHERE artist_id = ?", [artist])
+        assert (known,) in listeners
+        assert not {user for (user,) in listeners} & {user for user, _ in audience}
+    [event] = folded["ingest"].asset_materializations_for_node("ratings")
+    # the known listener's three and the twin's artists, all known to the champion
+    assert event.metadata["fold_in_artists"].value >= len(folded["just_rated"])
 
 
 def test_a_known_listener_gets_a_new_list_without_what_they_just_rated(folded):

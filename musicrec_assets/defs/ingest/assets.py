@@ -130,7 +130,10 @@ def artists(
         "User→artist ratings or play counts from `landing/ratings/`, whichever the home holds "
         "(the `feedback` setting, else the first ratings file decides, once); the newest "
         "rating of a pair wins. Ratings that waited for an unknown user or artist are retried "
-        "first."
+        "first. In a run that does not rebuild the recommendation tables, the listeners and "
+        "artists that gained ratings since the champion was trained are then folded into it and "
+        "their rows of `user_recommendations` and `artist_top_users` replaced (`source` "
+        "`fold_in`)."
     ),
 )
 def ratings(

@@ -401,7 +401,8 @@ def test_a_tuned_run_with_default_settings_publishes_lists_and_ratings_that_hold
         (landing / kind / f"{kind}.jsonl").write_text(
             "".join(json.dumps(record) + "\n" for record in records)
         )
-    result = run_pipeline(tmp_path, ModelSettings(tuning_trials=15))
+    # the budget in trials only: a time limit would give a loaded machine a weaker search
+    result = run_pipeline(tmp_path, ModelSettings(tuning_trials=15, tuning_minutes=60.0))
     assert result.success, [e.message for e in result.all_events if e.is_failure]
 
     published = {}

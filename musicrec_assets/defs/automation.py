@@ -1,6 +1,7 @@
 """Jobs, sensors and the schedule: ingest what lands, retrain when ratings arrive, retune daily.
 
-* ``landing_sensor`` requests one ``ingest_job`` run for the files that became ready together.
+* ``landing_sensor`` requests one ``ingest_job`` run for the files that became ready together;
+  with none, a run of ``ratings`` alone taking no file when listeners wait for a fold-in.
 * ``ingest_job``'s ``ratings`` step folds the listeners it brought ratings for into the
   champion and replaces their lists (``warehouse/refresh.py``): fresh lists without retraining.
 * ``retrain_sensor`` requests one ``retrain_job`` run (training and serving, reusing the last
@@ -82,9 +83,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     )
     ready = ingest.not_yet_ingested(home.layout.warehouse, readiness.ready)
     if not ready:
-        return dg.SkipReason(
-            f"nothing new ready ({len(readiness.pending)} file(s) waiting to hold still)"
-        )
+        waiting = f"nothing new ready ({len(readiness.pending)} file(s) waiting to hold still)"
+        return _fold_in_request(context, home) or dg.SkipReason(waiting)
     batch = sorted(f"{f.relative_path}@{readiness.requested[f.relative_path]}" for f in ready)
     return dg.RunRequest(
         run_key=hashlib.sha256("\n".join(batch).encode()).hexdigest(),
@@ -92,6 +92,44 @@ def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
             "musicrec/files": ", ".join(f.relative_path for f in ready)[:1000],
             # the run's ingest steps take these files, as they were approved, and no others
             landing.MANIFEST_TAG: landing.manifest(ready),
+        },
+    )
+
+
+# runs whose end may change what a fold-in has to do: it waits for them
+_UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _fold_in_request(context: dg.SensorEvaluationContext, home: MusicrecHome):
+    """A run of ``ratings`` alone, taking no file, when listeners or artists wait for a
+    fold-in that no ingest run did (tables rebuilt from a champion that did not see their
+    ratings, when the retrain's version did not win; a fold-in that failed or found the tables
+    in the middle of a retrain); None when none wait, or an ingest or retrain run is under way
+    (it folds them in, or rebuilds the tables)."""
+    if not home.layout.warehouse.exists():
+        return None
+    with connect(home.layout.warehouse, read_only=True) as con:
+        todo = refresh.pending(con)
+    if todo is None:
+        return None
+    for job in (ingest_job.name, retrain_job.name, full_job.name):
+        if context.instance.get_runs(dg.RunsFilter(job_name=job, statuses=_UNFINISHED), limit=1):
+            return None
+    waiting = "\n".join([todo.version, *todo.user_ids, "", *todo.artist_ids])
+    return dg.RunRequest(
+        # once per state: listeners fold-in cannot place (they rated only artists the champion
+        # does not know) are not asked for again and again
+        run_key=f"fold-in-{hashlib.sha256(waiting.encode()).hexdigest()}",
+        asset_selection=[ratings.key],
+        tags={
+            "musicrec/fold_in": f"{len(todo.user_ids)} listener(s), {len(todo.artist_ids)} "
+            f"artist(s) waiting for v{todo.version}",
+            landing.MANIFEST_TAG: landing.manifest([]),
         },
     )
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from harness import FAST_SETTINGS, fast_settings, small_world
+from harness import FAST_SETTINGS, fast_settings, run_pipeline, small_world
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
-from musicrec_assets.defs.automation import retrain_sensor
+from musicrec_assets.defs.automation import landing_sensor, retrain_sensor
+from musicrec_assets.defs.ingest.assets import ratings
 from musicrec_assets.defs.resources import MusicrecHome
 
 NEW_LISTENER = "fold-in-newcomer"
@@ -198,6 +199,34 @@ def test_the_threshold_decides_between_fold_in_and_retrain(folded):
     assert len(retrain_tick(folded, retrain_share=1.0, retrain_ratings=arrived).run_requests) == 1
     # neither set: every ingest run that brought ratings retrains, as before the thresholds
     assert len(retrain_tick(folded).run_requests) == 1
+
+
+def landing_tick(folded):
+    context = dg.build_sensor_context(
+        instance=folded["instance"], resources={"home": MusicrecHome(path=str(folded["home"]))}
+    )
+    return landing_sensor(context)
+
+
+def test_rows_a_rebuild_dropped_are_folded_in_again_at_the_next_landing_tick(folded):
+    home = folded["home"]
+    assert isinstance(landing_tick(folded), dg.SkipReason)  # nothing waits
+    # the tables rebuilt from the same champion, as when a retrain's version does not win
+    tables = [dg.AssetKey("user_recommendations"), dg.AssetKey("artist_top_users")]
+    assert run_pipeline(home, FAST_SETTINGS, selection=tables).success
+    assert lists(home, NEW_LISTENER) == []
+    request = landing_tick(folded)
+    assert isinstance(request, dg.RunRequest) and request.asset_selection == [ratings.key]
+    job = build_definitions(home, FAST_SETTINGS).resolve_job_def("ingest_job")
+    result = job.execute_in_process(
+        instance=folded["instance"], asset_selection=request.asset_selection, tags=request.tags
+    )
+    assert result.success
+    [event] = result.asset_materializations_for_node("ratings")
+    assert event.metadata["new_files"].value == 0
+    assert {source for _, source, _ in lists(home, NEW_LISTENER)} == {"fold_in"}
+    assert {source for _, source, _ in lists(home, folded["known"])} == {"fold_in"}
+    assert isinstance(landing_tick(folded), dg.SkipReason)
 
 
 def test_a_retrain_replaces_the_fold_in_rows_with_the_model_rows(folded):

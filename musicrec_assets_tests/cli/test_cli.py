@@ -10,7 +10,7 @@ import subprocess
 import dagster as dg
 import duckdb
 import pytest
-from harness import MUSICREC, small_world
+from harness import MUSICREC, TINY_RUN, small_world
 
 from musicrec_assets.cli.main import build_parser
 from musicrec_assets.cli.summary import HEADLINE_METRICS
@@ -261,12 +261,8 @@ def test_run_ingests_and_trains_end_to_end(tmp_path):
     world = small_world(seed=3)
     write_landing(world, tmp_path / "landing")
     config = tmp_path / "small-grid.yaml"
-    # the command's wiring, not model quality: item-kNN at its best (K 400) out-ranks the
-    # ranking model on this small world, and the gate would keep the tables from being built
-    config.write_text(
-        "resources: {settings: {config: {ranks: [4, 8], regularizations: [0.1], n_folds: 2, "
-        "neighbours: [25], similarities: [cosine]}}}"
-    )
+    # the command's wiring, not model quality: one point of each model
+    config.write_text(json.dumps(TINY_RUN))
     quiet = musicrec("run", "--config", str(config), home=tmp_path)
     first = quiet.stdout
     assert "(full_job): 3 new landing file(s)" in first and "succeeded" in first

@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import duckdb
@@ -141,6 +143,20 @@ def published_scores(home: Path) -> dict[str, dict[str, float]]:
     return scores
 
 
+def run_records(home: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The MLflow tags and params of the newest version's run, read from the home's store (its
+    own file: this process's MLflow stays pointed where it was)."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        [(run_id,)] = con.execute(
+            "SELECT DISTINCT mlflow_run_id FROM model_metrics "
+            "WHERE model_version = (SELECT max(model_version::INT)::VARCHAR FROM model_metrics)"
+        ).fetchall()
+    with closing(sqlite3.connect(home / "mlflow.db")) as store:
+        tags = dict(store.execute("SELECT key, value FROM tags WHERE run_uuid = ?", [run_id]))
+        params = dict(store.execute("SELECT key, value FROM params WHERE run_uuid = ?", [run_id]))
+    return tags, params
+
+
 def local_scores_on_the_same_split(home: Path, world: str) -> dict[str, dict[str, float]]:
     """The local backend's models, with the local grid's settings, fitted and scored on the
     split the Spark run published: the two backends compared on the same held-out pairs."""
@@ -222,5 +238,8 @@ def test_the_whole_graph_runs_on_the_cluster_and_agrees_with_the_local_backend(
     # the tolerances of test_spark_als.py's parity tests
     assert spark["ranking"]["ndcg_at_10"] == pytest.approx(local["ranking"]["ndcg_at_10"], rel=0.1)
     if world == "sample":
-        assert spark["rating"]["rmse"] < spark["bias"]["rmse"]
+        assert spark["rating"]["rmse"] < spark["bias"]["rmse"] < spark["global_mean"]["rmse"]
         assert spark["rating"]["rmse"] == pytest.approx(local["rating"]["rmse"], rel=0.01)
+        # the version says it was trained on Spark, its rating model with biases
+        tags, params = run_records(tmp_path)
+        assert tags["backend"] == "spark" and params["rating_use_biases"] == "True"

@@ -142,7 +142,8 @@ def write_factor_model(model: FactorModel, folder: str | Path) -> SparkFactors:
                         {
                             "idx": pa.array(np.arange(start, stop, dtype=np.int32)),
                             "factors": pa.ListArray.from_arrays(
-                                pa.array(np.arange(0, (stop - start) * rank + 1, rank, np.int32)),
+                                # rank 0 (a bias model) gives empty lists, not a zero step
+                                pa.array(np.arange(stop - start + 1, dtype=np.int32) * rank),
                                 flat,
                             ),
                             "bias": pa.array(bias[start:stop]),

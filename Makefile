@@ -35,10 +35,10 @@ demo: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	cp -rp musicrec_assets/sample_data/. $(MUSICREC_HOME)/landing/
 	$(BIN)/musicrec run
 
-## test: run the test suite, in TEST_WORKERS processes (the Spark tests together in one of them)
+## test: run the test suite in TEST_WORKERS processes (pytest-xdist)
 TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 ## ui: the Dagster UI (webserver + daemon: sensors, schedules) on the same instance as `make demo`
 ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml

@@ -36,16 +36,8 @@ def pipeline_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark():
     """The process's one Spark session (SparkResource's defaults, so in-process runs on the
-    Spark backend reuse it too): the JVM starts once for the whole suite."""
+    Spark backend reuse it too): the JVM starts once per test process."""
     missing = missing_spark_requirement()
     if missing is not None:
         pytest.skip(missing)
     return shared_spark_session()
-
-
-def pytest_collection_modifyitems(items):
-    # under pytest-xdist (`make test`), every Spark test runs in one worker: one JVM for all of
-    # them, and the cluster test's processes never compete with a second Spark
-    for item in items:
-        if item.path.name.startswith("test_spark_"):
-            item.add_marker(pytest.mark.xdist_group("spark"))

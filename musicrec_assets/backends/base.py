@@ -27,8 +27,6 @@ from musicrec_assets.model.factors import Feedback, ModelPair, TrainingParams
 from musicrec_assets.model.fitters import base_params, ranking_base_params
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-# the tables a backend computes from the champion (the factor tables need no backend)
-TOP_N_TABLES = ("user_recommendations", "artist_top_users", "similar_artists")
 
 
 # member names equal their values, so run config says `backend: spark`
@@ -98,8 +96,9 @@ class TrainingBackend(Protocol):
         top_n: int,
         created_at: datetime,
     ) -> int:
-        """Compute one of :data:`TOP_N_TABLES` from the champion's files and publish it (and
-        its named view) in one transaction; returns its row count."""
+        """Compute ``table`` (user_recommendations, artist_top_users or similar_artists; the
+        factor tables need no backend) from the champion's files and publish it (and its named
+        view) in one transaction; returns its row count."""
 
 
 def searches(

@@ -185,7 +185,7 @@ def spark_session(
 
 # the process's one shared session: (its settings, the session, what stops it)
 _shared: tuple[tuple, SparkSession, ExitStack] | None = None
-_stopped_at_exit = False
+_stop_registered_at_exit = False
 
 
 def shared_spark_session(
@@ -195,17 +195,17 @@ def shared_spark_session(
     one in-process run (``musicrec run``) and every test reuse one JVM and one application
     instead of starting them (seconds each, more on a cluster) once per step. Asking with
     other settings stops the running one and starts anew."""
-    global _shared, _stopped_at_exit
+    global _shared, _stop_registered_at_exit
     key = (master, driver_memory, tuple(sorted((conf or {}).items())))
     if _shared is None or _shared[0] != key:
         stop_shared_spark_session()
         stack = ExitStack()
         session = stack.enter_context(spark_session(master, driver_memory, conf))
-        if not _stopped_at_exit:
+        if not _stop_registered_at_exit:
             # after the session started, so that it runs before (atexit runs last-registered
             # first) pyspark's own handler, which ends the JVM the stop needs
             atexit.register(stop_shared_spark_session)
-            _stopped_at_exit = True
+            _stop_registered_at_exit = True
         _shared = (key, session, stack)
     return _shared[1]
 

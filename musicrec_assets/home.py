@@ -120,13 +120,30 @@ def check_sqlite(store: Path, remedy: str) -> None:
         why = "empty" if not header else "not a SQLite database"
     else:
         try:
-            uri = f"{store.as_uri()}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
-                verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if verdict != "ok":
-                why = f"sqlite: {verdict}"
+            verdict = _quick_check(store)
         except sqlite3.DatabaseError as error:
-            if "locked" not in str(error):  # a writer mid-commit: whole, only busy
-                why = f"sqlite: {error}"
+            verdict = "ok" if "locked" in str(error) else str(error)  # locked: busy, whole
+        if verdict != "ok":
+            why = f"sqlite: {verdict}"
     if why is not None:
         raise DamagedStore(f"{store} is damaged ({why}): {remedy}")
+
+
+def _quick_check(store: Path) -> str:
+    try:
+        return _pragma_quick_check(store, "ro")
+    except sqlite3.OperationalError as error:
+        if "readonly" not in str(error):
+            raise
+        # SQLITE_READONLY_ROLLBACK: a writer killed mid-commit left its journal, which only
+        # a writable connection rolls back, as the store's next writer would; a read-only
+        # home's store stays as it is for its writer to recover
+        if not os.access(store.parent, os.W_OK):
+            return "ok"
+        return _pragma_quick_check(store, "rw")
+
+
+def _pragma_quick_check(store: Path, mode: str) -> str:
+    uri = f"{store.as_uri()}?mode={mode}"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5)) as db:
+        return db.execute("PRAGMA quick_check(1)").fetchone()[0]

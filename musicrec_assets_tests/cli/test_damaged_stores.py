@@ -2,8 +2,12 @@
 file and what to do (exit status 2, no traceback), and a damaged copy of the warehouse is made
 whole again from the other copy, by `musicrec run`, a reader, or a step of any run."""
 
+import contextlib
 import os
+import signal
+import sqlite3
 import subprocess
+import sys
 import time
 
 import duckdb
@@ -13,7 +17,7 @@ from harness import MUSICREC, REPO_ROOT
 
 from musicrec_assets.cli import preflight
 from musicrec_assets.defs.resources import warehouse_resource
-from musicrec_assets.home import Home
+from musicrec_assets.home import Home, check_sqlite
 from musicrec_assets.warehouse.tables import DamagedStore
 
 GARBAGE = os.urandom(256 * 1024)
@@ -94,3 +98,36 @@ def test_both_copies_damaged_is_one_line_at_once(home):
     assert time.monotonic() - started < 60
     assert "no whole copy to restore it from" in line and "restore it from a backup" in line
     assert "no whole copy" in refusal(musicrec("sql", "SELECT 1", "--home", str(home)))
+
+
+MID_COMMIT_WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")  # changed pages reach the file before the commit
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE runs SET name = name || '-changed'")
+print("mid-commit", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_writer_killed_mid_commit_leaves_a_whole_store(tmp_path):
+    """The CI failure of stop 29: a run killed while MLflow committed left mlflow.db's
+    journal, and the next run called the store damaged (a read-only connection cannot roll a
+    journal back). The store is whole: the check rolls the journal back and goes on."""
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE runs (name TEXT)")
+        db.executemany("INSERT INTO runs VALUES (?)", [(f"run {i}" * 20,) for i in range(2000)])
+    db.close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", MID_COMMIT_WRITER, str(store)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "mid-commit"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert (tmp_path / "mlflow.db-journal").exists()
+    check_sqlite(store, "restore it")
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM runs")]
+    assert len(names) == 2000 and not any(name.endswith("-changed") for name in names)

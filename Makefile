@@ -38,7 +38,7 @@ demo: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 ## test: run the test suite in TEST_WORKERS processes (pytest-xdist)
 TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=10
 
 ## ui: the Dagster UI (webserver + daemon: sensors, schedules) on the same instance as `make demo`
 ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml

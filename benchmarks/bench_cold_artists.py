@@ -76,6 +76,7 @@ def tuned_fit(trials: int, seconds: float, seed: int):
             train,
             base,
             ranking_space("implicit", {}),
+            feedback="implicit",
             seed=seed,
             budget=Budget(trials=trials, seconds=seconds),
         )

@@ -115,7 +115,7 @@ def protocol(name: str, matrix: csr_matrix, feedback: Feedback, args) -> list:
         ranking_space(feedback, {}),
         seed=args.seed,
         budget=Budget(trials=args.trials, seconds=args.seconds),
-        data_feedback=feedback,
+        feedback=feedback,
     )
     params = search.best.params
     searched = time.perf_counter() - started

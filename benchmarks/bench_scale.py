@@ -61,7 +61,7 @@ GRAPH = [*INGEST, *MATRIX, "tuning_trials", "als_model", *SERVING]
 
 # the fixed params (no tuning): a setting inside tuning.ranking_space
 FIXED = {
-    "feedback": "implicit",
+    "objective": "ranking",
     "rank": 64,
     "regularization": 30.0,
     "alpha": 1.0,
@@ -148,7 +148,7 @@ def _stage_tuning_trials(home: Path) -> dict:
     from musicrec_assets.warehouse.tables import publish_table
 
     params = TrainingParams(**FIXED)
-    metric, _ = primary_metric(params.feedback)
+    metric, _ = primary_metric(params.objective)
     trials = pd.DataFrame(
         [
             {
@@ -158,7 +158,7 @@ def _stage_tuning_trials(home: Path) -> dict:
                 "alpha": params.alpha,
                 "confidence": params.confidence,
                 "iterations": params.iterations,
-                "feedback": params.feedback,
+                "feedback": "implicit",
                 "metric": metric,
                 "cv_score": float("nan"),
                 "cv_metrics": json.dumps({}),

@@ -51,12 +51,12 @@ from musicrec_assets.serving import fold_in, topn
 N = 10
 FOLD_IN_USERS = 200  # histories replayed per latency measurement
 LASTFM_PARAMS = TrainingParams(
-    "implicit", rank=64, regularization=30.0, alpha=0.03, confidence="bm25"
+    "ranking", rank=64, regularization=30.0, alpha=0.03, confidence="bm25"
 )
 SYNTHETIC_PARAMS = TrainingParams(
-    "implicit", rank=64, regularization=30.0, alpha=1.0, confidence="log1p"
+    "ranking", rank=64, regularization=30.0, alpha=1.0, confidence="log1p"
 )
-SAMPLE_PARAMS = TrainingParams("explicit", rank=10, regularization=0.1, iterations=15)
+SAMPLE_PARAMS = TrainingParams("rating", rank=10, regularization=0.1, iterations=15)
 
 
 def implicit_twin(model: FactorModel, threads: int = 0) -> AlternatingLeastSquares:
@@ -139,7 +139,7 @@ def fold_in_rows(name: str, model: FactorModel, history: csr_matrix, repeat: int
         "fold_in_user": (lambda h: fold_in.fold_in_user(model, *h), histories),
         "recommend_new_user": (lambda h: fold_in.recommend_new_user(model, *h, N), histories),
     }
-    if model.params.feedback == "explicit":
+    if model.params.objective == "rating":
         ms = median_best_ms(repeat, calls)
         return [[name, call, f"{ms[call]:.3f}", "—", "—", "—"] for call in calls]
 

@@ -90,23 +90,23 @@ from musicrec_assets.model.baselines import (
     fit_most_popular,
 )
 from musicrec_assets.model.factors import (
-    IMPLICIT_ONLY,
+    RANKING_ONLY,
     FactorModel,
     Feedback,
     ModelPair,
     TrainingParams,
 )
-from musicrec_assets.model.fitters import LOCAL_FITTERS, base_params, ranking_base_params
+from musicrec_assets.model.fitters import LOCAL_FITTERS, ranking_base_params, rating_base_params
 from musicrec_assets.model.implicit_als import fit_implicit_als
 
 SPARK_LOCAL2_SECONDS = 7.0  # quoted from the issue: Spark MLlib ALS, local[2], same fit
-EXPLICIT = TrainingParams("explicit", rank=10, regularization=0.1, iterations=15)
+EXPLICIT = TrainingParams("rating", rank=10, regularization=0.1, iterations=15)
 IMPLICIT = {
     "bm25 α 0.03": TrainingParams(
-        "implicit", rank=64, regularization=30.0, alpha=0.03, confidence="bm25"
+        "ranking", rank=64, regularization=30.0, alpha=0.03, confidence="bm25"
     ),
     "log1p α 1": TrainingParams(
-        "implicit", rank=64, regularization=30.0, alpha=1.0, confidence="log1p"
+        "ranking", rank=64, regularization=30.0, alpha=1.0, confidence="log1p"
     ),
 }
 
@@ -130,14 +130,14 @@ def implicit_untuned(matrix: csr_matrix) -> FactorModel:
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(random_state=SEED)
         model.fit(csr_matrix(matrix, dtype=np.float32), show_progress=False)
-    params = TrainingParams("implicit", rank=model.factors, regularization=model.regularization)
+    params = TrainingParams("ranking", rank=model.factors, regularization=model.regularization)
     return FactorModel(params, np.asarray(model.user_factors), np.asarray(model.item_factors))
 
 
 def chosen(search: SearchResult, seconds: float) -> str:
     values = asdict(search.best.params)
-    if values["feedback"] == "explicit":
-        values = {name: value for name, value in values.items() if name not in IMPLICIT_ONLY}
+    if values["objective"] == "rating":
+        values = {name: value for name, value in values.items() if name not in RANKING_ONLY}
     settings = ", ".join(f"{name} {values[name]}" for name in SEARCHED if name in values)
     score = search.best.mean_metrics[search.primary_metric]
     return (
@@ -162,14 +162,14 @@ def quality(name: str, matrix: csr_matrix, feedback: Feedback) -> None:
         split.train,
         ranking_base_params(feedback, ITERATIONS, SEED),
         ranking_space(feedback, {}),
-        data_feedback=feedback,
+        feedback=feedback,
     )
     knn_search, knn_seconds = search(
         split.train,
         NeighbourParams(),
         neighbour_space({}),
         fit=fit_item_knn,
-        data_feedback=feedback,
+        feedback=feedback,
     )
     notes = [
         f"ranking model: {chosen(ranking_search, ranking_seconds)}",
@@ -180,8 +180,9 @@ def quality(name: str, matrix: csr_matrix, feedback: Feedback) -> None:
     if ratings:
         rating_search, rating_seconds = search(
             split.train,
-            base_params(feedback, ITERATIONS, SEED),
+            rating_base_params(ITERATIONS, SEED),
             rating_space({}),
+            feedback=feedback,
         )
         notes.append(f"rating model: {chosen(rating_search, rating_seconds)}")
         rating, fit_seconds["rating"] = timed_fit(
@@ -298,7 +299,7 @@ def speed_target(matrix: csr_matrix, repeat: int) -> None:
     rows = []
     for name, use_biases in (("no biases", False), ("with biases", True)):
         params = TrainingParams(
-            "explicit", rank=10, regularization=0.1, iterations=10, use_biases=use_biases
+            "rating", rank=10, regularization=0.1, iterations=10, use_biases=use_biases
         )
         seconds = best_of(repeat, lambda p=params: als.fit_explicit_als(matrix, p)).seconds
         rows.append(
@@ -320,7 +321,7 @@ def speed_target(matrix: csr_matrix, repeat: int) -> None:
 def explicit_sweep_seconds(matrix: csr_matrix, rank: int, repeat: int) -> float:
     """Fastest users + items half-step pair of ``fit_explicit_als`` (no biases, ALS-WR), each
     sweep warm-started from the last as the fit's are."""
-    params = TrainingParams("explicit", rank=rank, regularization=0.1, use_biases=False)
+    params = TrainingParams("rating", rank=rank, regularization=0.1, use_biases=False)
     ratings = csr_matrix(matrix, dtype=np.float64)
     by_item = ratings.T.tocsr()
     rng = np.random.default_rng(0)
@@ -403,13 +404,14 @@ def spark_vs_local(cases: dict[str, tuple[csr_matrix, TrainingParams, TrainingPa
         workdir = Path(tmp)
         for name, (matrix, ours, theirs) in cases.items():
             split = train_test_split(matrix, seed=42)
-            local_fit = LOCAL_FITTERS[ours.feedback]
+            local_fit = LOCAL_FITTERS[ours.objective]
             fit_spark_als(spark, split.train, theirs, workdir)  # warm the JVM
             local = best_of(3, partial(local_fit, split.train, ours))
             remote = best_of(1, partial(fit_spark_als, spark, split.train, theirs, workdir))
-            metric = "rmse" if ours.feedback == "explicit" else "ndcg_at_10"
+            feedback = "explicit" if ours.objective == "rating" else "implicit"
+            metric = "rmse" if ours.objective == "rating" else "ndcg_at_10"
             score = [
-                evaluate(t.result, split.train, split.test, ours.feedback)[metric]
+                evaluate(t.result, split.train, split.test, feedback)[metric]
                 for t in (local, remote)
             ]
             rows.append(
@@ -468,7 +470,7 @@ def main() -> None:
     if lastfm is not None:
         plays = lastfm[0]
         ours = TrainingParams(
-            "implicit", rank=64, regularization=30.0, alpha=1.0, confidence="log1p", iterations=15
+            "ranking", rank=64, regularization=30.0, alpha=1.0, confidence="log1p", iterations=15
         )
         cases["Last.fm-2k, implicit"] = (
             plays,

@@ -24,7 +24,7 @@ from musicrec_assets.evaluation import tuning
 from musicrec_assets.evaluation.promotion import CandidateReport, CandidateSettings, Champion
 from musicrec_assets.model.baselines import NeighbourParams
 from musicrec_assets.model.factors import Feedback, ModelPair, TrainingParams
-from musicrec_assets.model.fitters import base_params, ranking_base_params
+from musicrec_assets.model.fitters import ranking_base_params, rating_base_params
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -38,6 +38,8 @@ class Backend(StrEnum):
 class Tuner(Protocol):
     """One tuning's work on the training part, open while its searches run."""
 
+    # what the training part holds, ratings or play counts
+    feedback: Feedback
     # whether item-kNN is searched (its dense scores are a local baseline only)
     searches_item_knn: bool
     # Spark's ALS scales λ by each row's count: the ranking model's λ range (implicit's plain
@@ -52,7 +54,7 @@ class Tuner(Protocol):
         **search: Any,
     ) -> tuning.SearchResult:
         """:func:`~musicrec_assets.evaluation.tuning.cross_validate` of one ``model`` of
-        :func:`searches` on this backend."""
+        :func:`searches` on this backend, on data of its ``feedback``."""
 
     def choose_blend(
         self, ranking: TrainingParams, rating: TrainingParams, weights: tuple[float, ...]
@@ -119,7 +121,7 @@ def searches(
     found = {"ranking": (ranking_base_params(feedback, iterations, seed, weighted), ranking)}
     if feedback == "explicit":
         found["rating"] = (
-            base_params(feedback, iterations, seed),
+            rating_base_params(iterations, seed),
             tuning.rating_space(rating_overrides),
         )
     if tuner.searches_item_knn:

@@ -27,6 +27,7 @@ from musicrec_assets.warehouse.interactions import load_matrix, load_split, save
 @dataclass
 class LocalTuner:
     train: csr_matrix
+    feedback: Feedback
     n_folds: int
     seed: int
     ranked_users: int
@@ -44,6 +45,7 @@ class LocalTuner:
             self.train,
             base,
             space,
+            self.feedback,
             n_folds=self.n_folds,
             seed=self.seed,
             max_ranked_users=self.ranked_users,
@@ -74,7 +76,7 @@ class LocalBackend:
     ) -> Iterator[LocalTuner]:
         with connect() as con:
             train = load_split(con, feedback)[0]
-        yield LocalTuner(train, n_folds, seed, ranked_users)
+        yield LocalTuner(train, feedback, n_folds, seed, ranked_users)
 
     def train(
         self,

@@ -23,7 +23,7 @@ import numpy as np
 
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.tuning import SearchResult, Trial
-from musicrec_assets.model.factors import Feedback, ModelPair, TrainingParams
+from musicrec_assets.model.factors import ModelPair, Objective, TrainingParams
 
 WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 # the most of a top-K list its own rating model may predict below the listener's mean
@@ -34,10 +34,10 @@ NDCG_TOLERANCE = 0.02
 
 @dataclass(frozen=True)
 class BlendParams:
-    """The blend of one trial; ``feedback`` "implicit" because the blend ranks."""
+    """The blend of one trial; its ``objective`` is "ranking" because the blend ranks."""
 
     blend_weight: float
-    feedback: Feedback = "implicit"
+    objective: Objective = "ranking"
 
 
 def choose_blend_weight(

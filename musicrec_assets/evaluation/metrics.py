@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.model.factors import FactorModel, Feedback
+from musicrec_assets.model.factors import FactorModel, Feedback, Objective
 from musicrec_assets.model.sparse import from_triples, row_of_entry
 from musicrec_assets.serving.topn import top_n_items
 
@@ -64,11 +64,11 @@ def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(actual) - np.asarray(predicted))))
 
 
-def primary_metric(feedback: Feedback, k: int = 10) -> tuple[str, bool]:
-    """The metric that picks the best candidate of a model kind and whether higher is better:
-    RMSE for a rating model (``params.feedback == "explicit"``), NDCG@K for a ranking model
-    (``"implicit"``, on play counts or on ratings)."""
-    if feedback == "explicit":
+def primary_metric(objective: Objective, k: int = 10) -> tuple[str, bool]:
+    """The metric that picks the best candidate of a model's ``objective`` and whether higher
+    is better: RMSE for a rating model, NDCG@K for a ranking model (on play counts or on
+    ratings)."""
+    if objective == "rating":
         return "rmse", False
     return f"ndcg_at_{k}", True
 
@@ -185,7 +185,7 @@ def evaluate(
         users × items training and held-out data (ratings or plays).
     feedback : "explicit" or "implicit"
         What ``train`` and ``test`` hold. Ratings add the liked-relevance NDCG and, for a
-        model that predicts ratings (``params.feedback == "explicit"``), the rating errors
+        model that predicts ratings (``params.objective == "rating"``), the rating errors
         of the held-out ratings; a ranking model's scores are no ratings.
     k : int
         Length of the ranked list.
@@ -206,7 +206,7 @@ def evaluate(
     if isinstance(model_or_vectors, FactorModel):
         user_vectors = model_or_vectors.user_vectors()
         item_vectors = model_or_vectors.item_vectors()
-        predicts_ratings = model_or_vectors.params.feedback == "explicit"
+        predicts_ratings = model_or_vectors.params.objective == "rating"
     else:
         user_vectors, item_vectors = model_or_vectors
         predicts_ratings = True

@@ -114,8 +114,8 @@ def should_promote(
 # RMSE (model/baselines.py names them)
 RANKING_BASELINES = ("most_popular", "item_knn")
 RATING_BASELINES = ("global_mean", "bias")
-RANKING_METRIC, _ = primary_metric("implicit")
-RATING_METRIC, _ = primary_metric("explicit")
+RANKING_METRIC, _ = primary_metric("ranking")
+RATING_METRIC, _ = primary_metric("rating")
 
 
 def beats_baselines(
@@ -282,7 +282,7 @@ def evaluate_candidate(
     Parameters
     ----------
     fit : Fitter
-        The backend's fitter of either objective (``params.feedback``); also refits the
+        The backend's fitter of either objective (``params.objective``); also refits the
         champion's settings when the split changed.
     settings : CandidateSettings
         The candidate's settings, as tuning chose them.

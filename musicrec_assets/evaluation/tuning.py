@@ -3,8 +3,8 @@ pruning, a budget, ranges that widen when the best point sits on their edge) ove
 :class:`SearchSpace`, or a fixed list of candidates (a grid the settings give).
 
 Every trial is fitted on the same per-user folds (``split.kfold_splits``) and scored on each
-validation fold; trials are compared on the mean over folds of the primary metric of the model
-kind, RMSE (lower is better) for a rating model and NDCG@K (higher is better) for a ranking
+validation fold; trials are compared on the mean over folds of the primary metric of the model's
+objective, RMSE (lower is better) for a rating model and NDCG@K (higher is better) for a ranking
 model, on play counts or on ratings. A trial reports its running mean after each fold, and
 Optuna's median pruner stops one that is clearly losing.
 """
@@ -29,7 +29,7 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
 from musicrec_assets.evaluation.split import kfold_splits
 from musicrec_assets.model.baselines import NeighbourParams
-from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, Fitter, TrainingParams
+from musicrec_assets.model.factors import RANKING_ONLY, Feedback, Fitter, TrainingParams
 from musicrec_assets.model.fitters import LOCAL_FITTERS
 
 # The search spaces. The ranges are deliberately wide (log scales, several orders of magnitude)
@@ -226,12 +226,12 @@ def _chosen_or(name: str, values: list, default: Dimension, **more) -> Dimension
     return default
 
 
-def ranking_space(data_feedback: Feedback, overrides: dict[str, list]) -> SearchSpace:
-    """The ranking model's space for data of ``data_feedback``'s kind: rank, λ, the
+def ranking_space(feedback: Feedback, overrides: dict[str, list]) -> SearchSpace:
+    """The ranking model's space for data of ``feedback``'s kind: rank, λ, the
     confidence scheme (binary/rating/centred for ratings, log1p/bm25/raw for play counts) and
     α, searched per scheme. Each non-empty list of ``overrides`` (``rank``,
     ``regularization``, ``confidence``, ``alpha``) fixes that setting's values."""
-    schemes = overrides.get("confidence") or RANKING_SCHEMES[data_feedback]
+    schemes = overrides.get("confidence") or RANKING_SCHEMES[feedback]
     dimensions = [
         _chosen_or("rank", overrides.get("rank"), _numeric("rank", _RANK)),
         _chosen_or(
@@ -386,13 +386,13 @@ def cross_validate(
     matrix: csr_matrix,
     base_params: TrainingParams | NeighbourParams,
     candidates: SearchSpace | list[dict[str, Any]],
+    feedback: Feedback,
     n_folds: int = 3,
     seed: int = 42,
     k: int = 10,
     on_trial: TrialCallback | None = None,
     fit: Fitter | None = None,
     max_ranked_users: int = 0,
-    data_feedback: Feedback | None = None,
     budget: Budget | None = None,
     record: StudyRecord | None = None,
 ) -> SearchResult:
@@ -403,12 +403,14 @@ def cross_validate(
     matrix : csr_matrix
         users × items training data (ratings or plays); never the final test split.
     base_params : TrainingParams or NeighbourParams
-        Fixed settings; ``feedback`` (the model kind) selects the fitter and the primary
-        metric.
+        Fixed settings; ``objective`` selects the fitter and the primary metric.
     candidates : SearchSpace or list of dict
         A space to search adaptively within ``budget`` (a space whose every dimension is a
         fixed list of values is run as that grid), or overrides of ``base_params`` fields to
         try in order, each one (e.g. from ``grid``).
+    feedback : "explicit" or "implicit"
+        What ``matrix`` holds, ratings or play counts: ratings add the liked-relevance NDCG
+        (and, for a rating model, the rating errors) to the fold metrics.
     n_folds, seed : int
         Folds of ``kfold_splits``, shared by all trials; ``seed`` seeds the sampler too, so a
         search is reproducible.
@@ -418,15 +420,11 @@ def cross_validate(
         Called after each trial as ``on_trial(n_trials_so_far, trial)``, e.g. to log a nested
         MLflow run.
     fit : Fitter, optional
-        Defaults to the local fitter for the feedback kind (another backend, e.g. Spark,
-        passes its own).
+        Defaults to the local fitter of the objective (another backend, e.g. Spark, passes its
+        own).
     max_ranked_users : int
         Ranking metrics of a fold average over at most this many of its users
         (``metrics.ranked_users``, the same for every trial); 0 ranks them all.
-    data_feedback : "explicit" or "implicit", optional
-        What ``matrix`` holds, when it differs from the model kind: "explicit" for a ranking
-        model of ratings, which adds the liked-relevance NDCG to the fold metrics. Defaults to
-        ``base_params.feedback``.
     budget : Budget, optional
         Of an adaptive search (default ``Budget()``).
     record : StudyRecord, optional
@@ -435,15 +433,14 @@ def cross_validate(
     matrix = csr_matrix(matrix)
     if isinstance(candidates, SearchSpace):
         candidates = candidates.within_shape(matrix.shape)
-    fit = fit or LOCAL_FITTERS[base_params.feedback]
-    data_feedback = data_feedback or base_params.feedback
+    fit = fit or LOCAL_FITTERS[base_params.objective]
     return search_folds(
         cv_folds(matrix, n_folds, seed, max_ranked_users),
         base_params,
         candidates,
         fit=lambda train, params: fit(train, params),
         score=lambda model, train, validation, ranked: evaluate(
-            model, train, validation, data_feedback, k, ranked
+            model, train, validation, feedback, k, ranked
         ),
         k=k,
         on_trial=on_trial,
@@ -484,7 +481,7 @@ def search_folds(
         candidates = candidates.grid()
     if not candidates:
         raise ValueError("no candidates to cross-validate")
-    metric, higher_is_better = primary_metric(base_params.feedback, k)
+    metric, higher_is_better = primary_metric(base_params.objective, k)
     search = _Search(folds, base_params, fit, score, metric, higher_is_better, on_trial)
     if isinstance(candidates, SearchSpace):
         return search.adaptive(candidates, budget or Budget(), seed, record)
@@ -675,8 +672,8 @@ def trials_frame(
     for model, result in searches.items():
         for t in result.trials:
             settings = dataclasses.asdict(t.params)
-            if settings.get("feedback") == "explicit":
-                settings = {k: v for k, v in settings.items() if k not in IMPLICIT_ONLY}
+            if settings.get("objective") == "rating":
+                settings = {k: v for k, v in settings.items() if k not in RANKING_ONLY}
             rows.append(
                 {
                     "trial": len(rows) + 1,

@@ -10,7 +10,7 @@ and evaluation code serves them.
                    what implicit's ``recommend`` scores (rank n_users: x_u = e_u, y_i = (R S)ᵀ_i)
 
 Like the fitters, they work on indices and return models without ids. Most popular and item-kNN
-rank (``params.feedback`` "implicit"), for either feedback kind; the other two predict ratings.
+rank (``params.objective`` "ranking"), for either feedback kind; the other two predict ratings.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normal
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.explicit_als import fit_explicit_als
-from musicrec_assets.model.factors import FactorModel, Feedback, IterationCallback, TrainingParams
+from musicrec_assets.model.factors import (
+    FactorModel,
+    Feedback,
+    IterationCallback,
+    Objective,
+    TrainingParams,
+)
 
 SIMILARITIES = ("cosine", "bm25")
 # item-kNN's scores are dense users × items: 200 M float32 cells (800 MB) is about as much as
@@ -39,7 +45,7 @@ def item_knn_fits(matrix: csr_matrix) -> bool:
 def fit_global_mean(matrix: csr_matrix) -> FactorModel:
     """Predict the mean training rating for every pair."""
     matrix = csr_matrix(matrix)
-    params = TrainingParams(feedback="explicit", rank=0, regularization=0.0, iterations=0)
+    params = TrainingParams(objective="rating", rank=0, regularization=0.0, iterations=0)
     return FactorModel(
         params=params,
         user_factors=np.zeros((matrix.shape[0], 0), dtype=np.float32),
@@ -52,7 +58,7 @@ def fit_global_mean(matrix: csr_matrix) -> FactorModel:
 
 # the bias model's settings: rank-0 explicit ALS with a plain λ of 10 pseudo-ratings at the mean
 BIAS_PARAMS = TrainingParams(
-    feedback="explicit",
+    objective="rating",
     rank=0,
     regularization=10.0,
     iterations=5,
@@ -82,7 +88,7 @@ def fit_most_popular(matrix: csr_matrix) -> FactorModel:
     """Rank items by their number of training users, the same list for everyone."""
     matrix = csr_matrix(matrix)
     popularity = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float32)
-    params = TrainingParams(feedback="implicit", rank=1, regularization=0.0, iterations=0)
+    params = TrainingParams(objective="ranking", rank=1, regularization=0.0, iterations=0)
     return FactorModel(
         params=params,
         user_factors=np.ones((matrix.shape[0], 1), dtype=np.float32),
@@ -93,11 +99,11 @@ def fit_most_popular(matrix: csr_matrix) -> FactorModel:
 @dataclass(frozen=True)
 class NeighbourParams:
     """Settings of the item-kNN baseline, tuned like ``TrainingParams`` (``tuning.cross_validate``
-    replaces fields by name); ``feedback`` is "implicit" because the model ranks."""
+    replaces fields by name); its ``objective`` is "ranking" because the model ranks."""
 
     neighbours: int = 50
     similarity: str = "cosine"  # one of SIMILARITIES
-    feedback: Feedback = "implicit"
+    objective: Objective = "ranking"
 
 
 def fit_item_knn(
@@ -139,7 +145,7 @@ def fit_item_knn(
     scores = np.asarray(recommender.similarity.T.tocsr() @ matrix.T.toarray(), dtype=np.float32)
     return FactorModel(
         params=TrainingParams(
-            feedback="implicit", rank=matrix.shape[0], regularization=0.0, iterations=0
+            objective="ranking", rank=matrix.shape[0], regularization=0.0, iterations=0
         ),
         user_factors=np.eye(matrix.shape[0], dtype=np.float32),
         item_factors=scores,

@@ -69,7 +69,7 @@ def fit_explicit_als(
     matrix : csr_matrix
         users × items, data = ratings; stored entries are the observed ratings.
     params : TrainingParams
-        ``feedback`` must be "explicit". Uses rank, regularization (λ > 0), iterations,
+        ``objective`` must be "rating". Uses rank, regularization (λ > 0), iterations,
         weighted_regularization, use_biases, bias_regularization and seed. ``rank`` may be 0
         with biases: a pure user + item bias model (one CG step solves its 1 × 1 systems).
     callback : callable, optional
@@ -86,8 +86,8 @@ def fit_explicit_als(
         float32 factors and biases (biases None without ``use_biases``), by row and column
         index. Same inputs and seed give identical factors.
     """
-    if params.feedback != "explicit":
-        raise ValueError(f"fit_explicit_als needs explicit feedback, got {params.feedback!r}")
+    if params.objective != "rating":
+        raise ValueError(f"fit_explicit_als fits a rating model, not a {params.objective!r} one")
     if params.regularization <= 0:
         raise ValueError("regularization must be positive: rows with few ratings are singular")
     if params.rank == 0 and not params.use_biases:

@@ -2,8 +2,8 @@
 
 Predicted score of user ``u`` for artist ``i``::
 
-    explicit:  r̂(u, i) = μ + b_u + b_i + x_u · y_i
-    implicit:  p̂(u, i) = x_u · y_i
+    rating model:   r̂(u, i) = μ + b_u + b_i + x_u · y_i
+    ranking model:  p̂(u, i) = x_u · y_i
 
 ``user_vectors()`` and ``item_vectors()`` fold the biases into two extra columns
 (``[x_u, 1, μ + b_u]`` and ``[y_i, b_i, 1]``) so that every score is one dot product:
@@ -24,38 +24,55 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
+# what a home's data holds: ratings ("explicit") or play counts ("implicit")
 Feedback = Literal["explicit", "implicit"]
+# what a model fits: the ratings themselves ("rating") or preferences weighted by confidence,
+# to order a list ("ranking")
+Objective = Literal["rating", "ranking"]
 # called after every training iteration as callback(iteration, metrics), e.g. the training loss
 IterationCallback = Callable[[int, dict[str, float]], None]
 
 
-# the TrainingParams fields that only implicit-feedback models (the ranking models, on play
-# counts or ratings) use
-IMPLICIT_ONLY = ("alpha", "confidence")
+# the TrainingParams fields that only ranking models (implicit ALS, on play counts or ratings)
+# use
+RANKING_ONLY = ("alpha", "confidence")
+
+# params saved before the objective had its own name (a model's JSON sidecar, a tuning_trials
+# row) call it ``feedback``, with the values of the data kind it coincided with
+_OBJECTIVE_OF_OLD_FEEDBACK: dict[str, Objective] = {"explicit": "rating", "implicit": "ranking"}
+
+
+def params_fields(stored: dict) -> dict:
+    """The fields of params as stored, under today's names: a ``feedback`` key of an older
+    version becomes ``objective`` ("explicit" a rating model, "implicit" a ranking model)."""
+    if "feedback" not in stored:
+        return stored
+    fields = {name: value for name, value in stored.items() if name != "feedback"}
+    return {**fields, "objective": _OBJECTIVE_OF_OLD_FEEDBACK[stored["feedback"]]}
 
 
 @dataclass(frozen=True)
 class TrainingParams:
     """Hyperparameters a model was trained with; fold-in needs the same ones.
 
-    ``feedback`` is the model's objective: "explicit" fits the ratings themselves (a rating
-    model), "implicit" fits preferences weighted by confidence (a ranking model), on play counts
-    or, with a rating confidence scheme, on ratings.
+    ``objective``: "rating" fits the ratings themselves (a rating model), "ranking" fits
+    preferences weighted by confidence (a ranking model), on play counts or, with a rating
+    confidence scheme, on ratings.
     """
 
-    feedback: Feedback
+    objective: Objective
     rank: int
     regularization: float
     iterations: int = 15
-    # explicit: scale λ by each row's rating count (ALS-WR, as Spark MLlib does)
+    # rating: scale λ by each row's rating count (ALS-WR, as Spark MLlib does)
     weighted_regularization: bool = True
     use_biases: bool = True
-    # explicit with biases: the biases' own plain λ (b = Σ residual / (n + λ_b), what the bias
+    # rating with biases: the biases' own plain λ (b = Σ residual / (n + λ_b), what the bias
     # baseline fits). None shares the factors' λ and its weighting, as versions before it did:
     # ALS-WR's λ·n shrinks every bias by the same 1/(1 + λ) whatever its support, which cost
     # the rating model its lead over a bias model on data it was not tuned for
     bias_regularization: float | None = None
-    # implicit: confidence = 1 + alpha * scale(values), scale in raw | log1p | bm25 for plays,
+    # ranking: confidence = 1 + alpha * scale(values), scale in raw | log1p | bm25 for plays,
     # binary | rating | centred for ratings (model/confidence.py)
     alpha: float = 1.0
     confidence: str = "log1p"
@@ -83,8 +100,8 @@ class FactorModel:
     user_factors: np.ndarray  # (n_users, rank) float32
     item_factors: np.ndarray  # (n_items, rank) float32
     global_mean: float = 0.0
-    user_bias: np.ndarray | None = None  # (n_users,) explicit only
-    item_bias: np.ndarray | None = None  # (n_items,) explicit only
+    user_bias: np.ndarray | None = None  # (n_users,) rating models only
+    item_bias: np.ndarray | None = None  # (n_items,) rating models only
     # extra per-item arrays a confidence scheme needs to treat a new user like a trained one
     # (e.g. bm25's idf); keys are array names in the .npz
     extras: dict[str, np.ndarray] = field(default_factory=dict)
@@ -197,7 +214,7 @@ class FactorModel:
         with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
             data = {name: arrays[name] for name in arrays.files}
         return cls(
-            params=TrainingParams(**meta["params"]),
+            params=TrainingParams(**params_fields(meta["params"])),
             user_ids=data["user_ids"],
             item_ids=data["item_ids"],
             user_factors=data["user_factors"],
@@ -321,7 +338,7 @@ class ModelPair:
             blend = Path(folder) / f"{_file_name('list', name)}.json"
             weight = json.loads(blend.read_text())["blend_weight"] if blend.exists() else 0.0
             return cls(ranking, FactorModel.load(rating_path), weight)
-        return cls(ranking, ranking if ranking.params.feedback == "explicit" else None)
+        return cls(ranking, ranking if ranking.params.objective == "rating" else None)
 
 
 def _file_name(role: str, name: str) -> str:

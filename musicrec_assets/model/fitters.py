@@ -12,30 +12,30 @@ from musicrec_assets.model.factors import (
     Feedback,
     Fitter,
     IterationCallback,
+    Objective,
     TrainingParams,
 )
 from musicrec_assets.model.implicit_als import fit_implicit_als
 
-LOCAL_FITTERS: dict[Feedback, Fitter] = {
-    "explicit": fit_explicit_als,
-    "implicit": fit_implicit_als,
+LOCAL_FITTERS: dict[Objective, Fitter] = {
+    "rating": fit_explicit_als,
+    "ranking": fit_implicit_als,
 }
 
 
 def fit_local(
     matrix: csr_matrix, params: TrainingParams, callback: IterationCallback | None = None
 ) -> FactorModel:
-    """The local fitter of the model's objective: a rating model (``params.feedback``
-    "explicit") or a ranking model ("implicit")."""
-    return LOCAL_FITTERS[params.feedback](matrix, params, callback)
+    """The local fitter of the model's objective (``params.objective``): a rating model or a
+    ranking model."""
+    return LOCAL_FITTERS[params.objective](matrix, params, callback)
 
 
-def base_params(feedback: Feedback, iterations: int, seed: int) -> TrainingParams:
-    """The fixed settings tuning starts from, on either backend, for the model of
-    ``feedback``'s own objective (the rating model of ratings, the ranking model of play
-    counts); the search (``tuning.rating_space``) varies rank, λ and λ_b."""
+def rating_base_params(iterations: int, seed: int) -> TrainingParams:
+    """The fixed settings the rating model's tuning starts from, on either backend; the search
+    (``tuning.rating_space``) varies rank, λ and λ_b."""
     return TrainingParams(
-        feedback=feedback,
+        objective="rating",
         rank=10,
         regularization=0.1,
         iterations=iterations,
@@ -50,10 +50,10 @@ def ranking_base_params(
     feedback: Feedback, iterations: int, seed: int, weighted_regularization: bool = False
 ) -> TrainingParams:
     """The fixed settings the ranking model's tuning starts from: implicit-feedback ALS on play
-    counts or on ratings (``feedback``), the confidence of the data's kind; the grid
+    counts or on ratings (``feedback``, the data's kind), the confidence of that kind; the grid
     (``tuning.ranking_space``) varies rank, λ, α and confidence."""
     return TrainingParams(
-        feedback="implicit",
+        objective="ranking",
         rank=10,
         regularization=1.0,
         iterations=iterations,

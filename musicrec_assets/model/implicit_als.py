@@ -40,7 +40,7 @@ def fit_implicit_als(
     plays : csr_matrix
         users × items play counts; stored entries are the observed interactions.
     params : TrainingParams
-        ``feedback`` must be "implicit". Uses rank, regularization, iterations, alpha,
+        ``objective`` must be "ranking". Uses rank, regularization, iterations, alpha,
         confidence and seed.
     callback : callable, optional
         Called after every iteration as ``callback(iteration, {"train_loss": ...})`` with
@@ -52,8 +52,8 @@ def fit_implicit_als(
         float32 factors, no biases, the confidence scaler's statistics in ``extras``; its
         params with ``weighted_regularization=False``.
     """
-    if params.feedback != "implicit":
-        raise ValueError(f"fit_implicit_als needs implicit feedback, got {params.feedback!r}")
+    if params.objective != "ranking":
+        raise ValueError(f"fit_implicit_als fits a ranking model, not a {params.objective!r} one")
     plays = csr_matrix(plays)
     scaler = fit_confidence(plays, params.confidence, params.alpha)
     confidence = scaler.transform(plays)

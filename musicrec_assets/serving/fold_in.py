@@ -117,7 +117,7 @@ def fold_in_item(model: FactorModel, user_index: np.ndarray, values: np.ndarray)
 def folds_in_items(model: FactorModel) -> bool:
     """Whether :func:`fold_in_item` can place an artist in ``model`` (not under bm25 or
     centred confidence, which need each listener's totals)."""
-    return model.params.feedback == "explicit" or model.params.confidence not in _PER_LISTENER
+    return model.params.objective == "rating" or model.params.confidence not in _PER_LISTENER
 
 
 def recommend_new_user(
@@ -344,14 +344,14 @@ class _HalfStep:
     def __init__(self, model: FactorModel, solve_for: Literal["user", "item"]):
         self.params = model.params
         self.solve_for = solve_for
-        self.explicit = model.params.feedback == "explicit"
-        self.with_bias = self.explicit and model.has_biases
+        self.fits_ratings = model.params.objective == "rating"
+        self.with_bias = self.fits_ratings and model.has_biases
         if solve_for == "user":
             self.known, self.known_bias = model.item_factors, model.item_bias
         else:
             self.known, self.known_bias = model.user_factors, model.user_bias
         self.global_mean = model.global_mean
-        if not self.explicit:
+        if not self.fits_ratings:
             params = model.params
             self.scaler = ConfidenceScaler.from_extras(
                 params.confidence, params.alpha, model.extras
@@ -368,7 +368,7 @@ class _HalfStep:
 
     def weights(self, interactions: csr_matrix) -> csr_matrix:
         """``interactions`` with each value replaced by its weight ``w_j``, float64."""
-        if self.explicit:
+        if self.fits_ratings:
             weights = csr_matrix(interactions, dtype=np.float64, copy=True)
             if self.with_bias:
                 weights.data -= self.global_mean + self.known_bias[weights.indices]
@@ -381,19 +381,19 @@ class _HalfStep:
         return csr_matrix(self.scaler.transform(interactions), dtype=np.float64)
 
     def targets(self, weights: np.ndarray) -> np.ndarray:
-        """The right-hand side's weight of each entry: ``w_j`` (explicit), ``c_uj p_uj``
-        (implicit: the confidence of a positive entry, 0 for negative feedback)."""
-        return weights if self.explicit else np.where(weights > 0, weights, 0.0)
+        """The right-hand side's weight of each entry: ``w_j`` (a rating model), ``c_uj p_uj``
+        (a ranking model: the confidence of a positive entry, 0 for negative feedback)."""
+        return weights if self.fits_ratings else np.where(weights > 0, weights, 0.0)
 
     def system(self, index: np.ndarray, weights: np.ndarray) -> tuple[tuple, np.ndarray]:
         """Cholesky factor of ``A`` and the basis rows ``b_j`` of one row's entries."""
         basis_rows = self.basis_rows(index)
-        if self.explicit:
+        if self.fits_ratings:
             gram = basis_rows.T @ basis_rows
         else:
             confidence = np.abs(weights)
             gram = self.shared_gram + basis_rows.T @ (basis_rows * (confidence - 1.0)[:, None])
-        if self.explicit:
+        if self.fits_ratings:
             penalty = diagonal_penalty(self.params, np.array([len(index)]))[0]
         else:
             penalty = self.params.regularization * (

@@ -76,7 +76,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "metric": "the metric that chooses",
         "cv_score": "its mean over the folds",
         "cv_metrics": "every metric's mean over the folds (JSON)",
-        "params": "all training params (JSON)",
+        "params": "all training params (JSON; objective: ranking or rating, named feedback "
+        "(implicit or explicit) in tunings of older versions)",
         "chosen": "the trial of its model whose params training uses",
         "pruned": "stopped after a fold by the pruner, clearly losing (never chosen)",
         "mlflow_run_id": "the tuning's MLflow run",
@@ -86,7 +87,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "model_version": "registered version of musicrec-als",
         "mlflow_run_id": "its training run",
         "trained_at": "when",
-        "feedback": "explicit or implicit",
+        "feedback": "what the data holds: explicit (ratings) or implicit (play counts)",
         "model": "ranking, rating (ratings only), or the baseline scored beside them",
         "metric": "metric name, on the held-out part",
         "value": "its value",

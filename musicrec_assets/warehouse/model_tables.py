@@ -12,7 +12,7 @@ import pandas as pd
 
 from musicrec_assets.evaluation.promotion import CandidateSettings
 from musicrec_assets.model.baselines import NeighbourParams
-from musicrec_assets.model.factors import Feedback, TrainingParams
+from musicrec_assets.model.factors import Feedback, TrainingParams, params_fields
 from musicrec_assets.warehouse.tables import publish_table, table_exists, transaction
 
 MODEL_METRICS_SCHEMA = """
@@ -41,7 +41,8 @@ def has_current_tuning(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def chosen_params(con: duckdb.DuckDBPyConnection) -> CandidateSettings:
-    """The settings of the last tuning's best trial of each model (retraining reuses them)."""
+    """The settings of the last tuning's best trial of each model (retraining reuses them);
+    a tuning of an older version names the objective ``feedback`` (:func:`params_fields`)."""
     if not table_exists(con, "tuning_trials"):
         raise RuntimeError("no tuning yet: materialize als_tuning first")
     if not has_current_tuning(con):
@@ -49,7 +50,7 @@ def chosen_params(con: duckdb.DuckDBPyConnection) -> CandidateSettings:
             "the last tuning predates the ranking model: materialize als_tuning again"
         )
     chosen = {
-        model: json.loads(params)
+        model: params_fields(json.loads(params))
         for model, params in con.execute(
             "SELECT model, params FROM tuning_trials WHERE chosen"
         ).fetchall()

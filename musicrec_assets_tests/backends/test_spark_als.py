@@ -106,7 +106,7 @@ def test_explicit_matches_local_als_in_its_spark_setting(spark, tmp_path, datase
     # λ 0.1 converges to equally good optima from both initializations; at λ 0.05 the sample
     # (most artists rated once or twice) overfits and the two land 5% apart
     params = TrainingParams(
-        feedback="explicit",
+        objective="rating",
         rank=10,
         regularization=0.1,
         iterations=15,
@@ -130,7 +130,7 @@ def test_explicit_with_biases_matches_local_als_and_beats_the_bias_baseline(
     split = train_test_split(matrix, seed=42)
     # rank 10, λ 0.1 of DEFAULT_EXPLICIT_GRID, the objective the local backend tunes
     params = TrainingParams(
-        feedback="explicit",
+        objective="rating",
         rank=10,
         regularization=0.1,
         iterations=15,
@@ -197,17 +197,17 @@ def test_scale_confidence_frame_rejects_an_unknown_scheme(spark):
         scale_confidence_frame(interactions_frame(spark, csr_matrix(np.eye(2))), "tf", 1, 2, 2)
 
 
-@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+@pytest.mark.parametrize("objective", ["rating", "ranking"])
 def test_fit_spark_frame_writes_a_model_folder_that_scores_like_the_factor_model(
-    spark, tmp_path, feedback
+    spark, tmp_path, objective
 ):
-    if feedback == "explicit":
+    if objective == "rating":
         matrix = movielens_like(n_users=80, n_items=120, n_ratings=2000)
-        params = TrainingParams(feedback="explicit", rank=4, regularization=0.1, iterations=5)
+        params = TrainingParams(objective="rating", rank=4, regularization=0.1, iterations=5)
     else:
         matrix = generated_plays(n_users=80, n_items=120, per_user=10)
         params = TrainingParams(
-            feedback="implicit",
+            objective="ranking",
             rank=4,
             regularization=0.1,
             iterations=5,
@@ -229,7 +229,7 @@ def test_fit_spark_frame_writes_a_model_folder_that_scores_like_the_factor_model
     model = stored.to_factor_model()
     assert model.user_factors.shape == (matrix.shape[0], params.rank)
     assert model.item_factors.shape == (matrix.shape[1], params.rank)
-    if feedback == "explicit":
+    if objective == "rating":
         assert stored.has_biases and model.has_biases
         assert model.global_mean == pytest.approx(matrix.data.mean())
         assert model.user_bias.any() and model.item_bias.any()
@@ -254,7 +254,7 @@ def assert_implicit_parity(spark, workdir, plays, rank, implicit_regularization)
     everything else, confidence 1 + α·log1p(plays) included, is the same."""
     split = train_test_split(plays, seed=42)
     params = TrainingParams(
-        feedback="implicit",
+        objective="ranking",
         rank=rank,
         regularization=implicit_regularization,
         iterations=15,
@@ -304,7 +304,7 @@ def test_model_has_the_local_backends_shape_and_round_trips(spark, tmp_path):
     user_ids = np.array(["ann", "bob", "cy", "dee", "eve"])
     item_ids = np.array([f"artist-{i}" for i in range(6)])
     params = TrainingParams(
-        feedback="implicit",
+        objective="ranking",
         rank=3,
         regularization=0.1,
         iterations=5,
@@ -340,7 +340,7 @@ def test_model_has_the_local_backends_shape_and_round_trips(spark, tmp_path):
 def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spark, tmp_path):
     matrix = movielens_like(n_users=200, n_items=300, n_ratings=8000)
     base = TrainingParams(
-        feedback="explicit", rank=5, regularization=0.1, iterations=10, use_biases=False
+        objective="rating", rank=5, regularization=0.1, iterations=10, use_biases=False
     )
     candidates = grid({"regularization": [5.0, 0.1]})
     calls = []
@@ -349,11 +349,12 @@ def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spar
         matrix,
         base,
         candidates,
+        feedback="explicit",
         n_folds=2,
         on_trial=lambda *a: calls.append(a),
         fit=partial(fit_spark_als, spark, workdir=tmp_path),
     )
-    local = cross_validate(matrix, base, candidates, n_folds=2)
+    local = cross_validate(matrix, base, candidates, feedback="explicit", n_folds=2)
 
     assert result.primary_metric == "rmse"
     assert [trial.params for trial in result.trials] == [trial.params for trial in local.trials]
@@ -366,10 +367,10 @@ def test_cross_validation_with_spark_ranks_candidates_like_the_local_search(spar
     assert [(number, trial.index) for number, trial in calls] == [(1, 0), (2, 1)]
 
 
-@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
-def test_rejects_unweighted_regularization(spark, tmp_path, feedback):
+@pytest.mark.parametrize("objective", ["rating", "ranking"])
+def test_rejects_unweighted_regularization(spark, tmp_path, objective):
     params = TrainingParams(
-        feedback=feedback, rank=2, regularization=0.1, weighted_regularization=False
+        objective=objective, rank=2, regularization=0.1, weighted_regularization=False
     )
     with pytest.raises(ValueError, match="Spark's ALS always scales λ"):
         fit_spark_als(spark, csr_matrix(np.eye(3)), params, tmp_path)

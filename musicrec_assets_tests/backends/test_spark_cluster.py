@@ -24,7 +24,7 @@ from musicrec_assets.cli import preflight
 from musicrec_assets.cli.main import _resource_flags, main
 from musicrec_assets.datasets.lastfm import import_lastfm
 from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.model.fitters import base_params, fit_local, ranking_base_params
+from musicrec_assets.model.fitters import fit_local, ranking_base_params, rating_base_params
 from musicrec_assets.warehouse.interactions import load_split
 
 CLUSTER = [sys.executable, "-m", "musicrec_assets.backends.spark.cluster"]
@@ -176,7 +176,7 @@ def local_scores_on_the_same_split(home: Path, world: str) -> dict[str, dict[str
     models = {"ranking": fit_local(train, ranking)}
     if feedback == "explicit":
         rating = dataclasses.replace(
-            base_params(feedback, settings["iterations"], 42),
+            rating_base_params(settings["iterations"], 42),
             rank=settings["ranks"][0],
             regularization=settings["regularizations"][0],
             bias_regularization=settings["bias_regularizations"][0],

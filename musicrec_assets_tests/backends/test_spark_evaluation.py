@@ -165,12 +165,12 @@ def pairs(frame):
 
 
 def ratings_model(train):
-    params = TrainingParams(feedback="explicit", rank=4, regularization=0.1, iterations=3)
+    params = TrainingParams(objective="rating", rank=4, regularization=0.1, iterations=3)
     return fit_explicit_als(train, params)
 
 
 def plays_model(train):
-    params = TrainingParams(feedback="implicit", rank=8, regularization=1.0, iterations=3)
+    params = TrainingParams(objective="ranking", rank=8, regularization=1.0, iterations=3)
     return fit_implicit_als(train, params)
 
 

@@ -27,7 +27,7 @@ def assert_reads_back(model, folder):
 
 
 def test_a_factor_model_reads_back(tmp_path):
-    params = TrainingParams(feedback="explicit", rank=4, regularization=0.1, iterations=3)
+    params = TrainingParams(objective="rating", rank=4, regularization=0.1, iterations=3)
     assert_reads_back(fit_explicit_als(ratings(), params), tmp_path / "als")
 
 

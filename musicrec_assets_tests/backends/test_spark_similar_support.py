@@ -26,7 +26,7 @@ def test_similar_artists_on_spark_equal_the_local_shrunk_lists(spark, tmp_path):
     item_factors = rng.normal(size=(N_ITEMS, 4)).astype(np.float32)
     item_factors[10:20] = item_factors[10]  # one lone listener's artists: cosine 1
     model = FactorModel(
-        params=TrainingParams(feedback="implicit", rank=4, regularization=0.1),
+        params=TrainingParams(objective="ranking", rank=4, regularization=0.1),
         user_factors=rng.normal(size=(N_USERS, 4)).astype(np.float32),
         item_factors=item_factors,
     )

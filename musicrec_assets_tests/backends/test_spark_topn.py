@@ -54,7 +54,7 @@ def biased_model():
     item_factors = rng.normal(size=(N_ITEMS, 6)).astype(np.float32)
     item_factors[ZERO_ITEM] = 0.0
     return FactorModel(
-        params=TrainingParams(feedback="explicit", rank=6, regularization=0.1),
+        params=TrainingParams(objective="rating", rank=6, regularization=0.1),
         user_factors=rng.normal(size=(N_USERS, 6)).astype(np.float32),
         item_factors=item_factors,
         global_mean=3.6,

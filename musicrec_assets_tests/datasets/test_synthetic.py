@@ -118,7 +118,7 @@ def test_explicit_als_beats_the_bias_baseline_clearly(world):
 
     def holdout_rmse(rank: int, regularization: float) -> float:
         params = TrainingParams(
-            feedback="explicit",
+            objective="rating",
             rank=rank,
             regularization=regularization,
             weighted_regularization=False,

@@ -14,7 +14,7 @@ from musicrec_assets_tests.conftest import small_world
 from musicrec_assets_tests.evaluation.test_tuning import disliked_ratings
 
 RANKING = TrainingParams(
-    "implicit",
+    "ranking",
     rank=6,
     regularization=1.0,
     iterations=8,
@@ -22,7 +22,7 @@ RANKING = TrainingParams(
     weighted_regularization=False,
 )
 RATING = TrainingParams(
-    "explicit", rank=4, regularization=0.1, iterations=10, bias_regularization=10.0
+    "rating", rank=4, regularization=0.1, iterations=10, bias_regularization=10.0
 )
 
 
@@ -67,7 +67,7 @@ def test_cross_validation_chooses_a_blend_that_drops_predicted_dislikes():
     the listener to rate below their mean; the chosen blend lists fewer and ranks the liked
     ones better, giving up at most the tolerance of NDCG@10 in CV."""
     ranking = TrainingParams(
-        "implicit",
+        "ranking",
         rank=16,
         regularization=30.0,
         iterations=10,

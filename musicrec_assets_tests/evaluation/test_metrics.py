@@ -199,7 +199,7 @@ def test_k_larger_than_the_catalogue():
 
 
 def test_evaluate_explicit_scores_ratings_with_biases():
-    params = TrainingParams(feedback="explicit", rank=1, regularization=0.1)
+    params = TrainingParams(objective="rating", rank=1, regularization=0.1)
     model = FactorModel(
         params=params,
         user_ids=np.array(["a", "b"]),
@@ -245,7 +245,7 @@ def test_evaluate_implicit_accepts_vectors_and_skips_rating_errors():
 def test_a_ranking_model_of_ratings_has_no_rating_errors():
     user_vectors, item_vectors, train, test = tiny_example()
     model = FactorModel(
-        params=TrainingParams(feedback="implicit", rank=1, regularization=1.0),
+        params=TrainingParams(objective="ranking", rank=1, regularization=1.0),
         user_factors=user_vectors.astype(np.float32),
         item_factors=item_vectors.astype(np.float32),
     )

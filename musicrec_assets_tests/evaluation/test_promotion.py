@@ -25,9 +25,7 @@ TRAIN = csr_matrix(np.array([[5.0, 0, 3], [0, 4, 1]]))
 
 
 def model(**params) -> FactorModel:
-    settings = TrainingParams(
-        **{"feedback": "explicit", "rank": 2, "regularization": 0.1, **params}
-    )
+    settings = TrainingParams(**{"objective": "rating", "rank": 2, "regularization": 0.1, **params})
     return FactorModel(settings, np.ones((2, 2), np.float32), np.ones((3, 2), np.float32)).with_ids(
         *IDS
     )
@@ -37,7 +35,7 @@ def pair(**params) -> ModelPair:
     """One model in both roles (ratings) or ranking alone (play counts), as a version logged
     before the ranking model loads."""
     one = model(**params)
-    return ModelPair(one, one if one.params.feedback == "explicit" else None)
+    return ModelPair(one, one if one.params.objective == "rating" else None)
 
 
 def champion(split: str | None, **params) -> promotion.Champion:
@@ -96,7 +94,7 @@ def test_on_another_split_the_same_settings_are_the_candidate_itself():
 
 def test_a_champion_for_other_feedback_is_not_compared():
     stand_in = promotion.comparable_champion(
-        champion("s1", feedback="implicit"), "s1", pair(), never_fit, TRAIN, IDS
+        champion("s1", objective="ranking"), "s1", pair(), never_fit, TRAIN, IDS
     )
     assert stand_in.model is None
     assert stand_in.reason == "the champion was trained on implicit feedback"
@@ -187,16 +185,16 @@ def _report(
     return promotion.evaluate_candidate(fit, settings, split.train, split.test, ids, None)
 
 
-RATING = TrainingParams("explicit", rank=2, regularization=0.1, iterations=10)
+RATING = TrainingParams("rating", rank=2, regularization=0.1, iterations=10)
 RANKING = TrainingParams(
-    "implicit", rank=4, regularization=1.0, weighted_regularization=False, confidence="binary"
+    "ranking", rank=4, regularization=1.0, weighted_regularization=False, confidence="binary"
 )
 
 
 def test_a_ranking_model_that_loses_to_most_popular_fails_the_gate():
     def fit_least_popular_first(matrix, params, callback=None):
         """A ranking model that lists the least played artists first."""
-        if params.feedback == "explicit":
+        if params.objective == "rating":
             return fit_local(matrix, params, callback)
         popular = fit_most_popular(matrix)
         return dataclasses.replace(popular, params=params, item_factors=-popular.item_factors)
@@ -216,9 +214,7 @@ def test_a_ranking_model_that_loses_to_most_popular_fails_the_gate():
 
 def test_a_rating_model_that_loses_to_the_bias_baseline_falls_back_to_the_bias_model():
     # rank 8 without biases and almost no λ: it fits the training ratings' noise
-    overfit = TrainingParams(
-        "explicit", rank=8, regularization=1e-4, iterations=30, use_biases=False
-    )
+    overfit = TrainingParams("rating", rank=8, regularization=1e-4, iterations=30, use_biases=False)
     report = _report(RANKING, overfit)
     assert report.scores["rating"]["rmse"] > report.scores["bias"]["rmse"]
     assert report.rating_falls_back and report.serving_rating_params == BIAS_PARAMS
@@ -270,7 +266,7 @@ def test_on_lastfm_the_ranking_model_beats_most_popular_and_item_knn(lastfm_dir)
     )
     split = train_test_split(matrix, seed=42)
     ranking = TrainingParams(
-        "implicit",
+        "ranking",
         rank=64,
         regularization=30.0,
         alpha=1.0,

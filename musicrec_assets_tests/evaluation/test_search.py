@@ -8,6 +8,7 @@ import numpy as np
 from musicrec_assets.evaluation.tuning import (
     Budget,
     Dimension,
+    SearchResult,
     SearchSpace,
     StudyRecord,
     cross_validate,
@@ -17,8 +18,8 @@ from musicrec_assets.model.factors import TrainingParams
 from musicrec_assets.tracking.studies import study_storage
 from musicrec_assets_tests.evaluation.test_tuning import clustered_plays, planted_ratings
 
-RATING = TrainingParams(feedback="explicit", rank=2, regularization=0.1, iterations=6)
-RANKING = TrainingParams(feedback="implicit", rank=8, regularization=1.0, iterations=4)
+RATING = TrainingParams(objective="rating", rank=2, regularization=0.1, iterations=6)
+RANKING = TrainingParams(objective="ranking", rank=8, regularization=1.0, iterations=4)
 # the rating model's factors only: rank and λ searched, the biases' λ fixed
 RANK_AND_LAMBDA = SearchSpace(
     (
@@ -28,14 +29,19 @@ RANK_AND_LAMBDA = SearchSpace(
 )
 
 
+def search_ratings(ratings, space: SearchSpace, **options) -> SearchResult:
+    """The rating model's search of ``space`` on ``ratings``."""
+    return cross_validate(ratings, RATING, space, feedback="explicit", **options)
+
+
 def searched(trials):
     return [(t.params.rank, t.params.regularization) for t in trials]
 
 
 def test_a_search_is_reproducible_for_a_seed():
-    first = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, seed=3, budget=Budget(8))
-    second = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, seed=3, budget=Budget(8))
-    other = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, seed=4, budget=Budget(8))
+    first = search_ratings(planted_ratings(), RANK_AND_LAMBDA, seed=3, budget=Budget(8))
+    second = search_ratings(planted_ratings(), RANK_AND_LAMBDA, seed=3, budget=Budget(8))
+    other = search_ratings(planted_ratings(), RANK_AND_LAMBDA, seed=4, budget=Budget(8))
     assert searched(first.trials) == searched(second.trials)
     assert [t.mean_metrics["rmse"] for t in first.trials] == [
         t.mean_metrics["rmse"] for t in second.trials
@@ -44,10 +50,10 @@ def test_a_search_is_reproducible_for_a_seed():
 
 
 def test_the_budget_ends_the_search():
-    by_trials = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, budget=Budget(5))
+    by_trials = search_ratings(planted_ratings(), RANK_AND_LAMBDA, budget=Budget(5))
     assert len(by_trials.trials) == 5 and by_trials.stopped_by == "trials"
-    by_time = cross_validate(
-        planted_ratings(), RATING, RANK_AND_LAMBDA, budget=Budget(trials=10_000, seconds=1.0)
+    by_time = search_ratings(
+        planted_ratings(), RANK_AND_LAMBDA, budget=Budget(trials=10_000, seconds=1.0)
     )
     assert by_time.stopped_by == "time"
     assert 1 <= len(by_time.trials) < 10_000
@@ -57,7 +63,9 @@ def test_the_budget_ends_the_search():
 def test_pruning_stops_a_hopeless_trial_after_its_first_fold():
     # λ up to 10⁵ shrinks every factor to nothing: a random start draws some hopeless trials
     space = SearchSpace((Dimension("regularization", low=0.1, high=1e5, limits=(0.1, 1e5)),))
-    result = cross_validate(clustered_plays(), RANKING, space, n_folds=3, seed=0, budget=Budget(20))
+    result = cross_validate(
+        clustered_plays(), RANKING, space, feedback="implicit", n_folds=3, seed=0, budget=Budget(20)
+    )
     pruned = [t for t in result.trials if t.pruned]
     assert pruned, [t.mean_metrics["ndcg_at_10"] for t in result.trials]
     complete = [t for t in result.trials if not t.pruned]
@@ -73,7 +81,7 @@ def test_an_optimum_outside_the_initial_range_is_found_by_widening():
     """The ratings are planted at rank 3 but the search starts at ranks 1-2: the best rank
     sits on the upper edge, the range grows, and the search finds a rank of at least 3."""
     narrow = RANK_AND_LAMBDA.replace(Dimension("rank", low=1, high=2, integer=True, limits=(1, 64)))
-    result = cross_validate(planted_ratings(), RATING, narrow, seed=1, budget=Budget(30))
+    result = search_ratings(planted_ratings(), narrow, seed=1, budget=Budget(30))
     assert any(change.startswith("rank 2 →") for change in result.widened), result.widened
     assert result.best.params.rank >= 3
     at_two = [t for t in result.trials if t.params.rank == 2 and not t.pruned]
@@ -83,7 +91,11 @@ def test_an_optimum_outside_the_initial_range_is_found_by_widening():
 def test_the_rating_space_holds_the_bias_model():
     space = rating_space({})
     result = cross_validate(
-        planted_ratings(), dataclasses.replace(RATING, rank=0), space, budget=Budget(12)
+        planted_ratings(),
+        dataclasses.replace(RATING, rank=0),
+        space,
+        feedback="explicit",
+        budget=Budget(12),
     )
     assert max(t.params.rank for t in result.trials) <= 80  # no more factors than items
     ranks = {t.params.rank for t in result.trials}
@@ -93,25 +105,25 @@ def test_the_rating_space_holds_the_bias_model():
 
 def test_a_second_tuning_starts_from_the_previous_best(tmp_path):
     record = StudyRecord(study_storage(tmp_path), "rating/ratings/local")
-    first = cross_validate(
-        planted_ratings(), RATING, RANK_AND_LAMBDA, seed=1, budget=Budget(8), record=record
+    first = search_ratings(
+        planted_ratings(), RANK_AND_LAMBDA, seed=1, budget=Budget(8), record=record
     )
-    second = cross_validate(
-        planted_ratings(seed=1), RATING, RANK_AND_LAMBDA, seed=2, budget=Budget(3), record=record
+    second = search_ratings(
+        planted_ratings(seed=1), RANK_AND_LAMBDA, seed=2, budget=Budget(3), record=record
     )
     assert searched(second.trials)[0] == searched([first.best])[0]
     assert (tmp_path / "optuna.db").exists()
     # another model's studies are not its
     other = StudyRecord(record.storage, "ranking/ratings/local")
-    third = cross_validate(
-        planted_ratings(), RATING, RANK_AND_LAMBDA, seed=2, budget=Budget(1), record=other
+    third = search_ratings(
+        planted_ratings(), RANK_AND_LAMBDA, seed=2, budget=Budget(1), record=other
     )
-    fresh = cross_validate(planted_ratings(), RATING, RANK_AND_LAMBDA, seed=2, budget=Budget(1))
+    fresh = search_ratings(planted_ratings(), RANK_AND_LAMBDA, seed=2, budget=Budget(1))
     assert searched(third.trials) == searched(fresh.trials)
 
 
 def test_a_fresh_search_starts_from_the_middle_of_every_range():
-    result = cross_validate(planted_ratings(), RATING, rating_space({}), budget=Budget(2))
+    result = search_ratings(planted_ratings(), rating_space({}), budget=Budget(2))
     first = result.trials[0].params
     # latent factors on, rank √(2·80) ≈ 13 (the range 2–256 capped at the 80 items),
     # λ √(0.005·10) ≈ 0.22, λ_b √(0.01·100) = 1

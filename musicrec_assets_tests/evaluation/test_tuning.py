@@ -69,12 +69,13 @@ def test_search_spaces_name_params_fields():
 
 def test_explicit_search_picks_the_lowest_cv_rmse():
     calls = []
-    base = TrainingParams(feedback="explicit", rank=1, regularization=0.1, iterations=8)
+    base = TrainingParams(objective="rating", rank=1, regularization=0.1, iterations=8)
     candidates = grid({"rank": [1, 3], "regularization": [0.02, 2.0]})
     result = cross_validate(
         planted_ratings(),
         base,
         candidates,
+        feedback="explicit",
         n_folds=3,
         seed=1,
         on_trial=lambda *args: calls.append(args),
@@ -97,29 +98,31 @@ def test_explicit_search_picks_the_lowest_cv_rmse():
 
 
 def test_implicit_search_maximizes_ndcg():
-    base = TrainingParams(feedback="implicit", rank=8, regularization=1.0, iterations=5)
+    base = TrainingParams(objective="ranking", rank=8, regularization=1.0, iterations=5)
     # λ = 1e4 shrinks every factor to nothing: the ranking degrades to noise
     candidates = grid({"regularization": [1e4, 1.0], "confidence": ["log1p"]})
-    result = cross_validate(clustered_plays(), base, candidates, n_folds=2, seed=0)
+    result = cross_validate(
+        clustered_plays(), base, candidates, feedback="implicit", n_folds=2, seed=0
+    )
     assert result.primary_metric == "ndcg_at_10"
     assert result.best.params.regularization == 1.0
     assert result.best.mean_metrics["ndcg_at_10"] > result.trials[0].mean_metrics["ndcg_at_10"]
 
 
 def test_search_is_deterministic():
-    base = TrainingParams(feedback="explicit", rank=2, regularization=0.1, iterations=3)
+    base = TrainingParams(objective="rating", rank=2, regularization=0.1, iterations=3)
     candidates = grid({"regularization": [0.05, 0.5]})
-    first = cross_validate(planted_ratings(), base, candidates, seed=5)
-    second = cross_validate(planted_ratings(), base, candidates, seed=5)
+    first = cross_validate(planted_ratings(), base, candidates, feedback="explicit", seed=5)
+    second = cross_validate(planted_ratings(), base, candidates, feedback="explicit", seed=5)
     assert [t.mean_metrics["rmse"] for t in first.trials] == [
         t.mean_metrics["rmse"] for t in second.trials
     ]
 
 
 def test_rejects_an_empty_grid():
-    base = TrainingParams(feedback="explicit", rank=2, regularization=0.1)
+    base = TrainingParams(objective="rating", rank=2, regularization=0.1)
     with pytest.raises(ValueError):
-        cross_validate(planted_ratings(), base, [])
+        cross_validate(planted_ratings(), base, [], feedback="explicit")
 
 
 def test_cross_validated_implicit_als_on_lastfm_reaches_published_ndcg(lastfm_dir):
@@ -135,13 +138,13 @@ def test_cross_validated_implicit_als_on_lastfm_reaches_published_ndcg(lastfm_di
     # Three rivals from the default grid (DEFAULT_IMPLICIT_GRID) rather than the whole
     # sweep, to keep the test short. On the test split the first reaches 0.250, the second
     # 0.258 and the third 0.228: cross-validation on the training part has to pick well.
-    base = TrainingParams(feedback="implicit", rank=32, regularization=30.0, iterations=15)
+    base = TrainingParams(objective="ranking", rank=32, regularization=30.0, iterations=15)
     candidates = [
         {"confidence": "log1p", "alpha": 1.0, "regularization": 30.0},
         {"confidence": "bm25", "alpha": 0.03, "regularization": 30.0},
         {"confidence": "bm25", "alpha": 0.03, "regularization": 100.0},
     ]
-    search = cross_validate(split.train, base, candidates, n_folds=3, seed=42)
+    search = cross_validate(split.train, base, candidates, feedback="implicit", n_folds=3, seed=42)
 
     model = fit_implicit_als(split.train, search.best.params)
     ndcg = evaluate(model, split.train, split.test, "implicit")["ndcg_at_10"]
@@ -162,9 +165,12 @@ def test_tuned_explicit_als_beats_the_bias_baseline_on_the_bundled_sample():
         (ratings["rating"].to_numpy(float), (users, items)), shape=(len(user_ids), len(item_ids))
     )
     split = train_test_split(matrix, seed=42)
-    base = TrainingParams(feedback="explicit", rank=10, regularization=0.1, iterations=15)
+    base = TrainingParams(objective="rating", rank=10, regularization=0.1, iterations=15)
     search = cross_validate(
-        split.train, base, grid({"rank": [5, 10, 20], "regularization": [0.05, 0.1, 0.3]})
+        split.train,
+        base,
+        grid({"rank": [5, 10, 20], "regularization": [0.05, 0.1, 0.3]}),
+        feedback="explicit",
     )
     model = fit_explicit_als(split.train, search.best.params)
     als_rmse = evaluate(model, split.train, split.test, "explicit")["rmse"]
@@ -193,7 +199,7 @@ def test_ranking_search_of_ratings_picks_the_better_confidence():
     base = ranking_base_params("explicit", iterations=8, seed=0)
     candidates = grid({"rank": [6], "regularization": [1.0], "confidence": ["binary", "centred"]})
     result = cross_validate(
-        disliked_ratings(), base, candidates, n_folds=2, seed=0, data_feedback="explicit"
+        disliked_ratings(), base, candidates, feedback="explicit", n_folds=2, seed=0
     )
     assert result.primary_metric == "ndcg_at_10" and result.higher_is_better
     binary, centred = (trial.mean_metrics for trial in result.trials)
@@ -218,7 +224,13 @@ def test_fixed_settings_make_a_grid_and_ranges_stay_searched():
 def test_item_knn_is_tuned_by_the_same_cross_validation():
     candidates = grid({"neighbours": [1, 30]})
     result = cross_validate(
-        clustered_plays(), NeighbourParams(), candidates, n_folds=2, seed=0, fit=fit_item_knn
+        clustered_plays(),
+        NeighbourParams(),
+        candidates,
+        feedback="implicit",
+        n_folds=2,
+        seed=0,
+        fit=fit_item_knn,
     )
     assert result.primary_metric == "ndcg_at_10"
     assert [trial.params.neighbours for trial in result.trials] == [1, 30]

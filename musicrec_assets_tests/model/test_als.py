@@ -40,7 +40,7 @@ def planted_ratings(
 
 def fit(matrix: csr_matrix, **overrides):
     params = TrainingParams(
-        **{"feedback": "explicit", "rank": 5, "regularization": 0.01, "iterations": 10, **overrides}
+        **{"objective": "rating", "rank": 5, "regularization": 0.01, "iterations": 10, **overrides}
     )
     return fit_explicit_als(matrix, params)
 
@@ -75,7 +75,7 @@ def test_biases_help_when_data_has_planted_biases():
 
 def test_training_objective_decreases_every_iteration():
     history: list[dict[str, float]] = []
-    params = TrainingParams(feedback="explicit", rank=5, regularization=0.05, iterations=8)
+    params = TrainingParams(objective="rating", rank=5, regularization=0.05, iterations=8)
     matrix = planted_ratings(n_users=150, n_items=100)
     fit_explicit_als(
         matrix,
@@ -95,7 +95,7 @@ def test_training_objective_decreases_every_iteration():
 def test_item_step_solves_the_documented_normal_equations():
     matrix = planted_ratings(n_users=30, n_items=20, density=0.5, mean=3.0)
     params = TrainingParams(
-        feedback="explicit",
+        objective="rating",
         rank=3,
         regularization=0.1,
         iterations=1,
@@ -135,7 +135,7 @@ def test_implicit_als_returns_float32_factor_model_with_scaler_extras():
     rng = np.random.default_rng(0)
     plays = csr_matrix(rng.poisson(0.3, size=(60, 40)).astype(float) * 10)
     params = TrainingParams(
-        feedback="implicit", rank=8, regularization=1.0, iterations=3, confidence="bm25", alpha=0.1
+        objective="ranking", rank=8, regularization=1.0, iterations=3, confidence="bm25", alpha=0.1
     )
     losses: list[float] = []
     model = fit_implicit_als(
@@ -183,7 +183,7 @@ def test_implicit_reads_its_input_as_the_confidence_one_plus_alpha_scale():
 def test_ranking_model_of_ratings_is_a_factor_model_of_implicit_feedback():
     ratings = planted_ratings(n_users=80, n_items=50, mean=3.0)
     params = TrainingParams(
-        feedback="implicit", rank=6, regularization=1.0, iterations=4, confidence="centred"
+        objective="ranking", rank=6, regularization=1.0, iterations=4, confidence="centred"
     )
     model = fit_implicit_als(ratings, params)
     assert isinstance(model, FactorModel)

@@ -97,7 +97,7 @@ def test_rank_plus_one_cg_steps_are_the_exact_solve(
 ):
     matrix = with_empty_user_and_item(planted_ratings(n_users=50, n_items=40, mean=3.0))
     params = TrainingParams(
-        feedback="explicit",
+        objective="rating",
         rank=rank,
         regularization=0.1,
         iterations=3,
@@ -121,7 +121,7 @@ def test_rank_plus_one_cg_steps_are_the_exact_solve(
 def test_converged_cg_fit_is_a_fixed_point_of_the_exact_solve():
     matrix = planted_ratings(n_users=120, n_items=90, density=0.3, mean=3.0, bias_scale=0.5)
     params = TrainingParams(
-        feedback="explicit", rank=5, regularization=0.05, iterations=60, bias_regularization=1.0
+        objective="rating", rank=5, regularization=0.05, iterations=60, bias_regularization=1.0
     )
     model = fit_explicit_als(matrix, params)
 
@@ -157,7 +157,7 @@ def sample_ratings() -> csr_matrix:
 def test_held_out_rmse_matches_the_exact_solve_on_the_sample(changes):
     split = train_test_split(sample_ratings(), seed=42)
     params = TrainingParams(
-        **{"feedback": "explicit", "rank": 10, "regularization": 0.1, "iterations": 15, **changes}
+        **{"objective": "rating", "rank": 10, "regularization": 0.1, "iterations": 15, **changes}
     )
     ours = evaluate(fit_explicit_als(split.train, params), split.train, split.test, "explicit")
     exact = evaluate(exact_fit(split.train, params), split.train, split.test, "explicit")
@@ -167,5 +167,5 @@ def test_held_out_rmse_matches_the_exact_solve_on_the_sample(changes):
 def test_rejects_fewer_than_one_cg_step():
     with pytest.raises(ValueError, match="cg_steps"):
         fit_explicit_als(
-            planted_ratings(n_users=10, n_items=10), TrainingParams("explicit", 2, 0.1), cg_steps=0
+            planted_ratings(n_users=10, n_items=10), TrainingParams("rating", 2, 0.1), cg_steps=0
         )

@@ -7,12 +7,12 @@ import pytest
 
 from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
-EXPLICIT = TrainingParams(feedback="explicit", rank=2, regularization=0.1)
+RATING = TrainingParams(objective="rating", rank=2, regularization=0.1)
 
 
 def biased_model() -> FactorModel:
     return FactorModel(
-        EXPLICIT,
+        RATING,
         user_factors=np.array([[1, 0], [0, 1]], np.float32),
         item_factors=np.array([[1, 1], [2, 0], [0, 3]], np.float32),
         global_mean=3.0,
@@ -30,7 +30,7 @@ def test_with_ids_names_rows_and_columns_and_checks_their_number():
 
 
 def test_a_model_without_ids_cannot_be_saved_or_reindexed(tmp_path):
-    unnamed = FactorModel(EXPLICIT, np.ones((2, 2), np.float32), np.ones((3, 2), np.float32))
+    unnamed = FactorModel(RATING, np.ones((2, 2), np.float32), np.ones((3, 2), np.float32))
     assert unnamed.user_ids is None
     with pytest.raises(ValueError, match="no ids"):
         unnamed.save(tmp_path / "model")
@@ -66,7 +66,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_a_model_pair_names_both_models_alike_and_lists_them_by_role():
     ranking = FactorModel(
-        TrainingParams(feedback="implicit", rank=2, regularization=1.0, confidence="rating"),
+        TrainingParams(objective="ranking", rank=2, regularization=1.0, confidence="rating"),
         user_factors=np.ones((2, 2), np.float32),
         item_factors=np.ones((3, 2), np.float32),
     )

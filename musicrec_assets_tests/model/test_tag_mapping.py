@@ -140,7 +140,7 @@ def taste_world(informative: bool, seed: int = 3, n_users=300, n_artists=500, n_
 
 
 PARAMS = TrainingParams(
-    feedback="implicit", rank=8, regularization=1.0, iterations=8, alpha=1.0, confidence="log1p"
+    objective="ranking", rank=8, regularization=1.0, iterations=8, alpha=1.0, confidence="log1p"
 )
 
 

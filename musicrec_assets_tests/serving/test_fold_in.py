@@ -53,7 +53,7 @@ ITEM_IDS = np.array([f"a{i}" for i in range(N_ITEMS)])
 def explicit_model(request) -> FactorModel:
     weighted, biases = request.param
     params = TrainingParams(
-        feedback="explicit",
+        objective="rating",
         rank=6,
         regularization=0.05 if weighted else 1.0,
         iterations=80,
@@ -67,7 +67,7 @@ def explicit_model(request) -> FactorModel:
 @pytest.fixture(scope="module", params=["log1p", "bm25"])
 def implicit_model(request) -> FactorModel:
     params = TrainingParams(
-        feedback="implicit",
+        objective="ranking",
         rank=6,
         regularization=0.1,
         iterations=40,
@@ -288,7 +288,7 @@ def test_prepared_fold_in_follows_the_model_object(implicit_model):
 def centred_model() -> FactorModel:
     """A ranking model of ratings whose below-the-mean ratings are negative feedback."""
     params = TrainingParams(
-        feedback="implicit", rank=6, regularization=0.1, iterations=40, confidence="centred"
+        objective="ranking", rank=6, regularization=0.1, iterations=40, confidence="centred"
     )
     return fit_implicit_als(RATINGS, params).with_ids(USER_IDS, ITEM_IDS)
 

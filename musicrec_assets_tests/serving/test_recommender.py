@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +31,7 @@ def _ratings(n_users: int = 150, n_items: int = 60, seed: int = 3) -> csr_matrix
 @pytest.fixture(scope="module")
 def recommender() -> Recommender:
     ratings = _ratings()
-    params = TrainingParams(feedback="explicit", rank=4, regularization=0.05, iterations=60)
+    params = TrainingParams(objective="rating", rank=4, regularization=0.05, iterations=60)
     user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
     item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
     model = fit_explicit_als(ratings, params).with_ids(user_ids, item_ids)
@@ -83,7 +86,7 @@ def test_new_artist_needs_known_users_and_well_formed_ratings(recommender):
 
 def test_new_artist_cannot_be_folded_into_a_bm25_model(recommender):
     params = TrainingParams(
-        feedback="implicit", rank=4, regularization=0.1, iterations=2, confidence="bm25"
+        objective="ranking", rank=4, regularization=0.1, iterations=2, confidence="bm25"
     )
     model = recommender.model
     bm25 = fit_implicit_als(recommender.seen, params).with_ids(model.user_ids, model.item_ids)
@@ -102,10 +105,10 @@ def pair_recommender() -> Recommender:
     item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
     ranking = fit_implicit_als(
         ratings,
-        TrainingParams("implicit", rank=4, regularization=1.0, alpha=3.0, confidence="rating"),
+        TrainingParams("ranking", rank=4, regularization=1.0, alpha=3.0, confidence="rating"),
     )
     rating = fit_explicit_als(
-        ratings, TrainingParams("explicit", rank=4, regularization=0.05, iterations=30)
+        ratings, TrainingParams("rating", rank=4, regularization=0.05, iterations=30)
     )
     names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
     return Recommender(ModelPair(ranking, rating).with_ids(user_ids, item_ids), ratings, names)
@@ -157,7 +160,7 @@ def test_play_counts_predict_no_rating(tmp_path):
     plays = _ratings() * 7
     user_ids = np.array([f"u{row}" for row in range(plays.shape[0])])
     item_ids = np.array([f"a{column}" for column in range(plays.shape[1])])
-    model = fit_implicit_als(plays, TrainingParams("implicit", rank=3, regularization=1.0))
+    model = fit_implicit_als(plays, TrainingParams("ranking", rank=3, regularization=1.0))
     names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
     recommender = Recommender(ModelPair(model.with_ids(user_ids, item_ids)), plays, names)
     assert recommender.feedback == "implicit"
@@ -171,7 +174,7 @@ def test_a_version_of_one_explicit_model_ranks_and_predicts_with_it(tmp_path):
     ratings = _ratings()
     user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
     item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
-    params = TrainingParams(feedback="explicit", rank=3, regularization=0.05, iterations=10)
+    params = TrainingParams(objective="rating", rank=3, regularization=0.05, iterations=10)
     fit_explicit_als(ratings, params).with_ids(user_ids, item_ids).save(tmp_path / "factors")
     save_npz(tmp_path / "seen.npz", ratings)
     names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
@@ -180,6 +183,55 @@ def test_a_version_of_one_explicit_model_ranks_and_predicts_with_it(tmp_path):
     assert recommender.rating_model is recommender.model and recommender.feedback == "explicit"
     answer = recommender.for_user("u0", n=3).recommendations
     np.testing.assert_allclose(answer["predicted_rating"], answer["score"], rtol=1e-5)
+
+
+def _as_saved_before_the_objective(sidecar: Path) -> None:
+    """Rewrite a model's JSON sidecar as versions before ``objective`` wrote it: the objective
+    under ``feedback``, "explicit" for a rating model and "implicit" for a ranking model."""
+    meta = json.loads(sidecar.read_text())
+    objective = meta["params"].pop("objective")
+    meta["params"]["feedback"] = {"rating": "explicit", "ranking": "implicit"}[objective]
+    sidecar.write_text(json.dumps(meta, indent=2))
+
+
+def test_a_champion_saved_before_the_objective_had_its_name_still_serves(
+    pair_recommender, tmp_path
+):
+    """A champion's files in a user's home (models/, mlartifacts/) name each model's objective
+    ``feedback``: they load as the same models and answer as they did."""
+    written = pair_recommender.models.save(tmp_path, "factors")
+    save_npz(tmp_path / "seen.npz", pair_recommender.seen)
+    names = pd.DataFrame({"artist_id": pair_recommender.model.item_ids, "name": "x"})
+    names.to_parquet(tmp_path / "artist_names.parquet", index=False)
+    for sidecar in (path for path in written if path.suffix == ".json"):
+        _as_saved_before_the_objective(sidecar)
+    assert '"feedback": "implicit"' in (tmp_path / "factors.json").read_text()
+
+    old = Recommender.from_folder(tmp_path)
+
+    assert old.model.params == pair_recommender.model.params
+    assert old.rating_model.params == pair_recommender.rating_model.params
+    assert (old.model.params.objective, old.rating_model.params.objective) == ("ranking", "rating")
+    answer = old.for_user("u3", n=6).recommendations
+    expected = pair_recommender.for_user("u3", n=6).recommendations
+    assert answer["artist_id"].tolist() == expected["artist_id"].tolist()
+    np.testing.assert_allclose(answer["predicted_rating"], expected["predicted_rating"])
+
+
+def test_a_single_rating_model_saved_before_the_objective_still_rates(tmp_path):
+    """A version logged before the ranking model holds one model: it rates when its old
+    ``feedback`` says it was fitted on ratings."""
+    ratings = _ratings()
+    user_ids = np.array([f"u{row}" for row in range(ratings.shape[0])])
+    item_ids = np.array([f"a{column}" for column in range(ratings.shape[1])])
+    params = TrainingParams(objective="rating", rank=3, regularization=0.05, iterations=10)
+    model = fit_explicit_als(ratings, params).with_ids(user_ids, item_ids)
+    _as_saved_before_the_objective(model.save(tmp_path / "factors").with_suffix(".json"))
+
+    loaded = ModelPair.load(tmp_path, "factors")
+
+    assert loaded.ranking.params == params and loaded.rating is loaded.ranking
+    assert loaded.feedback == "explicit"
 
 
 def test_each_pick_gets_its_own_reasons_beside_what_the_list_shares(pair_recommender):

@@ -23,7 +23,8 @@ def _recommender(feedback: str) -> Recommender:
     seen = csr_matrix(values.astype(float))
     user_ids = np.array([f"u{row}" for row in range(40)])
     item_ids = np.array([f"a{column}" for column in range(20)])
-    params = TrainingParams(feedback=feedback, rank=3, regularization=0.1, iterations=10)
+    objective = "rating" if feedback == "explicit" else "ranking"
+    params = TrainingParams(objective=objective, rank=3, regularization=0.1, iterations=10)
     fit = fit_explicit_als if feedback == "explicit" else fit_implicit_als
     names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
     model = fit(seen, params).with_ids(user_ids, item_ids)

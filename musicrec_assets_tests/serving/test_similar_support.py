@@ -47,7 +47,7 @@ def test_on_an_als_model_lone_listener_artists_leave_the_top_of_the_lists():
     plays[1:, 30:] = 0
     matrix = csr_matrix(plays)
     params = TrainingParams(
-        feedback="implicit",
+        objective="ranking",
         rank=6,
         regularization=0.1,
         iterations=10,

@@ -48,7 +48,7 @@ def warehouse(tmp_path):
     update_indexes(con, "implicit")
     matrix = load_matrix(con, "implicit")
     params = TrainingParams(
-        "implicit", rank=8, regularization=1.0, iterations=5, confidence="log1p", alpha=2.0
+        "ranking", rank=8, regularization=1.0, iterations=5, confidence="log1p", alpha=2.0
     )
     models = ModelPair(fit_local(matrix.values, params).with_ids(matrix.user_ids, matrix.item_ids))
     champion = tmp_path / "champion"

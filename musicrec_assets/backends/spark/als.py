@@ -236,8 +236,8 @@ def fit_spark_frame(
         ``user_idx INT, item_idx INT, value FLOAT``, one row per observed entry of the
         users × items matrix: ratings (explicit) or play counts (implicit).
     params : TrainingParams
-        Uses feedback, rank, regularization (Spark's regParam, scaled by each row's count),
-        iterations, seed, use_biases (explicit) and alpha and confidence (implicit). Needs
+        Uses objective, rank, regularization (Spark's regParam, scaled by each row's count),
+        iterations, seed, use_biases (rating) and alpha and confidence (ranking). Needs
         ``weighted_regularization=True``, as that is the model Spark fits.
     folder : Path
         Where the model goes, a path that does not exist yet; on a cluster, shared storage.
@@ -249,7 +249,7 @@ def fit_spark_frame(
     -------
     SparkFactors
         The model in ``folder``: user and item factors and biases (0 without biases) as
-        Parquet, μ in ``model.json`` for an explicit model with biases, the confidence
+        Parquet, μ in ``model.json`` for a rating model with biases, the confidence
         scaler's statistics in ``extras.npz`` for bm25.
 
     Raises
@@ -265,8 +265,8 @@ def fit_spark_frame(
         )
     folder = Path(folder)
     folder.mkdir(parents=True)
-    implicit = params.feedback == "implicit"
-    has_biases = not implicit and params.use_biases
+    ranking = params.objective == "ranking"
+    has_biases = not ranking and params.use_biases
     global_mean, extras = 0.0, {}
     user_bias = item_bias = None
     interactions = interactions.select(
@@ -275,10 +275,10 @@ def fit_spark_frame(
         F.col("value").cast("double"),
     )
     # the bias fit and bm25's statistics read the interactions several times, ALS once
-    if has_biases or (implicit and params.confidence == "bm25"):
+    if has_biases or (ranking and params.confidence == "bm25"):
         interactions = interactions.persist()
     try:
-        if implicit:
+        if ranking:
             scaled, scaler = scale_confidence_frame(
                 interactions, params.confidence, params.alpha, n_users, n_items
             )
@@ -492,7 +492,7 @@ def _als(spark: SparkSession, params: TrainingParams) -> ALS:
         rank=params.rank,
         regParam=params.regularization,
         maxIter=params.iterations,
-        implicitPrefs=params.feedback == "implicit",
+        implicitPrefs=params.objective == "ranking",
         alpha=params.alpha,
         userCol="user_idx",
         itemCol="item_idx",
@@ -543,8 +543,8 @@ def fit_spark_als(
     -------
     FactorModel
         float32 factors in row / column order, zero for users and items without interactions;
-        for explicit feedback with ``use_biases`` μ and the biases, else no biases
-        (global_mean 0); for implicit feedback the confidence scaler's statistics in
+        for a rating model with ``use_biases`` μ and the biases, else no biases
+        (global_mean 0); for a ranking model the confidence scaler's statistics in
         ``extras``, as :func:`~musicrec_assets.model.implicit_als.fit_implicit_als` stores them.
     """
     n_users, n_items = matrix.shape

@@ -60,6 +60,7 @@ class _Data:
 @dataclass
 class SparkTuner:
     data: _Data
+    feedback: Feedback
     n_folds: int
     seed: int
     ranked_users: int
@@ -76,6 +77,7 @@ class SparkTuner:
             base,
             space,
             self.data.workdir / model,
+            self.feedback,
             n_folds=self.n_folds,
             seed=self.seed,
             max_ranked_users=self.ranked_users,
@@ -131,7 +133,7 @@ class SparkBackend:
             parts = split_counts(con)
         users_per_interaction = parts["users_with_train_rows"] / max(parts["train"], 1)
         with self._data(connect, feedback, ["train"]) as data:
-            yield SparkTuner(data, n_folds, seed, ranked_users, users_per_interaction)
+            yield SparkTuner(data, feedback, n_folds, seed, ranked_users, users_per_interaction)
 
     def train(
         self,

@@ -59,7 +59,7 @@ def _fit_most_popular(train: DataFrame, folder: Path, n_users: int, n_items: int
     popularity = train.groupBy("item_idx").agg(F.count(F.lit(1)).alias("popularity"))
     model = SparkFactors(
         folder=folder,
-        params=TrainingParams(feedback="implicit", rank=1, regularization=0.0, iterations=0),
+        params=TrainingParams(objective="ranking", rank=1, regularization=0.0, iterations=0),
         global_mean=0.0,
         has_biases=False,
         n_users=n_users,
@@ -75,7 +75,7 @@ def _fit_global_mean(train: DataFrame, folder: Path, n_users: int, n_items: int)
     """Rank 0, zero biases: μ for every pair."""
     model = SparkFactors(
         folder=folder,
-        params=TrainingParams(feedback="explicit", rank=0, regularization=0.0, iterations=0),
+        params=TrainingParams(objective="rating", rank=0, regularization=0.0, iterations=0),
         global_mean=_mean(train),
         has_biases=True,
         n_users=n_users,

@@ -67,8 +67,8 @@ def evaluate_spark(
     Parameters
     ----------
     model : SparkFactors
-        Scored through both sides' ``vectors``; a rating model (``params.feedback ==
-        "explicit"``) on ratings adds the rating errors.
+        Scored through both sides' ``vectors``; a rating model (``params.objective ==
+        "rating"``) on ratings adds the rating errors.
     train, test : DataFrame
         ``user_idx, item_idx, value`` training and held-out interactions (ratings or plays),
         one row per pair.
@@ -91,7 +91,7 @@ def evaluate_spark(
     from pyspark.sql import functions as F
 
     metrics: dict[str, float] = {}
-    if feedback == "explicit" and model.params.feedback == "explicit":
+    if feedback == "explicit" and model.params.objective == "rating":
         error = F.col("value").cast("double") - F.col("prediction")
         squared, absolute = (
             predict_frame(model, test.select("user_idx", "item_idx", "value"))

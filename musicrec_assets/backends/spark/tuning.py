@@ -41,12 +41,12 @@ def cross_validate_spark(
     base_params: TrainingParams,
     candidates: SearchSpace | list[dict[str, Any]],
     workdir: Path,
+    feedback: Feedback,
     n_folds: int = 3,
     seed: int = 42,
     k: int = 10,
     on_trial: TrialCallback | None = None,
     max_ranked_users: int = 0,
-    data_feedback: Feedback | None = None,
     budget: Budget | None = None,
     record: StudyRecord | None = None,
 ) -> SearchResult:
@@ -63,7 +63,6 @@ def cross_validate_spark(
 
     The other parameters are :func:`~musicrec_assets.evaluation.tuning.cross_validate`'s.
     """
-    data_feedback = data_feedback or base_params.feedback
     if isinstance(candidates, SearchSpace):
         candidates = candidates.within_shape(shape)
     folds = []
@@ -85,7 +84,7 @@ def cross_validate_spark(
 
     def score(model, fold_train: DataFrame, validation: DataFrame, ranked: DataFrame):
         try:
-            return evaluate_spark(model, fold_train, validation, data_feedback, k, ranked)
+            return evaluate_spark(model, fold_train, validation, feedback, k, ranked)
         finally:
             shutil.rmtree(model.folder, ignore_errors=True)
 

@@ -147,7 +147,7 @@ def als_tuning(
             settings.neighbour_overrides(),
         )
         for model, (fixed, space) in searches.items():
-            metric = primary_metric(fixed.feedback)[0]
+            metric = primary_metric(fixed.objective)[0]
 
             def on_trial(number, trial, model=model, metric=metric):
                 outcome = "pruned" if trial.pruned else f"{metric} {trial.mean_metrics[metric]:.4f}"
@@ -161,7 +161,6 @@ def als_tuning(
                 fixed,
                 space,
                 on_trial=on_trial,
-                data_feedback=feedback,
                 budget=budget,
                 record=tuning.StudyRecord(
                     storage, metadata.study_key(model, feedback, backend.name)

@@ -10,7 +10,7 @@ from musicrec_assets.defs.metadata import frame_table
 from musicrec_assets.evaluation import blend, promotion, tuning
 from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
 from musicrec_assets.model.baselines import NeighbourParams
-from musicrec_assets.model.factors import IMPLICIT_ONLY, Feedback, TrainingParams
+from musicrec_assets.model.factors import RANKING_ONLY, Feedback, TrainingParams
 from musicrec_assets.tracking import plots, registry, runs
 
 GATE = "als_model_beats_baselines"
@@ -24,7 +24,7 @@ def describe(params: TrainingParams | NeighbourParams | blend.BlendParams) -> st
     if isinstance(params, blend.BlendParams):
         return f"w={params.blend_weight:g}"
     text = f"rank={params.rank} λ={params.regularization:g}"
-    if params.feedback == "implicit":
+    if params.objective == "ranking":
         text += f" α={params.alpha:g} {params.confidence}"
     elif params.bias_regularization is not None:
         text += f" λ_b={params.bias_regularization:g}"
@@ -110,8 +110,8 @@ def rating_source(report: promotion.CandidateReport) -> str:
 def applicable(params: TrainingParams | NeighbourParams) -> dict:
     """The params that mean something for the model's objective."""
     values = dataclasses.asdict(params)
-    if params.feedback == "explicit":
-        for name in IMPLICIT_ONLY:
+    if params.objective == "rating":
+        for name in RANKING_ONLY:
             values.pop(name)
     return values
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
-from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC
+from musicrec_assets.evaluation.promotion import NOISE_Z, RANKING_METRIC, RATING_METRIC
 from musicrec_assets.home import REPO_ROOT, Home
 from musicrec_assets.warehouse.tables import connect, table_exists
 
@@ -82,9 +82,10 @@ BASELINE_NAMES = {"item_knn": "item-kNN", "most_popular": "most popular"}
 
 def verdicts(model: dict) -> list[str]:
     """One sentence for each of our models that the run trained: whether it beats the best
-    of its baselines on the metric the gate judges it by, and by how much; read from the
-    ``als_model`` metadata (``<metric>``, ``<metric>_best_baseline`` and
-    ``<metric>_best_baseline_model``)."""
+    of its baselines on the metric the gate judges it by, and by how much, or is level with it
+    within the held-out noise; read from the ``als_model`` metadata (``<metric>``,
+    ``<metric>_best_baseline``, ``<metric>_best_baseline_model`` and, where measured,
+    ``<metric>_best_baseline_noise``)."""
     held_out = "ratings" if model.get("feedback") == "explicit" else "play counts"
     sentences = []
     for role, metric, higher_is_better in (
@@ -98,8 +99,14 @@ def verdicts(model: dict) -> list[str]:
         gain = (ours - best if higher_is_better else best - ours) / best if best else 0.0
         by = f"{abs(gain):.0%}" if abs(gain) >= 0.005 else "less than 1%"
         name = BASELINE_NAMES.get(baseline, baseline.replace("_", " "))
+        noise = float(model.get(f"{metric}_best_baseline_noise", 0.0))
         if gain > 0:
             claim = f"beats the best baseline, {name}, by {by} {_metric_name(metric)}"
+        elif best - ours < NOISE_Z * noise:
+            claim = (
+                f"is level with the best baseline, {name}, within the held-out noise ({by} "
+                f"worse {_metric_name(metric)}, ±{noise:.3f})"
+            )
         else:
             claim = f"does not beat the best baseline, {name}: {by} worse {_metric_name(metric)}"
         better = "higher" if higher_is_better else "lower"

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.metrics import evaluate, primary_metric, ranked_users
+from musicrec_assets.evaluation.metrics import (
+    evaluate,
+    primary_metric,
+    ranked_lists,
+    ranked_users,
+    stats_of_lists,
+)
 from musicrec_assets.evaluation.split import fingerprint
 from musicrec_assets.model.baselines import BIAS_PARAMS, NeighbourParams, fit_baselines
 from musicrec_assets.model.factors import FactorModel, Feedback, Fitter, ModelPair, TrainingParams
@@ -116,6 +122,11 @@ RANKING_BASELINES = ("most_popular", "item_knn")
 RATING_BASELINES = ("global_mean", "bias")
 RANKING_METRIC, _ = primary_metric("ranking")
 RATING_METRIC, _ = primary_metric("rating")
+# a baseline beats the list only when it is better by more than this many standard errors of
+# the per-listener difference (one-sided 95%): a held-out part of a few hundred listeners
+# cannot tell smaller differences from chance, and a first run would otherwise publish
+# nothing, or something, on a coin flip
+NOISE_Z = 1.645
 
 
 def beats_baselines(
@@ -124,16 +135,47 @@ def beats_baselines(
     higher_is_better: bool,
     candidate: str = "ranking",
     baselines: tuple[str, ...] | None = None,
+    noise: dict[str, float] | None = None,
 ) -> bool:
     """Whether model ``candidate`` scores better than every baseline that has ``metric``: the
-    ``baselines`` named (those of them in ``scores``), by default every other model."""
+    ``baselines`` named (those of them in ``scores``), by default every other model. With
+    ``noise`` (a baseline's standard error of the paired difference, :func:`paired_noise`),
+    a baseline must be better by more than ``NOISE_Z`` of them to win."""
     own = scores[candidate][metric]
-    others = [
-        values[metric]
+    sign = 1.0 if higher_is_better else -1.0
+    return all(
+        sign * (own - values[metric]) > -NOISE_Z * (noise or {}).get(name, 0.0)
         for name, values in scores.items()
         if name != candidate and (baselines is None or name in baselines) and metric in values
-    ]
-    return all(own > other if higher_is_better else own < other for other in others)
+    )
+
+
+def paired_noise(
+    models: dict[str, FactorModel],
+    candidate: str,
+    baselines: tuple[str, ...],
+    train: csr_matrix,
+    test: csr_matrix,
+    ranked: np.ndarray | None,
+    k: int = 10,
+) -> dict[str, float]:
+    """The standard error of the mean per-listener NDCG@K difference between the lists of
+    ``candidate`` and of each baseline, on the same held-out listeners (0 with fewer than
+    two)."""
+    per_listener = {}
+    for name in (candidate, *baselines):
+        model = models[name]
+        users, top = ranked_lists(
+            model.user_vectors(), model.item_vectors(), train, test, k, ranked
+        )
+        per_listener[name] = stats_of_lists(users, top, csr_matrix(test), k).ndcg
+    own = per_listener[candidate]
+    if own.size < 2:
+        return dict.fromkeys(baselines, 0.0)
+    return {
+        name: float(np.std(own - per_listener[name], ddof=1) / np.sqrt(own.size))
+        for name in baselines
+    }
 
 
 def score_models(
@@ -187,6 +229,9 @@ class CandidateReport:
     ranked_users: int
     promote: bool
     reason: str
+    # each ranking baseline's standard error of the paired NDCG@K difference (paired_noise);
+    # empty where the backend does not measure it, and then the gate compares plainly
+    noise: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def rating_falls_back(self) -> bool:
@@ -215,7 +260,9 @@ class CandidateReport:
 
     @property
     def ranking_beats_baselines(self) -> bool:
-        return beats_baselines(self.scores, RANKING_METRIC, True, "ranking", RANKING_BASELINES)
+        return beats_baselines(
+            self.scores, RANKING_METRIC, True, "ranking", RANKING_BASELINES, self.noise
+        )
 
     @property
     def rating_beats_baselines(self) -> bool:
@@ -226,8 +273,9 @@ class CandidateReport:
 
     @property
     def beats_baselines(self) -> bool:
-        """The gate: the lists beat theirs. Predicted ratings need not: where the rating model
-        loses, the bias model predicts them (:attr:`rating_falls_back`)."""
+        """The gate: no baseline beats the lists by more than the held-out noise. Predicted
+        ratings need not beat theirs: where the rating model loses, the bias model predicts
+        them (:attr:`rating_falls_back`)."""
         return self.ranking_beats_baselines
 
     def gate(self) -> dict[str, float]:
@@ -241,7 +289,7 @@ class CandidateReport:
             for metric, names in compared.items()
             for name in names
             if name in self.scores
-        }
+        } | {f"{name}_{RANKING_METRIC}_noise": value for name, value in self.noise.items()}
 
 
 def fit_each_role(
@@ -337,6 +385,14 @@ def evaluate_candidate(
         lambda model: evaluate(model.reindexed(*ids), train, test, feedback, ranked=ranked)[
             RANKING_METRIC
         ],
+        paired_noise(
+            models,
+            "ranking",
+            tuple(b for b in RANKING_BASELINES if b in models),
+            train,
+            test,
+            ranked,
+        ),
     )
 
 
@@ -349,9 +405,11 @@ def decide(
     ranked_users: int,
     stand_in: StandIn,
     score_stand_in: Callable[[FactorModel], float],
+    noise: dict[str, float] | None = None,
 ) -> CandidateReport:
     """The report of a scored candidate and the champion decision, whichever backend scored
-    it: ``score_stand_in(model)`` is the champion stand-in's NDCG@K on the same split."""
+    it: ``score_stand_in(model)`` is the champion stand-in's NDCG@K on the same split,
+    ``noise`` the baselines' :func:`paired_noise` where the backend measures it."""
     own = scores["ranking"][RANKING_METRIC]
     if stand_in.model is None:
         champion_score = None
@@ -373,17 +431,23 @@ def decide(
         ranked_users=ranked_users,
         promote=promote,
         reason=reason,
+        noise=noise or {},
     )
     if not report.ranking_beats_baselines:
-        best = max(
-            (name for name in RANKING_BASELINES if name in scores),
-            key=lambda name: scores[name][RANKING_METRIC],
+        winner = next(
+            name
+            for name in sorted(
+                (name for name in RANKING_BASELINES if name in scores),
+                key=lambda name: -scores[name][RANKING_METRIC],
+            )
+            if not beats_baselines(scores, RANKING_METRIC, True, "ranking", (name,), noise)
         )
+        beyond = f", by more than the held-out noise (±{noise[winner]:.4f})" if noise else ""
         return dataclasses.replace(
             report,
             promote=False,
             reason=f"its ranking model's {RANKING_METRIC} {own:.4f} is not better than the "
-            f"{best} baseline's {scores[best][RANKING_METRIC]:.4f}",
+            f"{winner} baseline's {scores[winner][RANKING_METRIC]:.4f}{beyond}",
         )
     if report.rating_falls_back:
         best = min(RATING_BASELINES, key=lambda name: scores[name][RATING_METRIC])

@@ -34,6 +34,23 @@ def test_a_model_that_loses_says_so_whatever_the_baseline_is_called():
     ]
 
 
+def test_a_list_within_the_held_out_noise_of_its_baseline_is_level_with_it():
+    model = {
+        "feedback": "explicit",
+        "ndcg_at_10": 0.308,
+        "ndcg_at_10_best_baseline": 0.310,
+        "ndcg_at_10_best_baseline_model": "item_knn",
+        "ndcg_at_10_best_baseline_noise": 0.006,
+    }
+    assert verdicts(model) == [
+        "verdict: the ranking model is level with the best baseline, item-kNN, within the "
+        "held-out noise (1% worse NDCG@10, ±0.006) on held-out ratings (0.308 vs "
+        "0.310, higher is better)"
+    ]
+    model["ndcg_at_10_best_baseline_noise"] = 0.001
+    assert "does not beat the best baseline, item-kNN" in verdicts(model)[0]
+
+
 def test_no_verdict_without_a_comparison():
     assert verdicts({"feedback": "explicit", "ndcg_at_10": 0.3}) == []
 

@@ -206,10 +206,16 @@ def test_a_ranking_model_that_loses_to_most_popular_fails_the_gate():
     assert set(gate) == {
         "ranking_ndcg_at_10",
         "most_popular_ndcg_at_10",
+        "most_popular_ndcg_at_10_noise",
         "rating_rmse",
         "global_mean_rmse",
         "bias_rmse",
     }
+    # far worse than popularity: beyond the held-out noise
+    assert gate["most_popular_ndcg_at_10"] - gate["ranking_ndcg_at_10"] > (
+        promotion.NOISE_Z * gate["most_popular_ndcg_at_10_noise"]
+    )
+    assert "by more than the held-out noise" in report.reason
 
 
 def test_a_rating_model_that_loses_to_the_bias_baseline_falls_back_to_the_bias_model():
@@ -223,7 +229,9 @@ def test_a_rating_model_that_loses_to_the_bias_baseline_falls_back_to_the_bias_m
     assert "rmse" not in report.scores["ranking"]  # a ranking score is no rating
 
 
-def _decided(ranking_ndcg: float, rating_rmse: float) -> promotion.CandidateReport:
+def _decided(
+    ranking_ndcg: float, rating_rmse: float, noise: dict[str, float] | None = None
+) -> promotion.CandidateReport:
     scores = {
         "ranking": {"ndcg_at_10": ranking_ndcg},
         "rating": {"rmse": rating_rmse},
@@ -234,9 +242,8 @@ def _decided(ranking_ndcg: float, rating_rmse: float) -> promotion.CandidateRepo
     }
     ratings = _popular_ratings()
     pair = ModelPair(fit_local(ratings, RANKING), fit_local(ratings, RATING))
-    return promotion.decide(
-        pair, {}, {}, scores, "split", 10, promotion.StandIn(None, reason="no champion yet"), None
-    )
+    no_champion = promotion.StandIn(None, reason="no champion yet")
+    return promotion.decide(pair, {}, {}, scores, "split", 10, no_champion, None, noise)
 
 
 def test_the_lists_decide_promotion_and_a_losing_rating_model_only_changes_who_predicts():
@@ -253,6 +260,53 @@ def test_the_lists_decide_promotion_and_a_losing_rating_model_only_changes_who_p
     ranking_loses = _decided(0.24, 0.85)
     assert not ranking_loses.promote and not ranking_loses.beats_baselines
     assert "item_knn baseline's 0.2500" in ranking_loses.reason
+
+
+def test_a_list_level_with_a_baseline_within_the_held_out_noise_is_published():
+    # 0.24 against item-kNN's 0.25: a loss of 0.01, within 1.645 standard errors of 0.01
+    level = _decided(0.24, 0.85, {"most_popular": 0.01, "item_knn": 0.01})
+    assert level.beats_baselines and level.promote
+    assert level.gate()["item_knn_ndcg_at_10_noise"] == 0.01
+    # the same loss where the held-out part measures it more precisely
+    beaten = _decided(0.24, 0.85, {"most_popular": 0.002, "item_knn": 0.002})
+    assert not beaten.beats_baselines and not beaten.promote
+    assert "by more than the held-out noise (±0.0020)" in beaten.reason
+
+
+def test_the_noise_is_the_standard_error_of_the_paired_per_listener_difference():
+    split = train_test_split(_popular_ratings(), seed=3)
+    models = {
+        "ranking": fit_local(split.train, RANKING),
+        "most_popular": fit_most_popular(split.train),
+    }
+    noise = promotion.paired_noise(
+        models, "ranking", ("most_popular",), split.train, split.test, None
+    )
+    per_listener = []
+    for user in range(split.test.shape[0]):
+        held = set(split.test[user].indices)
+        if not held:
+            continue
+        ndcg = {}
+        for name, model in models.items():
+            scores = model.user_vectors()[user] @ model.item_vectors().T
+            scores[split.train[user].indices] = -np.inf
+            listed = np.argsort(-scores, kind="stable")[:10]
+            gains = np.array([item in held for item in listed], float)
+            ideal = np.sum(1 / np.log2(np.arange(2, min(len(held), 10) + 2)))
+            ndcg[name] = gains @ (1 / np.log2(np.arange(2, 12))) / ideal
+        per_listener.append(ndcg["ranking"] - ndcg["most_popular"])
+    expected = np.std(per_listener, ddof=1) / np.sqrt(len(per_listener))
+    assert noise["most_popular"] == pytest.approx(expected, rel=1e-6)
+    # a list compared with itself differs by nothing
+    assert promotion.paired_noise(
+        {"ranking": models["ranking"], "same": models["ranking"]},
+        "ranking",
+        ("same",),
+        split.train,
+        split.test,
+        None,
+    ) == {"same": 0.0}
 
 
 def test_on_lastfm_the_ranking_model_beats_most_popular_and_item_knn(lastfm_dir):

@@ -133,6 +133,8 @@ def headline(report: promotion.CandidateReport) -> dict:
             f"{metric}_best_baseline": scores[best][metric],
             f"{metric}_best_baseline_model": best,
         }
+        if role == "ranking" and best in report.noise:
+            numbers[f"{metric}_best_baseline_noise"] = report.noise[best]
     coverage = f"coverage_at_{promotion.RANKING_METRIC.rpartition('_')[2]}"
     numbers[coverage] = scores["ranking"][coverage]
     return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in numbers.items()}

@@ -10,6 +10,7 @@ import shutil
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -240,16 +241,33 @@ def _champion_recommender(home: str | None):
     return registry.load_champion(root)
 
 
-# the listener a --ratings file's records stand for, when they name none
-NEW_LISTENER = "new listener"
+@dataclass(frozen=True)
+class _Newcomer:
+    """Whom a ``--ratings`` file is of: ``recommend``'s a new listener's ratings of known
+    artists, ``top-users``' a new artist's ratings by known listeners."""
+
+    own_column: str  # the id every record of the file shares, which a record may leave out
+    rated_column: str  # the id of whom or what each record rates
+    stand_in: str  # the own id of the records that name none
+    noun: str  # what the newcomer is, in words
+    counted: str  # the plural of own_column's kind, in words
+    repeated: str  # said of a rated id that two records name
 
 
-def _ratings_file(path: Path) -> pd.DataFrame:
-    """A new listener's ratings file checked as the landing folder checks a ratings file (a
+NEW_LISTENER = _Newcomer(
+    "user_id", "artist_id", "new listener", "listener", "users", "rated more than once"
+)
+NEW_ARTIST = _Newcomer(
+    "artist_id", "user_id", "new artist", "artist", "artists", "rated it more than once"
+)
+
+
+def _ratings_file(path: Path, newcomer: _Newcomer) -> pd.DataFrame:
+    """A newcomer's ratings file checked as the landing folder checks a ratings file (a
     JSON array or JSON Lines, gzip'd or not; the same reasons for the same records): one row
-    per record, ``record_no`` (its line, or its place in the array), ``artist_id``,
-    ``rating``, ``plays`` and ``reason`` (None when it passes). The ``user_id`` may be left
-    out; all of a file's records are one listener's."""
+    per record, ``record_no`` (its line, or its place in the array), ``user_id``,
+    ``artist_id``, ``rating``, ``plays`` and ``reason`` (None when it passes). The newcomer's
+    own id may be left out; all of a file's records are one newcomer's."""
     import duckdb
 
     from musicrec_assets.warehouse import tables
@@ -266,13 +284,14 @@ def _ratings_file(path: Path) -> pd.DataFrame:
             general_path.parse_text(con, file, json_format)
         except UnreadableFile as error:
             raise ValueError(str(error)) from error
+        own = newcomer.own_column
         con.execute(
-            "UPDATE parsed SET user_id = to_json(?::VARCHAR) "
-            "WHERE coalesce(user_id::VARCHAR, 'null') = 'null'",
-            [NEW_LISTENER],
+            f"UPDATE parsed SET {own} = to_json(?::VARCHAR) "
+            f"WHERE coalesce({own}::VARCHAR, 'null') = 'null'",
+            [newcomer.stand_in],
         )
-        # whether the model knows an artist is the recommender's to say (it names the ones it
-        # does not), so every id the file names counts as known here
+        # whether the model knows a user or an artist is the recommender's to say (it names the
+        # ones it does not), so every id the file names counts as known here
         for table, column in (("users", "user_id"), ("artists", "artist_id")):
             con.execute(
                 f"""INSERT INTO {table} BY NAME
@@ -290,18 +309,20 @@ def _ratings_file(path: Path) -> pd.DataFrame:
         ).df()
     if checked.empty:
         raise ValueError(f"{path} holds no ratings")
-    listeners = checked.loc[checked["reason"].isna(), "user_id"].unique()
-    if len(listeners) > 1:
+    owners = checked.loc[checked["reason"].isna(), newcomer.own_column].unique()
+    if len(owners) > 1:
         raise ValueError(
-            f"{path} holds the ratings of {len(listeners)} users ({', '.join(listeners[:3])}"
-            f"{', …' if len(listeners) > 3 else ''}): give one listener's"
+            f"{path} holds the ratings of {len(owners)} {newcomer.counted} "
+            f"({', '.join(owners[:3])}{', …' if len(owners) > 3 else ''}): "
+            f"give one {newcomer.noun}'s"
         )
     return checked
 
 
-def _refusal(path: Path, checked: pd.DataFrame, names_of) -> str | None:
+def _refusal(path: Path, checked: pd.DataFrame, newcomer: _Newcomer, names_of) -> str | None:
     """The one line that says why the records of ``checked`` (``_ratings_file``) with a
-    reason are refused, each artist by name where ``names_of(ids)`` knows it; None if none is."""
+    reason are refused, each rated user or artist by name where ``names_of(ids)`` knows it;
+    None if none is."""
     import pandas as pd
 
     from musicrec_assets.warehouse.ingest import DUPLICATE
@@ -309,28 +330,25 @@ def _refusal(path: Path, checked: pd.DataFrame, names_of) -> str | None:
     refused = checked[checked["reason"].notna()]
     if refused.empty:
         return None
+    rated = newcomer.rated_column
     labels = dict(
-        zip(
-            checked["artist_id"].dropna(),
-            names_of(checked["artist_id"].dropna().tolist()),
-            strict=True,
-        )
+        zip(checked[rated].dropna(), names_of(checked[rated].dropna().tolist()), strict=True)
     )
 
-    def artist(artist_id) -> str:
-        name = labels.get(artist_id)
-        return f"{name} ({artist_id})" if name else f"artist_id {artist_id!r}"
+    def label(rated_id) -> str:
+        name = labels.get(rated_id)
+        return f"{name} ({rated_id})" if name else f"{rated} {rated_id!r}"
 
-    repeated = refused.loc[refused["reason"] == DUPLICATE, "artist_id"].unique()
+    repeated = refused.loc[refused["reason"] == DUPLICATE, rated].unique()
     parts = [
-        f"{artist(artist_id)} rated more than once ("
-        + ", ".join(f"#{n}" for n in checked.loc[checked["artist_id"] == artist_id, "record_no"])
+        f"{label(rated_id)} {newcomer.repeated} ("
+        + ", ".join(f"#{n}" for n in checked.loc[checked[rated] == rated_id, "record_no"])
         + ")"
-        for artist_id in repeated
+        for rated_id in repeated
     ]
     parts += [
         f"#{row.record_no}"
-        + ("" if pd.isna(row.artist_id) else f" {artist(row.artist_id)}")
+        + ("" if pd.isna(getattr(row, rated)) else f" {label(getattr(row, rated))}")
         + f": {row.reason}"
         for row in refused[refused["reason"] != DUPLICATE].itertuples()
     ]
@@ -341,20 +359,26 @@ def _refusal(path: Path, checked: pd.DataFrame, names_of) -> str | None:
     )
 
 
-def _new_listener(args: argparse.Namespace) -> int:
-    """``recommend --ratings FILE``: fold a new listener into the champion."""
+def _ratings_given(checked: pd.DataFrame, newcomer: _Newcomer) -> list[dict]:
+    """The records of ``checked`` (``_ratings_file``, none refused) as the recommender takes
+    them: each rated id with its rating or plays."""
     import pandas as pd
 
+    return [
+        {key: value for key, value in record.items() if pd.notna(value)}
+        for record in checked[[newcomer.rated_column, "rating", "plays"]].to_dict("records")
+    ]
+
+
+def _new_listener(args: argparse.Namespace) -> int:
+    """``recommend --ratings FILE``: fold a new listener into the champion."""
     path = Path(args.ratings)
-    checked = _ratings_file(path)
+    checked = _ratings_file(path, NEW_LISTENER)
     version, recommender = _champion_recommender(args.home)
-    refusal = _refusal(path, checked, recommender.artist_names)
+    refusal = _refusal(path, checked, NEW_LISTENER, recommender.artist_names)
     if refusal:
         raise ValueError(refusal)
-    ratings = [
-        {key: value for key, value in record.items() if pd.notna(value)}
-        for record in checked[["artist_id", "rating", "plays"]].to_dict("records")
-    ]
+    ratings = _ratings_given(checked, NEW_LISTENER)
     answer = recommender.for_new_listener(ratings, args.n or DEFAULT_COUNT)
     if answer.unknown_artist_ids:
         print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
@@ -460,8 +484,43 @@ def similar_command(args: argparse.Namespace) -> int:
     )
 
 
+def _new_artist(args: argparse.Namespace) -> int:
+    """``top-users --ratings FILE``: fold a new artist into the champion from its ratings (or
+    plays) by known listeners, and list whom to promote it to."""
+    from musicrec_assets.serving.fold_in import folds_in_items
+    from musicrec_assets.warehouse import queries
+
+    path = Path(args.ratings)
+    checked = _ratings_file(path, NEW_ARTIST)
+    version, recommender = _champion_recommender(args.home)
+    if not folds_in_items(recommender.model):
+        raise ValueError(
+            f"model version {version} cannot place a new artist: its ranking model's "
+            f"{recommender.model.params.confidence} confidence needs each listener's totals, "
+            "which it does not keep"
+        )
+    with _read_only_warehouse(args.home) as con:
+        refusal = _refusal(path, checked, NEW_ARTIST, lambda ids: queries.user_names(con, ids))
+        if refusal:
+            raise ValueError(refusal)
+        audience = recommender.for_new_artist(
+            _ratings_given(checked, NEW_ARTIST), args.n or DEFAULT_COUNT
+        )
+        users = audience.users.assign(
+            user_name=queries.user_names(con, audience.users["user_id"].tolist())
+        )
+    if audience.unknown_user_ids:
+        print(f"ignored unknown user ids: {', '.join(audience.unknown_user_ids)}")
+    print(f"users to promote a new artist to (model version {version}):")
+    _print(_shown(users, {"user_name": "user"}, args.ids), "user")
+    return 0
+
+
 def top_users_command(args: argparse.Namespace) -> int:
-    """Users to promote ARTIST (id or exact name) to."""
+    """Users to promote ARTIST (id or exact name) to, or a new artist, from its ratings by
+    known listeners (--ratings)."""
+    if args.ratings:
+        return _new_artist(args)
     return _artist_query(args, "users to promote {} to:", "artist_top_users", {"user_name": "user"})
 
 
@@ -576,6 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--ids", action="store_true", help="show each one's id beside its name"
         )
 
+    def newcomer_option(command, whose: str, record: str) -> None:
+        command.add_argument(
+            "--ratings",
+            metavar="FILE",
+            help=f"{whose}, as a landing ratings file takes them (a JSON array or JSON Lines "
+            f'of {record}; "plays" for play counts)',
+        )
+
     recommend_parser = reader("recommend", recommend_command)
     recommend_parser.add_argument(
         "user_id", nargs="?", metavar="USER_ID", help="a known user's id (or give --ratings)"
@@ -586,19 +653,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="say why each pick: the rated artists that weigh most in its score",
     )
-    recommend_parser.add_argument(
-        "--ratings",
-        metavar="FILE",
-        help="a new listener's ratings, as a landing ratings file takes them (a JSON array or "
-        'JSON Lines of {"artist_id": ..., "rating": ...}; "plays" for play counts)',
+    newcomer_option(
+        recommend_parser, "a new listener's ratings", '{"artist_id": ..., "rating": ...}'
     )
-    for name, handler, what in (
-        ("similar", similar_command, "artists"),
-        ("top-users", top_users_command, "users"),
-    ):
-        command = reader(name, handler)
-        command.add_argument("artist", metavar="ARTIST", help="artist id or exact name")
-        listing(command, what)
+    similar_parser = reader("similar", similar_command)
+    similar_parser.add_argument("artist", metavar="ARTIST", help="artist id or exact name")
+    listing(similar_parser, "artists")
+    top_users_parser = reader("top-users", top_users_command)
+    top_users_parser.add_argument(
+        "artist", nargs="?", metavar="ARTIST", help="artist id or exact name (or give --ratings)"
+    )
+    listing(top_users_parser, "users")
+    newcomer_option(
+        top_users_parser,
+        "a new artist's ratings by known listeners",
+        '{"user_id": ..., "rating": ...}',
+    )
     reader("sql", sql_command).add_argument(
         "query",
         metavar="SQL",
@@ -614,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--spark-master trains on Spark: it cannot go with --backend local")
     if args.command == "recommend" and bool(args.user_id) == bool(args.ratings):
         parser.error("recommend takes a USER_ID or --ratings FILE (a new listener), one of them")
+    if args.command == "top-users" and bool(args.artist) == bool(args.ratings):
+        parser.error("top-users takes an ARTIST or --ratings FILE (a new artist), one of them")
     try:
         return args.handler(args)
     except DamagedStore as error:

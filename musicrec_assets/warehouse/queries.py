@@ -93,6 +93,20 @@ def resolve_artist(con: duckdb.DuckDBPyConnection, id_or_name: str) -> tuple[str
     return rows[0]
 
 
+def user_names(con: duckdb.DuckDBPyConnection, user_ids: list[str]) -> list[str | None]:
+    """The names (first and last) of ``user_ids``, in their order; None for a user the
+    warehouse does not name."""
+    _require(con, "users")
+    named = dict(
+        con.execute(
+            "SELECT id, nullif(concat_ws(' ', first_name, last_name), '') FROM users "
+            "WHERE id IN (SELECT unnest(?::VARCHAR[]))",
+            [user_ids],
+        ).fetchall()
+    )
+    return [named.get(user_id) for user_id in user_ids]
+
+
 def stored_ranks(con: duckdb.DuckDBPyConnection, table: str) -> int:
     """How many ranks ``table``, one of the recommendation tables, keeps per user or artist."""
     _require(con, table)

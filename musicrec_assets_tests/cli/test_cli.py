@@ -6,13 +6,17 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 
 import dagster as dg
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 from harness import MUSICREC, TINY_RUN, small_world
+from scipy.sparse import csr_matrix
 
-from musicrec_assets.cli.main import build_parser
+from musicrec_assets.cli.main import build_parser, main
 from musicrec_assets.cli.summary import HEADLINE_METRICS
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.evaluation.promotion import (
@@ -21,6 +25,9 @@ from musicrec_assets.evaluation.promotion import (
     RATING_BASELINES,
     RATING_METRIC,
 )
+from musicrec_assets.model.factors import ModelPair, TrainingParams
+from musicrec_assets.model.implicit_als import fit_implicit_als
+from musicrec_assets.serving.recommender import Recommender
 
 
 def musicrec(*args, home=None, check=True):
@@ -52,11 +59,13 @@ def rated_names(home, user) -> set[str]:
         }
 
 
-def known_artists(home, n=3) -> list[tuple[str, str]]:
+def known(home, kind: str, n=3) -> list[tuple[str, str]]:
+    """(id, name) of the first ``n`` users or artists (``kind`` "user" or "artist") that the
+    champion's lists name: ones the model knows."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(
-            "SELECT artist_id, any_value(artist_name) FROM user_recommendations_named "
-            "GROUP BY artist_id ORDER BY artist_id LIMIT ?",
+            f"SELECT {kind}_id, any_value({kind}_name) FROM user_recommendations_named "
+            f"GROUP BY {kind}_id ORDER BY {kind}_id LIMIT ?",
             [n],
         ).fetchall()
 
@@ -117,7 +126,7 @@ def test_recommend_beyond_the_stored_top_n_says_so(pipeline_home):
 def test_recommend_new_listener_from_a_ratings_file(pipeline_home, tmp_path, form):
     """`--ratings` takes what a landing ratings file may be; --explain goes with it."""
     home, _ = pipeline_home
-    (artist, _), (other, _) = known_artists(home, 2)
+    (artist, _), (other, _) = known(home, "artist", 2)
     ratings = [
         {"artist_id": artist, "rating": 5},
         {"artist_id": "nope", "rating": 1},
@@ -140,19 +149,51 @@ def test_recommend_new_listener_from_a_ratings_file(pipeline_home, tmp_path, for
     assert out.count("because you rated") == 4
 
 
+def test_top_users_of_a_new_artist_from_a_ratings_file(pipeline_home, tmp_path):
+    """`top-users --ratings`: the artist folded into the champion from known listeners'
+    ratings, as its Recommender.for_new_artist places it; the raters left out, an unknown
+    user named and left out."""
+    home, _ = pipeline_home
+    (first, _), (second, _) = known(home, "user", 2)
+    ratings = [{"user_id": user, "rating": 5} for user in (first, "nobody", second)]
+    path = tmp_path / "new-artist.jsonl"
+    path.write_text("\n".join(map(json.dumps, ratings)))
+    out = musicrec("top-users", "--ratings", str(path), "-n", "4", "--ids", home=home).stdout
+    assert "ignored unknown user ids: nobody" in out
+    version = re.search(r"users to promote a new artist to \(model version (\d+)\):", out)[1]
+    assert_within_100_columns(out)
+    # the champion's files, as the command downloaded them
+    (champion,) = (home / "models").glob(f"{version}-*")
+    expected = Recommender.from_folder(champion).for_new_artist(ratings, n=4).users["user_id"]
+    named = dict(known(home, "user", 1000))
+    rows = out.splitlines()[-4:]
+    for row, user_id in zip(rows, expected, strict=True):
+        assert f"{named[user_id]} {user_id} " in " ".join(row.split())
+    assert f" {first} " not in out and f" {second} " not in out
+
+
+# what a command's --ratings file is of: (command, the id each record rates, a newcomer's
+# rated id named twice, a file of two newcomers)
+NEWCOMERS = {
+    "new listener": ("recommend", "artist", "rated more than once", "2 users"),
+    "new artist": ("top-users", "user", "rated it more than once", "2 artists"),
+}
+
+
+@pytest.mark.parametrize("newcomer", NEWCOMERS)
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (  # the same artist rated 5 and 1: refused by name, with both records
-            lambda a, b: [
-                {"artist_id": a, "rating": 5},
-                {"artist_id": b, "rating": 3},
-                {"artist_id": a, "rating": 1},
+        (  # the same artist (user) named with 5 and 1: refused by name, with both records
+            lambda rated, own, a, b: [
+                {rated: a, "rating": 5},
+                {rated: b, "rating": 3},
+                {rated: a, "rating": 1},
             ],
-            ["{a_name} ({a}) rated more than once (#1, #3)"],
+            ["{a_name} ({a}) {repeated} (#1, #3)"],
         ),
         (  # the landing folder's reasons, by record number
-            lambda a, b: [{"artist_id": a, "rating": 9}, {"artist_id": b, "rating": "4"}, 3],
+            lambda rated, own, a, b: [{rated: a, "rating": 9}, {rated: b, "rating": "4"}, 3],
             [
                 "3 of its 3",
                 "#1 {a_name} ({a}): rating outside 0.5-5.0",
@@ -161,41 +202,82 @@ def test_recommend_new_listener_from_a_ratings_file(pipeline_home, tmp_path, for
             ],
         ),
         (
-            lambda a, b: [
-                {"user_id": "x", "artist_id": a, "rating": 4},
-                {"user_id": "y", "artist_id": b, "rating": 4},
+            lambda rated, own, a, b: [
+                {own: "x", rated: a, "rating": 4},
+                {own: "y", rated: b, "rating": 4},
             ],
-            ["the ratings of 2 users"],
+            ["the ratings of {several}"],
         ),
-        (lambda a, b: "[" * 100_000 + "]" * 100_000, ["#1: not a JSON object"]),
-        (lambda a, b: "", ["holds no ratings"]),
+        (lambda rated, own, a, b: "[" * 100_000 + "]" * 100_000, ["#1: not a JSON object"]),
+        (lambda rated, own, a, b: "", ["holds no ratings"]),
     ],
-    ids=["duplicate artist", "bad records", "several users", "deeply nested", "empty"],
+    ids=["named twice", "bad records", "several newcomers", "deeply nested", "empty"],
 )
 def test_a_ratings_file_is_refused_as_the_landing_folder_refuses_it(
-    pipeline_home, tmp_path, content, words
+    pipeline_home, tmp_path, content, words, newcomer
 ):
     home, _ = pipeline_home
-    (a, a_name), (b, b_name) = known_artists(home, 2)
-    records = content(a, b)
+    command, rated, repeated, several = NEWCOMERS[newcomer]
+    own = "artist" if rated == "user" else "user"
+    (a, a_name), (b, b_name) = known(home, rated, 2)
+    records = content(f"{rated}_id", f"{own}_id", a, b)
     path = tmp_path / "me.json"
     path.write_text(records if isinstance(records, str) else json.dumps(records))
-    result = musicrec("recommend", "--ratings", str(path), home=home, check=False)
+    result = musicrec(command, "--ratings", str(path), home=home, check=False)
     assert result.returncode == 1 and not result.stdout
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     for word in words:
-        assert word.format(a=a, a_name=a_name, b=b, b_name=b_name) in result.stderr
+        said = word.format(
+            a=a, a_name=a_name, b=b, b_name=b_name, repeated=repeated, several=several
+        )
+        assert said in result.stderr
+
+
+def test_a_new_artist_is_one_line_where_the_champion_cannot_place_it(monkeypatch, tmp_path, capsys):
+    """bm25 confidence needs each listener's total plays, which a model does not keep."""
+    plays = csr_matrix(np.random.default_rng(0).integers(0, 4, (30, 12)).astype(float))
+    user_ids = np.array([f"u{row}" for row in range(30)])
+    item_ids = np.array([f"a{column}" for column in range(12)])
+    params = TrainingParams("ranking", rank=3, regularization=1.0, iterations=2, confidence="bm25")
+    model = fit_implicit_als(plays, params).with_ids(user_ids, item_ids)
+    names = pd.DataFrame({"artist_id": item_ids, "name": item_ids})
+    bm25 = Recommender(ModelPair(model), plays, names)
+    # musicrec_assets.cli exports the function `main` under the module's name
+    command_module = sys.modules[main.__module__]
+    monkeypatch.setattr(command_module, "_champion_recommender", lambda home: ("7", bm25))
+    path = tmp_path / "new-artist.json"
+    path.write_text(json.dumps([{"user_id": "u1", "plays": 12}]))
+
+    status = main(["top-users", "--ratings", str(path), "--home", str(tmp_path)])
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        "musicrec: model version 7 cannot place a new artist: its ranking model's bm25 "
+        "confidence needs each listener's totals, which it does not keep\n"
+    )
+
+
+USAGE = {
+    "recommend": "recommend takes a USER_ID or --ratings FILE (a new listener), one of them",
+    "top-users": "top-users takes an ARTIST or --ratings FILE (a new artist), one of them",
+}
 
 
 @pytest.mark.parametrize(
-    "args", [["someone", "--ratings", "me.json"], [], ["--explain"]], ids=" ".join
+    "args",
+    [
+        ["recommend", "someone", "--ratings", "me.json"],
+        ["recommend"],
+        ["recommend", "--explain"],
+        ["top-users", "someone", "--ratings", "me.json"],
+        ["top-users", "--ids"],
+    ],
+    ids=" ".join,
 )
-def test_recommend_takes_a_user_or_ratings_not_both(args):
-    result = musicrec("recommend", *args, check=False)
+def test_a_reader_takes_an_id_or_ratings_not_both(args):
+    result = musicrec(*args, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "musicrec: recommend takes a USER_ID or --ratings FILE (a new listener), one of them"
-    )
+    assert result.stderr.strip() == f"musicrec: {USAGE[args[0]]}"
 
 
 def test_every_flag_has_help_and_the_top_help_no_markup():

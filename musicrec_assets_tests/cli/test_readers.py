@@ -70,6 +70,7 @@ READERS = [
     ("recommend", "--ratings", "{ratings}"),
     ("similar", "someone"),
     ("top-users", "someone"),
+    ("top-users", "--ratings", "{ratings}"),
     ("sql", "SELECT 1"),
     ("sql", ""),
 ]
@@ -119,11 +120,11 @@ def test_on_a_read_only_home_a_reader_answers_or_says_why_in_one_line(
     ratings.chmod(0o644)
     tmp_path.chmod(0o755)
     args = [a.format(ratings=ratings).replace("someone", user) for a in args]
-    if args[0] in ("similar", "top-users"):
+    if args[0] in ("similar", "top-users") and args[1] == user:
         args[1] = artist
     before = sorted(str(p) for p in home.rglob("*"))
     result = musicrec(*args, home=home, as_user=as_user)
-    if args in (["sql", ""], ["recommend", "--ratings", str(ratings)], [*args[:2], "--explain"]):
+    if args == ["sql", ""] or "--ratings" in args or "--explain" in args:
         # nothing to run, or the champion's files to download into the home first
         assert_one_line_error(result)
     else:

@@ -371,10 +371,32 @@ def evaluate_candidate(
     alone = {} if listed is pair.ranking else {"ranking_alone": pair.ranking}
     models = pair.models() | {"ranking": listed} | alone | baselines
     scores = score_models(models, train, test, feedback, ranked, judge)
+    compared = tuple(name for name in RANKING_BASELINES if name in models)
+
+    def noise_of(candidate: str) -> dict[str, float]:
+        return paired_noise(models, candidate, compared, train, test, ranked)
+
+    noise = noise_of("ranking")
+    dropped_blend = ""
+    if alone and not beats_baselines(scores, RANKING_METRIC, True, "ranking", compared, noise):
+        alone_noise = noise_of("ranking_alone")
+        if beats_baselines(scores, RANKING_METRIC, True, "ranking_alone", compared, alone_noise):
+            # as a weak rating model never takes the lists down, neither does their blend with
+            # it: the lists are the ranking model's alone
+            dropped_blend = (
+                f"; its blended lists (w={pair.blend_weight:g}) scored "
+                f"{scores['ranking'][RANKING_METRIC]:.4f}, which a baseline beats, so it lists "
+                "by the ranking model alone"
+            )
+            pair = dataclasses.replace(pair, blend_weight=0.0)
+            scores = {"ranking": scores.pop("ranking_alone")} | {
+                name: values for name, values in scores.items() if name != "ranking"
+            }
+            noise = alone_noise
 
     split_id = fingerprint(train, test, *ids)
     stand_in = comparable_champion(champion, split_id, pair, fit, train, ids)
-    return decide(
+    report = decide(
         pair,
         history,
         fit_seconds,
@@ -385,15 +407,9 @@ def evaluate_candidate(
         lambda model: evaluate(model.reindexed(*ids), train, test, feedback, ranked=ranked)[
             RANKING_METRIC
         ],
-        paired_noise(
-            models,
-            "ranking",
-            tuple(b for b in RANKING_BASELINES if b in models),
-            train,
-            test,
-            ranked,
-        ),
+        noise,
     )
+    return dataclasses.replace(report, reason=report.reason + dropped_blend)
 
 
 def decide(

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
+from musicrec_assets.datasets.synthetic.world import generate_world
 from musicrec_assets.evaluation import promotion
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import fingerprint, train_test_split
@@ -227,6 +228,41 @@ def test_a_rating_model_that_loses_to_the_bias_baseline_falls_back_to_the_bias_m
     # the gate judges the lists alone
     assert report.beats_baselines == report.ranking_beats_baselines
     assert "rmse" not in report.scores["ranking"]  # a ranking score is no rating
+
+
+def _world_report(blend_weight: float) -> promotion.CandidateReport:
+    """A ranking model that beats most popular on a small generated world, its lists blended
+    with a rating model by ``blend_weight``."""
+    ratings = generate_world(
+        seed=1, n_users=120, n_artists=200, n_ratings=5000, min_ratings_per_user=10
+    ).ratings
+    users, user_ids = pd.factorize(ratings["user_id"])
+    artists, artist_ids = pd.factorize(ratings["artist_id"])
+    matrix = csr_matrix(
+        (ratings["rating"].to_numpy(float), (users, artists)),
+        shape=(len(user_ids), len(artist_ids)),
+    )
+    split = train_test_split(matrix, seed=3)
+    ranking = dataclasses.replace(RANKING, rank=8, regularization=10.0)
+    settings = promotion.CandidateSettings(ranking, RATING, blend_weight=blend_weight)
+    ids = (np.asarray(user_ids, dtype=str), np.asarray(artist_ids, dtype=str))
+    return promotion.evaluate_candidate(fit_local, settings, split.train, split.test, ids, None)
+
+
+def test_a_blend_that_costs_the_lists_their_lead_gives_way_to_the_ranking_model_alone():
+    alone = _world_report(0.0)
+    assert alone.beats_baselines
+    # so much weight on the predicted rating that the lists are the rating model's order,
+    # which ranks far worse than popularity
+    report = _world_report(1000.0)
+    assert report.beats_baselines and report.promote
+    assert report.evaluation_model.blend_weight == 0.0
+    assert "its blended lists (w=1000) scored" in report.reason
+    assert "lists by the ranking model alone" in report.reason
+    # the published lists are scored as the ranking model's alone, and no blend is on record
+    assert report.scores["ranking"] == alone.scores["ranking"]
+    assert "ranking_alone" not in report.scores
+    assert report.noise == alone.noise
 
 
 def _decided(

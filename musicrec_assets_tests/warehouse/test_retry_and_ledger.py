@@ -1,5 +1,8 @@
 """Parked ratings retried by a first ingest's rules, and a ledger that knows a file by its
-content: not by its size and mtime alone, and a copy without reading it."""
+content: not by its size and mtime alone, and a copy without reading it; a landing path's
+versions: a file changed and then restored to an earlier version is a new arrival and is
+ingested again, while the same content dropped again, unchanged at its path or under another
+name, is ingested once."""
 
 import os
 
@@ -174,3 +177,87 @@ def test_a_warehouse_from_before_the_failure_column_gets_it(con, landing_dir):
     assert table(con, "SELECT failure FROM ingested_files WHERE kind = 'ratings'") == [
         (report.failure,)
     ]
+
+
+FIRST = jsonl({**GOOD_RATING, "rating": 1.0})
+CHANGED = jsonl({**GOOD_RATING, "rating": 2.0})
+
+
+def write_version(landing_dir, relative: str, content: str, version: int):
+    """``content`` at ``relative``, with an mtime of its own: a filesystem whose clock ticks
+    coarsely still tells the versions apart."""
+    path = write(landing_dir, relative, content)
+    os.utime(path, ns=(version * 10**9, version * 10**9))
+    return path
+
+
+def ledger(con) -> list:
+    return table(
+        con,
+        """SELECT path, rows_read, rows_accepted, rows_rejected FROM ingested_files
+           WHERE kind = 'ratings' ORDER BY ingested_at""",
+    )
+
+
+def test_a_file_changed_and_restored_is_ingested_again(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    write_version(landing_dir, "ratings/r.jsonl", FIRST, 1)
+    ingest_all(con, landing_dir)
+    write_version(landing_dir, "ratings/r.jsonl", CHANGED, 2)
+    ingest_all(con, landing_dir)
+    assert table(con, "SELECT rating FROM ratings") == [(2.0,)]
+
+    write_version(landing_dir, "ratings/r.jsonl", FIRST, 3)
+    [report] = ingest_all(con, landing_dir)[-1:]
+    assert (report.skipped, report.rows_accepted) == (False, 1)
+    assert table(con, "SELECT rating FROM ratings") == [(1.0,)]
+    assert ledger(con) == [("ratings/r.jsonl", 1, 1, 0)] * 3
+
+
+def test_content_dropped_again_unchanged_or_under_another_name_is_ingested_once(con, landing_dir):
+    seed_catalogue(con, landing_dir)
+    path = write_version(landing_dir, "ratings/r.jsonl", FIRST, 1)
+    ingest_all(con, landing_dir)
+    path.unlink()
+    write_version(landing_dir, "ratings/r.jsonl", FIRST, 2)  # dropped again, unchanged
+    write_version(landing_dir, "ratings/copy.jsonl", FIRST, 3)  # under a second name
+    assert all(report.skipped for report in ingest_all(con, landing_dir))
+    # content that a path held before, dropped under a new name, is a copy too
+    write_version(landing_dir, "ratings/r.jsonl", CHANGED, 4)
+    ingest_all(con, landing_dir)
+    write_version(landing_dir, "ratings/late-copy.jsonl", FIRST, 5)
+    assert all(report.skipped for report in ingest_all(con, landing_dir))
+    assert table(con, "SELECT rating FROM ratings") == [(2.0,)]
+    assert len(ledger(con)) == 2
+
+
+def test_a_restored_file_s_parked_ratings_end_as_if_their_user_had_been_known(
+    tmp_path_factory,
+):
+    """Each ingest of the restored file parks its rating again; once the user arrives, the
+    newest ingest's rating is stored, as if the user had been known all along, and the ledger
+    counts each ingest's rating as accepted once."""
+    rating = {"user_id": "late", "artist_id": "a1"}
+    versions = [jsonl({**rating, "rating": value}) for value in (1.0, 2.0, 1.0)]
+    outcomes = []
+    for user_known_first in (True, False):
+        landing_dir = tmp_path_factory.mktemp("landing")
+        with warehouse() as con:
+            seed_catalogue(con, landing_dir)
+            if user_known_first:
+                write(landing_dir, "users/late.jsonl", jsonl({"id": "late"}))
+            for number, content in enumerate(versions, 1):
+                write_version(landing_dir, "ratings/r.jsonl", content, number)
+                ingest_all(con, landing_dir)
+            write(landing_dir, "users/late.jsonl", jsonl({"id": "late"}))
+            ingest_all(con, landing_dir)
+            ingest.retry_pending_ratings(con)
+            outcomes.append(
+                (
+                    table(con, "SELECT user_id, rating FROM ratings WHERE user_id = 'late'"),
+                    table(con, "SELECT count(*) FROM rejected_rows"),
+                    ledger(con),
+                )
+            )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1] == ([("late", 1.0)], [(0,)], [("ratings/r.jsonl", 1, 1, 0)] * 3)

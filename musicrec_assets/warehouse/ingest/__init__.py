@@ -3,8 +3,10 @@
 Every record of a file ends up in exactly one place: its table (accepted) or
 ``rejected_rows`` (with a reason), so ``rows_read = rows_accepted + rows_rejected``.
 One file is one transaction, recorded in the ``ingested_files`` ledger by its sha256, so the
-same content is never ingested twice (:mod:`.ledger`); a file that cannot be read (a bad gzip)
-is recorded there as failed, and the files after it go on.
+same content dropped again (unchanged at its path, or under another name) is never ingested
+twice, while a path that holds new content, even content it held before, is ingested again
+(:mod:`.ledger`); a file that cannot be read (a bad gzip) is recorded there as failed, and the
+files after it go on.
 
 :func:`ingest_file` sends a file down one of two paths, the second slower and more general:
 
@@ -68,8 +70,8 @@ __all__ = [
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, file: LandingFile) -> IngestReport:
-    """Validate and load one landing file in one transaction; a no-op if its content was
-    ingested (or found unreadable) before.
+    """Validate and load one landing file in one transaction; a no-op if it holds content
+    that is in already (`ledger.holds_ingested`: ingested, or found unreadable).
 
     The file is taken as ``file`` describes it (as a scan or a run's manifest found it), read
     through one open file (`LandingFile.pinned`), so the hash and the rows come from the same
@@ -96,9 +98,9 @@ def _ingest_pinned(con, file: LandingFile, report: IngestReport) -> None:
     sha256 = None
     try:
         fingerprinted = sha256 = ledger.known_sha256(con, file)
-        if sha256 is None and ledger.may_be_a_copy(con, file):
-            sha256 = file.sha256()  # a copy is known by its hash alone, before any read
-        if sha256 is not None and ledger.content_seen(con, file.kind, sha256):
+        if sha256 is None and ledger.worth_hashing_first(con, file):
+            sha256 = file.sha256()  # a copy, or a touched file, is known before any read
+        if sha256 is not None and ledger.holds_ingested(con, file, sha256):
             if fingerprinted is None:
                 with transaction(con):
                     ledger.remember(con, file, sha256, now)

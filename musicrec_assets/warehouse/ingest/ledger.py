@@ -1,11 +1,18 @@
 """The ``ingested_files`` ledger: which files, by content, are in already (or could not be
 read), and ``landing_fingerprints``: which content a landing path held when last looked at.
 
+The rule (`holds_ingested`): a file is new, and ingested, when its path holds content that it
+did not hold when last looked at, even content ingested before (a file changed and then
+restored to an earlier version is ingested again); a file at a path never looked at is new
+unless the same content, of its kind, was ingested before under any name (a copy, a drop under
+a second name). So content dropped again, unchanged at its path or under another name, is
+ingested once; one content may then have several rows in ``ingested_files``, one per ingest.
+
 A file is known without reading it when its path, size, mtime, ctime and inode are those of
 its fingerprint: a rewrite that keeps the size and puts the mtime back still moves the ctime,
 and a file renamed over it has another inode. Otherwise its sha256 decides, computed first
-when a file of the same kind and size is in the ledger (only then can it be a copy), else
-while the file is read.
+when the file may hold content it would be skipped for (`worth_hashing_first`, by its size),
+else while the file is read.
 """
 
 from __future__ import annotations
@@ -81,16 +88,37 @@ def rows_from(con, table: str, paths: list[str], limit: int) -> pd.DataFrame:
     ).df()
 
 
-def may_be_a_copy(con, file: LandingFile) -> bool:
-    """Whether content of the file's kind and size is in the ledger: only then can the file
-    hold content that was ingested before."""
-    query = "SELECT EXISTS (FROM ingested_files WHERE kind = ? AND size_bytes = ?)"
-    return scalar(con, query, [file.kind, file.size_bytes])
+# what the file's path held when last looked at, if it was ever looked at (``$path``)
+_LAST_HELD = "(FROM landing_fingerprints WHERE path = $path)"
 
 
-def content_seen(con, kind: str, sha256: str) -> bool:
-    query = "SELECT count(*) FROM ingested_files WHERE sha256 = ? AND kind = ?"
-    return scalar(con, query, [sha256, kind]) > 0
+def _by_the_rule(condition: str) -> str:
+    """SQL of the rule (`holds_ingested`): whether what the path held when last looked at
+    meets ``condition``, or for a path never looked at, content of ``$kind`` in the ledger."""
+    return f"""SELECT CASE WHEN EXISTS {_LAST_HELD}
+                           THEN EXISTS (FROM {_LAST_HELD} WHERE {condition})
+                           ELSE EXISTS (FROM ingested_files WHERE kind = $kind AND {condition})
+                      END"""
+
+
+def worth_hashing_first(con, file: LandingFile) -> bool:
+    """Whether the file may hold content it is skipped for (`holds_ingested`), by its size:
+    the size of what its path held when last looked at, or for a path never looked at, of
+    content of its kind in the ledger (only then can it be a copy)."""
+    query = _by_the_rule("size_bytes = $size")
+    return scalar(con, query, _rule_parameters(file, size=file.size_bytes))
+
+
+def holds_ingested(con, file: LandingFile, sha256: str) -> bool:
+    """Whether the file, of content ``sha256``, is in already, by the rule (see the module):
+    its path held that content when last looked at; or its path was never looked at, and
+    content of its kind was ingested (or found unreadable) under any name."""
+    query = _by_the_rule("sha256 = $sha256")
+    return scalar(con, query, _rule_parameters(file, sha256=sha256))
+
+
+def _rule_parameters(file: LandingFile, **more) -> dict:
+    return {"path": file.relative_path, "kind": file.kind, **more}
 
 
 def remember(con, file: LandingFile, sha256: str, now: datetime) -> None:

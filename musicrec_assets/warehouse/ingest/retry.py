@@ -24,9 +24,12 @@ from musicrec_assets.warehouse.tables import scalar, transaction
 # ingest accepts an older rating, but not stored; never written to a table
 _OLDER_THAN_ANOTHER_FILES = "older than a rating of the pair in another file"
 
-# a file is known by the hash of its sha256, eight bytes instead of 64 characters a rating
+# an ingest of a file is known by the hash of its sha256 and time (one content may be ingested
+# more than once: a file restored to an earlier version), eight bytes instead of 64 characters
+# a rating; its row in ingested_files has the same sha256 and time (ingested_at)
 _PARKED = f"""(
-    SELECT rowid AS parked_rowid, hash(sha256) AS file_key, source_file, rejected_at, record_no,
+    SELECT rowid AS parked_rowid, hash(sha256, rejected_at) AS file_key, source_file,
+           rejected_at, record_no,
            raw, NULL::VARCHAR AS problem
     FROM rejected_rows
     WHERE kind = 'ratings' AND reason IN ('{UNKNOWN_USER}', '{UNKNOWN_ARTIST}')
@@ -63,7 +66,7 @@ def retry_pending_ratings(con: duckdb.DuckDBPyConnection) -> int:
                 FROM (SELECT file_key, count(*) AS n FROM validated
                       WHERE reason IS DISTINCT FROM '{DUPLICATE}' GROUP BY file_key) moved
                 WHERE ingested_files.kind = 'ratings'
-                  AND hash(ingested_files.sha256) = moved.file_key"""
+                  AND hash(ingested_files.sha256, ingested_files.ingested_at) = moved.file_key"""
         )
         con.execute(f"DELETE FROM rejected_rows WHERE rowid IN {moved}")
         con.execute(

@@ -47,6 +47,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Level 3 compresses about twice as fast as the default 6 for ~8% bigger files, which
 # matters for the multi-gigabyte bulk outputs.
 GZIP_LEVEL = 3
+# a gzip member ends with its data's CRC-32 and size (modulo 2^32), 4 bytes each
+GZIP_TRAILER_BYTES = 8
 
 
 class UnreadableFile(Exception):
@@ -135,6 +137,15 @@ class LandingFile:
                 with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as content:
                     digest.update(content)
         return digest.hexdigest()
+
+    def content_size(self) -> int:
+        """About how many bytes `open_content` gives, without reading them: the file's size,
+        or for gzip what its trailer says (the last member's size, modulo 2^32), if more."""
+        if not self.is_gzip or self.size_bytes < GZIP_TRAILER_BYTES:
+            return self.size_bytes
+        with self._source.open("rb") as raw:
+            raw.seek(-4, os.SEEK_END)
+            return max(self.size_bytes, int.from_bytes(raw.read(4), "little"))
 
     @contextlib.contextmanager
     def open_content(self) -> Iterator[IO[bytes]]:

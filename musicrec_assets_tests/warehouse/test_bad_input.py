@@ -11,6 +11,7 @@ from landing_helpers import (
     jsonl,
     seed_catalogue,
     table,
+    warehouse,
     write,
     write_exactly,
 )
@@ -215,3 +216,50 @@ def test_a_pretty_printed_array_keeps_each_element_as_written(con, landing_dir):
         (2, json.dumps(unknown, indent=2).replace("\n", "\n  "), "unknown user_id"),
         (3, '"x\\u0000"', "not a JSON object"),
     ]
+
+
+BAD_LINE = '{"user_id": "bob", "artist_id": '
+MANY_RECORDS = {
+    # blank lines and bad ones on both sides of where blocks end
+    "lines.jsonl": jsonl(
+        GOOD_RATING,
+        "",
+        BAD_LINE,
+        "  ",
+        "[1]",
+        {**GOOD_RATING, "artist_id": "a2"},
+        "",
+        "7",
+        BAD_LINE,
+    ),
+    "array.json": json.dumps([GOOD_RATING, 1, {**GOOD_RATING, "artist_id": "a2"}, [], "x", 2]),
+    # found not to be one array only after a few blocks of elements
+    "not-an-array.json": json.dumps([GOOD_RATING, 1, 2, 3, 4, 5, 6])[:-1] + ", }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANY_RECORDS))
+def test_records_read_a_few_at_a_time_are_read_as_all_at_once(tmp_path, monkeypatch, name):
+    """The text reader holds at most `records.RECORDS_PER_BLOCK` records at once, read
+    `records.BLOCK_BYTES` at a time: smaller blocks change nothing that is stored."""
+
+    def ingested() -> tuple:
+        landing_dir = tmp_path / f"landing-{records.RECORDS_PER_BLOCK}"
+        with warehouse() as con:
+            seed_catalogue(con, landing_dir)
+            write(landing_dir, f"ratings/{name}", MANY_RECORDS[name])
+            [report] = ingest_all(con, landing_dir)[-1:]
+            return (
+                (report.rows_read, report.rows_accepted, report.rows_rejected),
+                table(con, "SELECT record_no, raw, reason FROM rejected_rows ORDER BY 1"),
+                table(con, "SELECT user_id, artist_id FROM ratings ORDER BY ALL"),
+            )
+
+    all_at_once = ingested()
+    monkeypatch.setattr(records, "RECORDS_PER_BLOCK", 2)
+    monkeypatch.setattr(records, "BLOCK_BYTES", 100)
+    assert ingested() == all_at_once
+    if name == "not-an-array.json":
+        assert all_at_once[:2] == ((1, 0, 1), [(1, MANY_RECORDS[name], "malformed JSON")])
+    else:
+        assert all_at_once[0][1] == 2

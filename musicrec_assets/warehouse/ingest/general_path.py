@@ -9,7 +9,10 @@ and quarantine the bad ones. Rejected records keep their own text either way.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 
 import duckdb
@@ -177,19 +180,29 @@ def ingest(
 ) -> None:
     """The general path: every record checked into ``validated``, then one transaction that
     upserts the accepted, quarantines the rejected with their text and records the file in
-    the ledger."""
+    the ledger, in DuckDB memory in proportion to the size of the file's content
+    (`_memory_for`)."""
+    with _memory_for(con, file):
+        _ingest(con, file, json_format, now, report)
+
+
+def _ingest(
+    con, file: LandingFile, json_format: str, now: datetime, report: ledger.IngestReport
+) -> None:
     numbered_by_rowid = _parse(con, file, json_format)
     if file.kind == "ratings" and feedback_kind.decided(con) is None:
         decide_feedback_kind(con, "parsed", f"the first ratings file, {file.relative_path}")
     # records are numbered now: what follows may write rows in any order
     with insertion_order(con, preserve=False):
         validate(con, file.kind, numbered_by_rowid)
+    _drop(con, "parsed")  # what a file's ingest holds at once: its records twice, not thrice
     reasons = _reason_counts(con)
     if reasons and numbered_by_rowid and not _text_of_rejected(con, file, json_format):
         # read_json and the text reader disagree on where the records are: the text decides
         parse_text(con, file, json_format)
         with insertion_order(con, preserve=False):
             validate(con, file.kind)
+        _drop(con, "parsed")
         reasons = _reason_counts(con)
     report.rows_read = scalar(con, "SELECT count(*) FROM validated")
     report.rows_rejected = sum(reasons.values())
@@ -200,6 +213,14 @@ def ingest(
         if report.rows_rejected:
             _quarantine(con, file, report, now)
         ledger.record(con, file, report, now)
+    _drop(con, "validated", records.RAW_RECORDS, "incoming")
+
+
+def _drop(con, *tables: str) -> None:
+    """Temporary tables a file's ingest is done with: they would hold their memory until the
+    connection closes, or the next file replaced them."""
+    for table in tables:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _quarantine(con, file: LandingFile, report: ledger.IngestReport, now: datetime) -> None:
@@ -215,3 +236,42 @@ def _quarantine(con, file: LandingFile, report: ledger.IngestReport, now: dateti
             f"{file.relative_path}: {report.rows_rejected} records rejected but the text "
             f"of {quarantined} found"
         )
+
+
+# DuckDB's memory while the general path ingests a file: in proportion to the size of its
+# content (uncompressed), never to its number of records. The general path holds every record
+# in temporary tables, and DuckDB keeps them in memory up to its own limit, 80% of the
+# machine's: a file of a million two-byte records took over 400 MiB. Beyond this limit, DuckDB
+# spills them to its temporary folder instead (beside the warehouse file:
+# ``warehouse.duckdb.tmp/``, gone when it closes).
+MEMORY_PER_CONTENT_BYTE = 4
+MIN_MEMORY_BYTES = 128 * 2**20
+
+
+@contextlib.contextmanager
+def _memory_for(con, file: LandingFile) -> Iterator[None]:
+    """DuckDB's memory limit lowered to `MEMORY_PER_CONTENT_BYTE` times the size of the
+    file's content (`LandingFile.content_size`), at least `MIN_MEMORY_BYTES`, meanwhile, and
+    back to what it was after; a lower limit that the caller set is kept."""
+    previous = scalar(con, "SELECT current_setting('memory_limit')")
+    limit = max(MIN_MEMORY_BYTES, MEMORY_PER_CONTENT_BYTE * file.content_size())
+    if limit >= _setting_bytes(previous):
+        yield
+        return
+    con.execute(f"SET memory_limit = '{limit} bytes'")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{previous}'")
+
+
+_MEMORY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+
+
+def _setting_bytes(setting: str) -> float:
+    """A memory setting as DuckDB shows it (``18.8 GiB``) in bytes; unbounded when the form
+    is not one of these."""
+    found = re.fullmatch(r"([0-9.]+) ?([A-Za-z]+)", setting.strip())
+    if not found or found.group(2) not in _MEMORY_UNITS:
+        return float("inf")
+    return float(found.group(1)) * _MEMORY_UNITS[found.group(2)]

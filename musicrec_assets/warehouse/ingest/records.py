@@ -25,9 +25,11 @@ import pyarrow as pa
 from musicrec_assets.warehouse.landing import UTF8_BOM, LandingFile
 
 BLOCK_BYTES = 8 * 2**20
+# a block's records are Python objects, some 100 bytes each however short the record: at most
+# this many at once, so that a file of tiny records costs no more memory than one block
+RECORDS_PER_BLOCK = 65_536
 MAX_RECORD_BYTES = 16 * 2**20  # read_json's own limit on one record
 KEPT_BYTES_OF_LONG_RECORD = 2**20
-ARRAY_ELEMENTS_PER_BLOCK = 65_536
 
 INVALID_UTF8 = "invalid UTF-8"
 TOO_LONG = f"record over {MAX_RECORD_BYTES // 2**20} MiB"
@@ -72,32 +74,62 @@ class Block:
         return texts, problems
 
 
+class NotOneArray(Exception):
+    """An array's text turned out not to be one JSON array after some of its elements were
+    given as records: it is one record instead, ``whole`` (its whole text)."""
+
+    def __init__(self, whole: Block):
+        super().__init__("not one JSON array")
+        self.whole = whole
+
+
 def blocks(file: LandingFile, json_format: str) -> Iterator[Block]:
-    """The file's records, in order. Raises `landing.UnreadableFile` (bad gzip) or OSError."""
+    """The file's records, in order, at most `RECORDS_PER_BLOCK` at a time. Raises
+    `landing.UnreadableFile` (bad gzip) or OSError, and `NotOneArray` when an array is found
+    not to be one: the blocks given so far are then void."""
     with file.open_content() as stream:
         yield from _array_blocks(stream) if json_format == "array" else _line_blocks(stream)
 
 
 def load_all(con, file: LandingFile, json_format: str) -> None:
     """Every record of ``file`` into ``raw_records(ordinal, record_no, raw, problem)``."""
-    _create(con)
-    for block in blocks(file, json_format):
-        _append(con, block, np.arange(len(block.records)))
+    _load(con, file, json_format, lambda start, end: np.arange(end - start))
 
 
 def load_chosen(con, file: LandingFile, json_format: str, ordinals: np.ndarray) -> int:
     """The records at ``ordinals`` (sorted) into ``raw_records``; returns how many records the
     file has, by which the caller knows that its numbering and ours agree."""
+
+    def chosen(start: int, end: int) -> np.ndarray:
+        low, high = np.searchsorted(ordinals, [start, end])
+        return ordinals[low:high] - start
+
+    return _load(con, file, json_format, chosen)
+
+
+def _load(con, file: LandingFile, json_format: str, chosen) -> int:
+    """The records ``chosen(start, end)`` picks of each block (by their indices in it, of
+    the block of ordinals ``start`` to ``end``, end excluded) into ``raw_records``, one block
+    at a time; returns how many records the file has."""
     _create(con)
     count = 0
-    for block in blocks(file, json_format):
-        start = block.first_ordinal
-        end = start + len(block.records)
-        low, high = np.searchsorted(ordinals, [start, end])
-        if high > low:
-            _append(con, block, ordinals[low:high] - start)
-        count = end - 1
+    try:
+        for block in blocks(file, json_format):
+            count = _take(con, block, chosen)
+    except NotOneArray as found:
+        _create(con)
+        count = _take(con, found.whole, chosen)
     return count
+
+
+def _take(con, block: Block, chosen) -> int:
+    """The records of ``block`` that ``chosen`` picks into ``raw_records``; returns the last
+    ordinal of the block."""
+    end = block.first_ordinal + len(block.records)
+    indices = chosen(block.first_ordinal, end)
+    if len(indices):
+        _append(con, block, indices)
+    return end - 1
 
 
 def _create(con) -> None:
@@ -125,27 +157,32 @@ def _append(con, block: Block, indices: np.ndarray) -> None:
 
 
 def _line_blocks(stream: IO[bytes]) -> Iterator[Block]:
-    """JSON Lines, one block per `BLOCK_BYTES` read. A line longer than that is gathered over
-    several reads, up to `MAX_RECORD_BYTES`; past it, the rest is dropped as it comes."""
+    """JSON Lines, read `BLOCK_BYTES` at a time, in blocks of the complete lines of a read,
+    at most `RECORDS_PER_BLOCK` lines each. A line longer than a read is gathered over several
+    reads, up to `MAX_RECORD_BYTES`; past it, the rest is dropped as it comes."""
     ordinal, line_no = 1, 1
     partial, partial_cut = b"", False
     first = True
     while chunk := stream.read(BLOCK_BYTES):
         if first:
             chunk, first = chunk.removeprefix(UTF8_BOM), False
-        lines = chunk.split(b"\n")
-        if len(lines) == 1:
-            partial, partial_cut = _grow(partial, chunk, partial_cut)
-            continue
-        lines[0], first_cut = _grow(partial, lines[0], partial_cut)
-        # shorter than a read, so below MAX_RECORD_BYTES
-        partial, partial_cut = lines.pop(), False
-        block = _block(lines, ordinal, line_no, first_cut, chunk)
-        ordinal += len(block.records)
-        line_no += len(lines)
-        yield block
+        blank_in_read = _BLANK_LINE.search(chunk) is not None
+        rest = chunk
+        while b"\n" in rest:
+            # the lines of a block, and what follows them in the read: split no further than
+            # one block, so that a read of tiny lines is not millions of objects at once
+            lines = rest.split(b"\n", RECORDS_PER_BLOCK)
+            rest = lines.pop()
+            lines[0], first_cut = _grow(partial, lines[0], partial_cut)
+            partial, partial_cut = b"", False
+            block = _block(lines, ordinal, line_no, first_cut, blank_in_read)
+            ordinal += len(block.records)
+            line_no += len(lines)
+            yield block
+        # shorter than a read, so below MAX_RECORD_BYTES unless it continues a long line
+        partial, partial_cut = _grow(partial, rest, partial_cut)
     if partial.strip():
-        yield _block([partial], ordinal, line_no, partial_cut, partial)
+        yield _block([partial], ordinal, line_no, partial_cut, blank_in_read=False)
 
 
 def _grow(partial: bytes, more: bytes, cut: bool) -> tuple[bytes, bool]:
@@ -162,10 +199,13 @@ def _grow(partial: bytes, more: bytes, cut: bool) -> tuple[bytes, bool]:
 _BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")
 
 
-def _block(lines: list[bytes], ordinal: int, line_no: int, first_cut: bool, read: bytes) -> Block:
-    """``lines``, the complete lines of ``read`` (the first completed from earlier reads),
-    without the blank ones."""
-    if lines[0].strip() and not _BLANK_LINE.search(read):
+def _block(
+    lines: list[bytes], ordinal: int, line_no: int, first_cut: bool, blank_in_read: bool
+) -> Block:
+    """``lines``, complete lines of one read (the first may be completed from earlier reads),
+    without the blank ones. ``blank_in_read``: whether the read holds a blank line between two
+    of its newlines (else only the first of ``lines`` may be blank)."""
+    if lines[0].strip() and not blank_in_read:
         block = Block(ordinal, np.arange(line_no, line_no + len(lines)), lines)
     else:
         kept = [i for i, line in enumerate(lines) if line.strip()]
@@ -180,22 +220,37 @@ _JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 def _array_blocks(stream: IO[bytes]) -> Iterator[Block]:
     """A JSON array's elements, split by Python's JSON scanner over the whole text (bytes
-    that are not UTF-8 carried through as surrogates). An array that cannot be split is one
-    record: its whole text."""
-    content = stream.read().removeprefix(UTF8_BOM)
-    text = content.decode(errors="surrogateescape")
-    spans = _element_spans(text)
-    if spans is None:
-        yield _whole(content)
+    that are not UTF-8 carried through as surrogates), given a block at a time as the scanner
+    finds them. An array that cannot be split is one record, its whole text: found at once, it
+    is the one block; found after blocks were given, it raises `NotOneArray`."""
+    text = stream.read().removeprefix(UTF8_BOM).decode(errors="surrogateescape")
+    first, starts, ends = 0, array("q"), array("q")
+    try:
+        for start, end in _element_spans(text):
+            starts.append(start)
+            ends.append(end)
+            if len(starts) == RECORDS_PER_BLOCK:
+                yield _elements(text, first, starts, ends)
+                first, starts, ends = first + len(starts), array("q"), array("q")
+    except _NotAnArray:
+        whole = _whole(text.encode(errors="surrogateescape"))
+        if first:
+            raise NotOneArray(whole) from None
+        yield whole
         return
-    starts, ends = spans
-    del content
-    for first in range(0, len(starts), ARRAY_ELEMENTS_PER_BLOCK):
-        last = min(first + ARRAY_ELEMENTS_PER_BLOCK, len(starts))
-        records = [
-            text[starts[i] : ends[i]].encode(errors="surrogateescape") for i in range(first, last)
-        ]
-        yield Block(first + 1, np.arange(first + 1, last + 1), records)
+    if starts:
+        yield _elements(text, first, starts, ends)
+
+
+def _elements(text: str, first: int, starts: array, ends: array) -> Block:
+    """The elements of ``text`` at ``starts``/``ends``, the first of them element ``first``
+    (from 0) of the array."""
+    records = [
+        text[start:end].encode(errors="surrogateescape")
+        for start, end in zip(starts, ends, strict=True)
+    ]
+    last = first + len(records)
+    return Block(first + 1, np.arange(first + 1, last + 1), records)
 
 
 def _whole(content: bytes) -> Block:
@@ -204,21 +259,26 @@ def _whole(content: bytes) -> Block:
     return Block(1, np.ones(1, np.int64), [content])
 
 
-def _element_spans(text: str) -> tuple[array, array] | None:
-    """Where each element of the JSON array ``text`` starts and ends; None when ``text`` is
-    not one JSON array."""
+class _NotAnArray(Exception):
+    """The text is not one JSON array."""
+
+
+def _element_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where each element of the JSON array ``text`` starts and ends, in order; raises
+    `_NotAnArray` where ``text`` turns out not to be one JSON array."""
     decoder = json.JSONDecoder()
-    starts, ends = array("q"), array("q")
 
     def skip_whitespace(at: int) -> int:
         return _JSON_WHITESPACE.match(text, at).end()
 
     at = skip_whitespace(0)
     if text[at : at + 1] != "[":
-        return None
+        raise _NotAnArray
     at = skip_whitespace(at + 1)
     if text[at : at + 1] == "]":
-        return (starts, ends) if skip_whitespace(at + 1) == len(text) else None
+        if skip_whitespace(at + 1) != len(text):
+            raise _NotAnArray
+        return
     while True:
         try:
             _, end = decoder.raw_decode(text, at)
@@ -227,18 +287,19 @@ def _element_spans(text: str) -> tuple[array, array] | None:
             # checks find what it is), so its end is found without recursion
             end = _end_of_nested(text, at)
             if end is None:
-                return None
+                raise _NotAnArray from None
         except ValueError:
-            return None
-        starts.append(at)
-        ends.append(end)
+            raise _NotAnArray from None
+        yield at, end
         at = skip_whitespace(end)
         separator = text[at : at + 1]
         at = skip_whitespace(at + 1)
         if separator == "]":
-            return (starts, ends) if at == len(text) else None
+            if at != len(text):
+                raise _NotAnArray
+            return
         if separator != ",":
-            return None
+            raise _NotAnArray
 
 
 _OPENS = {"[": "]", "{": "}"}

@@ -40,7 +40,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "ingested_files": {
         "path": "path inside the landing folder",
-        "sha256": "content hash: a file is ingested once per content",
+        "sha256": "content hash: once per content, again where its path held other content since",
         "kind": "users, artists or ratings",
         "size_bytes": "size when ingested",
         "mtime_ns": "modification time when ingested",

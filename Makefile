@@ -15,7 +15,7 @@ SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
 .PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
-	bench-cold-artists bench-fold-in \
+	bench-cold-artists bench-fold-in bench-tune \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -74,6 +74,10 @@ bench-ingest: $(INSTALLED)
 ## bench-train: ALS fit speed, memory and quality beside baselines and implicit's ALS sweep
 bench-train: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_train.py
+
+## bench-tune: `musicrec run` with default settings on FilmTrust, Last.fm-2k and two generated worlds, its tables scored on a held-out part beside implicit ALS and item-kNN tuned by grid, most popular, bias (about 30 minutes)
+bench-tune: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_tune.py
 
 ## bench-serve: top-N throughput beside implicit's batch recommend; fold-in latency
 bench-serve: $(INSTALLED)

@@ -75,7 +75,7 @@ bench-ingest: $(INSTALLED)
 bench-train: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_train.py
 
-## bench-tune: `musicrec run` with default settings on FilmTrust, Last.fm-2k and two generated worlds, its tables scored on a held-out part beside implicit ALS and item-kNN tuned by grid, most popular, bias (about 30 minutes)
+## bench-tune: `musicrec run` with default settings on FilmTrust, Last.fm-2k and two generated worlds, its tables scored on a held-out part beside implicit ALS and item-kNN tuned by grid, most popular, bias (about 12 minutes)
 bench-tune: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_tune.py
 

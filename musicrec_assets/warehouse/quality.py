@@ -47,14 +47,6 @@ def dangling_ratings(con: duckdb.DuckDBPyConnection) -> int:
     )
 
 
-def ingested_and_rejected(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """(rows read, rows rejected) over every ingested file of every kind."""
-    read, rejected = con.execute(
-        "SELECT coalesce(sum(rows_read), 0), coalesce(sum(rows_rejected), 0) FROM ingested_files"
-    ).fetchall()[0]
-    return int(read), int(rejected)
-
-
 # The published tables come from the champion, which may be older than the newest data (a
 # retrain that did not beat it leaves them): judge them against the users and artists of its
 # factor tables (their ranking rows: one per id) and the ratings stored when it was trained.

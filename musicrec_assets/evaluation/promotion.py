@@ -159,9 +159,8 @@ def paired_noise(
     ranked: np.ndarray | None,
     k: int = 10,
 ) -> dict[str, float]:
-    """The standard error of the mean per-listener NDCG@K difference between the lists of
-    ``candidate`` and of each baseline, on the same held-out listeners (0 with fewer than
-    two)."""
+    """The :func:`paired_standard_error` of the lists of ``candidate`` against each baseline's
+    on the same held-out listeners (``ranked``)."""
     per_listener = {}
     for name in (candidate, *baselines):
         model = models[name]
@@ -169,13 +168,18 @@ def paired_noise(
             model.user_vectors(), model.item_vectors(), train, test, k, ranked
         )
         per_listener[name] = stats_of_lists(users, top, csr_matrix(test), k).ndcg
-    own = per_listener[candidate]
-    if own.size < 2:
-        return dict.fromkeys(baselines, 0.0)
     return {
-        name: float(np.std(own - per_listener[name], ddof=1) / np.sqrt(own.size))
+        name: paired_standard_error(per_listener[candidate], per_listener[name])
         for name in baselines
     }
+
+
+def paired_standard_error(own: np.ndarray, other: np.ndarray) -> float:
+    """The standard error of the mean per-listener difference ``own - other`` (two models'
+    NDCG@K of the same listeners, in the same order); 0 with fewer than two listeners."""
+    if own.size < 2:
+        return 0.0
+    return float(np.std(own - other, ddof=1) / np.sqrt(own.size))
 
 
 def score_models(

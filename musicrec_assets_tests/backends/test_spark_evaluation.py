@@ -10,12 +10,14 @@ from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.backends.spark.baselines import fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
 from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.promotion import paired_noise_spark
 from musicrec_assets.backends.spark.split import (
     fold_labels,
     hold_out,
     kfold_frames,
 )
 from musicrec_assets.evaluation.metrics import evaluate
+from musicrec_assets.evaluation.promotion import paired_noise
 from musicrec_assets.model.baselines import fit_baselines, fit_most_popular
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import TrainingParams
@@ -204,6 +206,25 @@ def test_evaluate_spark_equals_evaluate(data, tmp_path, kind, fit, sample):
     assert list(actual) == list(expected)
     for name, value in expected.items():
         assert actual[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_the_gate_s_held_out_noise_on_spark_is_the_local_one(data, tmp_path):
+    split = data["ratings"]
+    models = {
+        "ranking": plays_model(split["train_csr"]),
+        "most_popular": fit_most_popular(split["train_csr"]),
+    }
+    stored = {name: write_factor_model(model, tmp_path / name) for name, model in models.items()}
+    ranked = ranked_users_frame(split["test"], 50, seed=3)
+    ranked_rows = np.sort(ranked.toPandas()["user_idx"].to_numpy())
+    expected = paired_noise(
+        models, "ranking", ("most_popular",), split["train_csr"], split["test_csr"], ranked_rows
+    )
+    actual = paired_noise_spark(
+        stored, "ranking", split["train"], split["test"], "explicit", ranked
+    )
+    assert expected["most_popular"] > 0
+    assert actual == pytest.approx(expected, rel=1e-6)
 
 
 def test_ranked_users_frame_takes_everyone_without_a_limit(data):

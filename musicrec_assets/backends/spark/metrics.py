@@ -128,6 +128,21 @@ def evaluate_spark(
     return metrics
 
 
+def per_user_ndcg(
+    model: SparkFactors,
+    train: DataFrame,
+    test: DataFrame,
+    feedback: Feedback,
+    k: int = 10,
+    ranked: DataFrame | None = None,
+) -> np.ndarray:
+    """NDCG@K of each ranked user with held-out rows, in user order: one float per user (at
+    most the ranked sample's), which the driver collects to compare two models user by user
+    (:func:`~musicrec_assets.evaluation.promotion.paired_standard_error`)."""
+    stats = _per_user_stats(model, train, test, feedback, k, ranked).select("user_idx", "ndcg")
+    return stats.orderBy("user_idx").toPandas()["ndcg"].to_numpy(np.float64)
+
+
 def _per_user_stats(
     model: SparkFactors,
     train: DataFrame,

@@ -15,9 +15,14 @@ import numpy as np
 from musicrec_assets.backends.spark.als import fit_spark_frame
 from musicrec_assets.backends.spark.baselines import fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
-from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.metrics import (
+    evaluate_spark,
+    per_user_ndcg,
+    ranked_users_frame,
+)
 from musicrec_assets.backends.spark.tuning import materialize
 from musicrec_assets.evaluation.promotion import (
+    RANKING_BASELINES,
     RANKING_METRIC,
     CandidateReport,
     CandidateSettings,
@@ -25,12 +30,15 @@ from musicrec_assets.evaluation.promotion import (
     comparable_champion,
     decide,
     fit_each_role,
+    paired_standard_error,
 )
 from musicrec_assets.evaluation.split import ids_digest
-from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
+from musicrec_assets.model.factors import FactorModel, Feedback, ModelPair, TrainingParams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from musicrec_assets.backends.spark.factors import SparkFactors
 
 
 def split_fingerprint(
@@ -105,4 +113,26 @@ def evaluate_spark_candidate(
         ranked.count(),
         stand_in,
         score_stand_in,
+        paired_noise_spark({**fitted, **baselines}, "ranking", train, test, feedback, ranked),
     )
+
+
+def paired_noise_spark(
+    models: dict[str, SparkFactors],
+    candidate: str,
+    train: DataFrame,
+    test: DataFrame,
+    feedback: Feedback,
+    ranked: DataFrame,
+) -> dict[str, float]:
+    """:func:`~musicrec_assets.evaluation.promotion.paired_noise` on Spark against the ranking
+    baselines among ``models``: each listener's NDCG@K scored by Spark, the standard error of
+    the differences on the driver."""
+    own = per_user_ndcg(models[candidate], train, test, feedback, ranked=ranked)
+    return {
+        name: paired_standard_error(
+            own, per_user_ndcg(models[name], train, test, feedback, ranked=ranked)
+        )
+        for name in RANKING_BASELINES
+        if name in models
+    }

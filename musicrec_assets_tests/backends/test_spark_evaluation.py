@@ -10,14 +10,13 @@ from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.backends.spark.baselines import fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
 from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
-from musicrec_assets.backends.spark.promotion import paired_noise_spark
 from musicrec_assets.backends.spark.split import (
     fold_labels,
     hold_out,
     kfold_frames,
 )
 from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.evaluation.promotion import paired_noise
+from musicrec_assets.evaluation.promotion import paired_noise, paired_standard_error
 from musicrec_assets.model.baselines import fit_baselines, fit_most_popular
 from musicrec_assets.model.explicit_als import fit_explicit_als
 from musicrec_assets.model.factors import TrainingParams
@@ -220,11 +219,15 @@ def test_the_gate_s_held_out_noise_on_spark_is_the_local_one(data, tmp_path):
     expected = paired_noise(
         models, "ranking", ("most_popular",), split["train_csr"], split["test_csr"], ranked_rows
     )
-    actual = paired_noise_spark(
-        stored, "ranking", split["train"], split["test"], "explicit", ranked
+    own, popular = (
+        evaluate_spark(
+            stored[name], split["train"], split["test"], "explicit", ranked=ranked, return_ndcg=True
+        )[1]
+        for name in ("ranking", "most_popular")
     )
+    assert len(own) == len(ranked_rows)
     assert expected["most_popular"] > 0
-    assert actual == pytest.approx(expected, rel=1e-6)
+    assert paired_standard_error(own, popular) == pytest.approx(expected["most_popular"], rel=1e-6)
 
 
 def test_ranked_users_frame_takes_everyone_without_a_limit(data):

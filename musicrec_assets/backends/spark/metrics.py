@@ -60,7 +60,8 @@ def evaluate_spark(
     feedback: Feedback,
     k: int = 10,
     ranked: DataFrame | None = None,
-) -> dict[str, float]:
+    return_ndcg: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """All metrics of a stored model on held-out frames, as
     :func:`~musicrec_assets.evaluation.metrics.evaluate` computes them on matrices.
 
@@ -80,13 +81,18 @@ def evaluate_spark(
         ``user_idx`` of the users the ranking metrics average over (e.g.
         :func:`ranked_users_frame`); default all with held-out rows. Rating errors always cover
         every held-out row.
+    return_ndcg : bool
+        Also return each of those users' NDCG@K, in user order (one float per user, which the
+        driver collects), to compare two models user by user
+        (:func:`~musicrec_assets.evaluation.promotion.paired_standard_error`).
 
     Returns
     -------
     dict
         The keys of ``evaluate``: "rmse", "mse", "mae" (ratings and a rating model only),
         "precision_at_{k}", "recall_at_{k}", "ndcg_at_{k}", "map_at_{k}",
-        "ndcg_liked_at_{k}" (ratings only), "coverage_at_{k}".
+        "ndcg_liked_at_{k}" (ratings only), "coverage_at_{k}"; with ``return_ndcg``, and the
+        users' NDCG@K.
     """
     from pyspark.sql import functions as F
 
@@ -118,6 +124,8 @@ def evaluate_spark(
             .agg(F.countDistinct("item"))
             .first()[0]
         )
+        if return_ndcg:
+            ndcg = per_user.select("user_idx", "ndcg").orderBy("user_idx").toPandas()["ndcg"]
     finally:
         per_user.unpersist()
     for name, value in zip(("precision", "recall", "ndcg", "map"), means[:4], strict=True):
@@ -125,22 +133,7 @@ def evaluate_spark(
     if feedback == "explicit":
         metrics[f"ndcg_liked_at_{k}"] = _number(means[4])
     metrics[f"coverage_at_{k}"] = covered / model.n_items if model.n_items else 0.0
-    return metrics
-
-
-def per_user_ndcg(
-    model: SparkFactors,
-    train: DataFrame,
-    test: DataFrame,
-    feedback: Feedback,
-    k: int = 10,
-    ranked: DataFrame | None = None,
-) -> np.ndarray:
-    """NDCG@K of each ranked user with held-out rows, in user order: one float per user (at
-    most the ranked sample's), which the driver collects to compare two models user by user
-    (:func:`~musicrec_assets.evaluation.promotion.paired_standard_error`)."""
-    stats = _per_user_stats(model, train, test, feedback, k, ranked).select("user_idx", "ndcg")
-    return stats.orderBy("user_idx").toPandas()["ndcg"].to_numpy(np.float64)
+    return (metrics, ndcg.to_numpy(np.float64)) if return_ndcg else metrics
 
 
 def _per_user_stats(

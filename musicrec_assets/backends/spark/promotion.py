@@ -15,11 +15,7 @@ import numpy as np
 from musicrec_assets.backends.spark.als import fit_spark_frame
 from musicrec_assets.backends.spark.baselines import fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
-from musicrec_assets.backends.spark.metrics import (
-    evaluate_spark,
-    per_user_ndcg,
-    ranked_users_frame,
-)
+from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
 from musicrec_assets.backends.spark.tuning import materialize
 from musicrec_assets.evaluation.promotion import (
     RANKING_BASELINES,
@@ -33,12 +29,10 @@ from musicrec_assets.evaluation.promotion import (
     paired_standard_error,
 )
 from musicrec_assets.evaluation.split import ids_digest
-from musicrec_assets.model.factors import FactorModel, Feedback, ModelPair, TrainingParams
+from musicrec_assets.model.factors import FactorModel, ModelPair, TrainingParams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from musicrec_assets.backends.spark.factors import SparkFactors
 
 
 def split_fingerprint(
@@ -86,10 +80,11 @@ def evaluate_spark_candidate(
         spark, ranked_users_frame(test, max_ranked_users, seed), workdir / "ranked_users"
     )
     baselines = fit_spark_baselines(train, feedback, workdir / "baselines", *shape)
-    scores = {
-        name: evaluate_spark(model, train, test, feedback, ranked=ranked)
+    evaluated = {
+        name: evaluate_spark(model, train, test, feedback, ranked=ranked, return_ndcg=True)
         for name, model in {**fitted, **baselines}.items()
     }
+    scores = {name: metrics for name, (metrics, _) in evaluated.items()}
     pair = ModelPair(**{role: model.to_factor_model() for role, model in fitted.items()})
     pair = pair.with_ids(*ids)
     split_id = split_fingerprint(train, test, *ids)
@@ -113,26 +108,9 @@ def evaluate_spark_candidate(
         ranked.count(),
         stand_in,
         score_stand_in,
-        paired_noise_spark({**fitted, **baselines}, "ranking", train, test, feedback, ranked),
+        {
+            name: paired_standard_error(evaluated["ranking"][1], evaluated[name][1])
+            for name in RANKING_BASELINES
+            if name in evaluated
+        },
     )
-
-
-def paired_noise_spark(
-    models: dict[str, SparkFactors],
-    candidate: str,
-    train: DataFrame,
-    test: DataFrame,
-    feedback: Feedback,
-    ranked: DataFrame,
-) -> dict[str, float]:
-    """:func:`~musicrec_assets.evaluation.promotion.paired_noise` on Spark against the ranking
-    baselines among ``models``: each listener's NDCG@K scored by Spark, the standard error of
-    the differences on the driver."""
-    own = per_user_ndcg(models[candidate], train, test, feedback, ranked=ranked)
-    return {
-        name: paired_standard_error(
-            own, per_user_ndcg(models[name], train, test, feedback, ranked=ranked)
-        )
-        for name in RANKING_BASELINES
-        if name in models
-    }

@@ -77,11 +77,12 @@ def rejected_share_below_threshold(
     rejected = sum(f["rows_rejected"] for f in files)
     worst = max(files, key=lambda f: f["rows_rejected"] / max(f["rows_read"], 1))
     worst_share = worst["rows_rejected"] / max(worst["rows_read"], 1)
+    passed = worst_share <= config.max_rejected_share
     return dg.AssetCheckResult(
-        passed=worst_share <= config.max_rejected_share,
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=None
-        if worst_share <= config.max_rejected_share
+        if passed
         else f"{worst['file']}: {worst['rows_rejected']} of {worst['rows_read']} rows rejected",
         metadata={
             "files_ingested": len(files),

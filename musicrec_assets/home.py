@@ -102,9 +102,9 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def check_sqlite(store: Path, remedy: str) -> None:
     """A one-line error that names ``store`` and says what to do (``remedy``) when it is not
-    a whole SQLite database: random bytes, empty, a damaged page (sqlite's ``quick_check``:
-    milliseconds for a store of thousands of runs). A missing file is no error: it is made
-    when needed.
+    a whole SQLite database: random bytes, a damaged page (sqlite's ``quick_check``:
+    milliseconds for a store of thousands of runs). A missing or empty file is no error: it is
+    made or filled when needed.
 
     Raises
     ------
@@ -116,8 +116,12 @@ def check_sqlite(store: Path, remedy: str) -> None:
     except FileNotFoundError:
         return
     why = None
+    if not header:
+        # a process killed between creating the file and its first commit leaves it empty:
+        # SQLite reads a zero-length file as an empty database, and its next writer fills it
+        return
     if header != SQLITE_HEADER:
-        why = "empty" if not header else "not a SQLite database"
+        why = "not a SQLite database"
     else:
         try:
             verdict = _quick_check(store)

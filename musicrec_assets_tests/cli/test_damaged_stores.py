@@ -4,15 +4,18 @@ whole again from the other copy, by `musicrec run`, a reader, or a step of any r
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
+import dagster as dg
 import duckdb
 import pytest
 from copied_home import a_user, copy_home
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from harness import MUSICREC, REPO_ROOT
 
 from musicrec_assets.cli import preflight
@@ -131,3 +134,34 @@ def test_a_writer_killed_mid_commit_leaves_a_whole_store(tmp_path):
     with contextlib.closing(sqlite3.connect(store)) as db:
         names = [name for (name,) in db.execute("SELECT name FROM runs")]
     assert len(names) == 2000 and not any(name.endswith("-changed") for name in names)
+
+
+CREATING_WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # the file exists, its first page is not written yet
+print("created", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_store_killed_before_its_first_commit_is_filled_by_the_next_run(home):
+    """The CI failure of stop 30: a run killed while Dagster made its run index left
+    index.db empty, and the next run called it damaged. SQLite reads an empty file as an empty
+    database; Dagster's run storage makes its tables in it."""
+    history = home / "dagster" / "history" / "runs"
+    shutil.rmtree(history, ignore_errors=True)
+    history.mkdir(parents=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", CREATING_WRITER, str(history / "index.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline().strip() == "created"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert (history / "index.db").stat().st_size == 0
+    preflight.check_stores(Home(home), home / "dagster")
+    events = SqliteEventLogStorage(str(history))
+    assert events.get_latest_materialization_events([dg.AssetKey("ratings")]) == {}
+    assert (history / "index.db").read_bytes().startswith(b"SQLite format 3")

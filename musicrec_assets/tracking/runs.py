@@ -71,8 +71,8 @@ class TrialLog:
         with mlflow.start_run(run_id=started.info.run_id, nested=True):
             mlflow.log_params(dataclasses.asdict(trial.params))
             for fold, metrics in enumerate(trial.fold_metrics):
-                mlflow.log_metrics({f"cv_fold_{k}": v for k, v in metrics.items()}, step=fold)
-            mlflow.log_metrics({f"cv_{k}": v for k, v in trial.mean_metrics.items()})
+                mlflow.log_metrics({f"cv_fold/{k}": v for k, v in metrics.items()}, step=fold)
+            mlflow.log_metrics({f"cv/{k}": v for k, v in trial.mean_metrics.items()})
         self._last_end_ms = _now_ms()
 
 
@@ -81,8 +81,9 @@ def _now_ms() -> int:
 
 
 def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -> bytes:
-    """Each model's chosen params, CV score (``<model>_best_*``) and search figures on the
-    parent run, and the ranking model's CV score by setting (returned as PNG)."""
+    """Each model's chosen params (``<model>_best_*``), its CV score and search figures
+    (``search/<model>/*``) on the parent run, and the ranking model's CV score by setting
+    (returned as PNG)."""
     mlflow.log_param("n_trials", len(trials))
     for model, result in searches.items():
         best, metric = result.best, result.primary_metric
@@ -91,10 +92,10 @@ def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -
         )
         mlflow.log_metrics(
             {
-                f"{model}_best_cv_{metric}": best.mean_metrics[metric],
-                f"{model}_trials": len(result.trials),
-                f"{model}_pruned_trials": result.n_pruned,
-                f"{model}_search_seconds": result.seconds,
+                f"search/{model}/best_cv_{metric}": best.mean_metrics[metric],
+                f"search/{model}/trials": len(result.trials),
+                f"search/{model}/pruned_trials": result.n_pruned,
+                f"search/{model}/seconds": result.seconds,
             }
         )
     ranking = searches["ranking"]
@@ -123,8 +124,9 @@ def log_training(
     warehouse: Path,
 ) -> TrainingRun:
     """Log a trained version: params (``<role>_<name>``), sizes, the data it was trained on
-    (the warehouse's ``ratings``, digest = the split's fingerprint), training curves, held-out
-    scores of its models (``<role>_test_*``) and the baselines (``baseline_<name>_test_*``),
+    (the warehouse's ``ratings``, digest = the split's fingerprint), training curves
+    (``training/<role>/*``), the held-out scores of its models and the baselines side by side
+    (``test/<metric>/<model>``: MLflow's charts group by the prefix, one section per metric),
     plots; register the serving models as one version with a description and its headline
     metrics as tags, and choose its alias (``report``'s verdict), which :func:`give_alias`
     gives it once its metrics are recorded."""
@@ -160,12 +162,13 @@ def log_training(
                 {f"{role}_{k}": v for k, v in dataclasses.asdict(model.params).items()}
             )
             for step, values in enumerate(report.history.get(role, [])):
-                mlflow.log_metrics({f"{role}_{k}": v for k, v in values.items()}, step=step)
-            mlflow.log_metric(f"{role}_fit_seconds", report.fit_seconds[role])
+                mlflow.log_metrics(
+                    {f"training/{role}/{k}": v for k, v in values.items()}, step=step
+                )
+            mlflow.log_metric(f"training/{role}/fit_seconds", report.fit_seconds[role])
         mlflow.log_params({**sizes, "all_rows": n_interactions})
         for name, values in report.scores.items():
-            prefix = f"{name}_test" if name in ours else f"baseline_{name}_test"
-            mlflow.log_metrics({f"{prefix}_{k}": v for k, v in values.items()})
+            mlflow.log_metrics({f"test/{k}/{name}": v for k, v in values.items()})
         figures = {
             "model_vs_baselines.png": plots.model_vs_baselines(
                 {

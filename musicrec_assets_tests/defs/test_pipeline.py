@@ -99,8 +99,10 @@ def test_tuning_logs_every_trial_to_mlflow_and_duckdb(pipeline_home):
     )
     assert len(nested) == 6 + len(blend.WEIGHTS)
     rating_trials = [run for run in nested if run.data.tags["musicrec.model"] == "rating"]
-    assert len(rating_trials) == 4 and all("cv_rmse" in run.data.metrics for run in rating_trials)
-    best = min(run.data.metrics["cv_rmse"] for run in rating_trials)
+    assert len(rating_trials) == 4 and all("cv/rmse" in run.data.metrics for run in rating_trials)
+    best = min(run.data.metrics["cv/rmse"] for run in rating_trials)
+    assert parent.data.metrics["search/rating/best_cv_rmse"] == best
+    assert parent.data.metrics["search/rating/trials"] == 4
     assert meta["rating_cv_rmse"] == round(best, 4)  # rounded for the UI
     assert meta["chosen_params"]["ranking"]["confidence"] == "rating"
 
@@ -113,21 +115,23 @@ def test_model_is_registered_champion_with_metrics_beside_baselines(pipeline_hom
     version = MlflowClient().get_model_version_by_alias(tracking.REGISTERED_MODEL, "champion")
     assert str(version.version) == meta["model_version"]
     run = mlflow.get_run(meta["mlflow_run_id"])
+    # grouped by metric, so MLflow's charts show each metric's models side by side
     for name in (
-        "rating_test_rmse",
-        "rating_test_mae",
-        "rating_test_ndcg_at_10",
-        "ranking_test_ndcg_at_10",
-        "ranking_test_ndcg_liked_at_10",
-        "baseline_bias_test_rmse",
-        "baseline_global_mean_test_rmse",
-        "baseline_most_popular_test_ndcg_at_10",
-        "baseline_item_knn_test_ndcg_at_10",
+        "test/rmse/rating",
+        "test/mae/rating",
+        "test/ndcg_at_10/rating",
+        "test/ndcg_at_10/ranking",
+        "test/ndcg_liked_at_10/ranking",
+        "test/rmse/bias",
+        "test/rmse/global_mean",
+        "test/ndcg_at_10/most_popular",
+        "test/ndcg_at_10/item_knn",
+        "training/ranking/fit_seconds",
     ):
         assert name in run.data.metrics
     # a ranking model's scores are no ratings
-    assert "ranking_test_rmse" not in run.data.metrics
-    assert run.data.metrics["rating_test_rmse"] < run.data.metrics["baseline_bias_test_rmse"]
+    assert "test/rmse/ranking" not in run.data.metrics
+    assert run.data.metrics["test/rmse/rating"] < run.data.metrics["test/rmse/bias"]
     # a handful of rounded headline numbers, the full comparison in metrics_by_model
     assert not [key for key in meta if key.startswith(("test_", "baseline_"))]
     assert meta["ndcg_at_10"] > meta["ndcg_at_10_best_baseline"]

@@ -54,7 +54,7 @@ def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_hom
     )
     assert len(trials) == int(tuning.data.params["n_trials"])
     spans = sorted((t.info.start_time, t.info.end_time) for t in trials)
-    fits = {t.info.run_id: t.data.metrics["cv_fit_seconds"] for t in trials}
+    fits = {t.info.run_id: t.data.metrics["cv/fit_seconds"] for t in trials}
     # each trial's run lasts at least as long as its folds' fits, and trials do not overlap
     assert all((t.info.end_time - t.info.start_time) / 1000 >= fits[t.info.run_id] for t in trials)
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))

@@ -44,6 +44,9 @@ from musicrec_assets.model.sparse import row_of_entry
 PLAY_SCHEMES = ("raw", "log1p", "bm25")
 RATING_SCHEMES = ("binary", "rating", "centred")
 SCHEMES = PLAY_SCHEMES + RATING_SCHEMES
+# the schemes that scale an entry by its listener's whole row: bm25 by their total plays,
+# centred by their mean rating
+PER_LISTENER_SCHEMES = ("bm25", "centred")
 
 
 @dataclass(frozen=True)
@@ -74,33 +77,24 @@ class ConfidenceScaler:
     def scale(self, plays: csr_matrix) -> csr_matrix:
         """``scale(x)`` on the stored entries of a users × items matrix (plays or ratings)."""
         plays = csr_matrix(plays, dtype=np.float64, copy=True)
-        if self.scheme in ("raw", "rating"):
-            return plays
-        if self.scheme == "log1p":
-            plays.data = np.log1p(plays.data)
-            return plays
-        if self.scheme == "binary":
-            plays.data = np.ones_like(plays.data)
-            return plays
-        if self.scheme == "centred":
-            counts = np.diff(plays.indptr)
-            row_means = np.asarray(plays.sum(axis=1)).ravel() / np.maximum(counts, 1)
-            plays.data -= row_means[row_of_entry(plays.indptr)]
-            return plays
-        if self.bm25_idf is None:
-            raise ValueError("bm25 scaler has no idf: build it with fit_confidence")
-        if plays.shape[1] != len(self.bm25_idf):
-            raise ValueError(f"expected {len(self.bm25_idf)} items, got {plays.shape[1]}")
-        row_lengths = np.asarray(plays.sum(axis=1)).ravel()
-        length_norm = (1.0 - self.bm25_b) + self.bm25_b * row_lengths / self.bm25_average_length
-        entry_rows = row_of_entry(plays.indptr)
-        plays.data = (
-            plays.data
-            * (self.bm25_k1 + 1.0)
-            / (self.bm25_k1 * length_norm[entry_rows] + plays.data)
-            * self.bm25_idf[plays.indices]
-        )
+        row_totals = row_counts = None
+        if self.scheme in PER_LISTENER_SCHEMES:
+            entry_rows = row_of_entry(plays.indptr)
+            row_totals = np.asarray(plays.sum(axis=1)).ravel()[entry_rows]
+            row_counts = np.diff(plays.indptr)[entry_rows]
+        plays.data = self._scaled(plays.data, plays.indices, plays.shape[1], row_totals, row_counts)
         return plays
+
+    def scale_row(self, items: np.ndarray, plays: np.ndarray) -> np.ndarray:
+        """:meth:`scale` of one user's entries, ``plays[j]`` of item ``items[j]``, float64:
+        the same values as that user's row of a matrix, without building one (fold-in of one
+        listener is a few dozen entries, where a sparse matrix's bookkeeping costs more than
+        the arithmetic). Raw and rating scale nothing: they return ``plays`` itself where it
+        is float64 already."""
+        plays = np.asarray(plays, dtype=np.float64)
+        # add.reduce is sum() without its Python-level wrapper: the same pairwise sum
+        total = float(np.add.reduce(plays)) if self.scheme in PER_LISTENER_SCHEMES else None
+        return self._scaled(plays, items, None, total, len(plays))
 
     def transform(self, plays: csr_matrix) -> csr_matrix:
         """The confidence ``1 + alpha * |scale(x)|`` on the stored entries, negated where
@@ -111,9 +105,49 @@ class ConfidenceScaler:
         ``y yᵀ`` to ``YᵀY``), so the ``1 +`` has to be in the data.
         """
         scaled = self.scale(plays)
-        confidence = 1.0 + self.alpha * np.abs(scaled.data)
-        scaled.data = np.where(scaled.data < 0, -confidence, confidence)
+        scaled.data = self._confidence(scaled.data)
         return scaled.astype(np.float32)
+
+    def transform_row(self, items: np.ndarray, plays: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of one user's entries (as :meth:`scale_row`), float32."""
+        return self._confidence(self.scale_row(items, plays)).astype(np.float32)
+
+    def _scaled(
+        self,
+        plays: np.ndarray,
+        items: np.ndarray,
+        n_items: int | None,
+        row_totals: np.ndarray | float | None,
+        row_counts: np.ndarray | int | None,
+    ) -> np.ndarray:
+        """``scale`` of entries ``plays`` (float64, not modified) of ``items``; ``row_totals``
+        and ``row_counts`` are each entry's user's sum and number of entries (arrays aligned
+        with ``plays``, or one user's scalars), which only bm25 and centred read. ``n_items``,
+        the matrix's width where there is one, is checked against bm25's idf."""
+        if self.scheme in ("raw", "rating"):
+            return plays
+        if self.scheme == "log1p":
+            return np.log1p(plays)
+        if self.scheme == "binary":
+            return np.ones_like(plays)
+        if self.scheme == "centred":
+            return plays - row_totals / np.maximum(row_counts, 1)
+        if self.bm25_idf is None:
+            raise ValueError("bm25 scaler has no idf: build it with fit_confidence")
+        if n_items is not None and n_items != len(self.bm25_idf):
+            raise ValueError(f"expected {len(self.bm25_idf)} items, got {n_items}")
+        length_norm = (1.0 - self.bm25_b) + self.bm25_b * row_totals / self.bm25_average_length
+        return (
+            plays
+            * (self.bm25_k1 + 1.0)
+            / (self.bm25_k1 * length_norm + plays)
+            * self.bm25_idf[items]
+        )
+
+    def _confidence(self, scaled: np.ndarray) -> np.ndarray:
+        """``1 + alpha * |scaled|``, negated where ``scaled`` is negative (preference 0)."""
+        confidence = 1.0 + self.alpha * np.abs(scaled)
+        return np.negative(confidence, out=confidence, where=scaled < 0)
 
     def extras(self) -> dict[str, np.ndarray]:
         """Arrays for ``FactorModel.extras`` that ``from_extras`` rebuilds this scaler from."""

@@ -14,16 +14,13 @@ import weakref
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import lapack
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.model.confidence import ConfidenceScaler
+from musicrec_assets.model.confidence import PER_LISTENER_SCHEMES, ConfidenceScaler
 from musicrec_assets.model.explicit_als import diagonal_penalty
 from musicrec_assets.model.factors import FactorModel, ModelPair, blended_vectors
 from musicrec_assets.serving.topn import top_n_items, top_n_users
-
-# confidence schemes that scale a value by its listener's totals, which the model does not keep
-_PER_LISTENER = ("bm25", "centred")
 
 
 class FoldIn(NamedTuple):
@@ -89,7 +86,8 @@ def fold_in_user(model: FactorModel, item_index: np.ndarray, values: np.ndarray)
     ValueError
         Empty history, lengths that differ, indices out of range or repeated.
     """
-    return _first_row(fold_in_users(model, _single_row(item_index, values, model.n_items)))
+    index, values = _checked_row(item_index, values, model.n_items)
+    return _first_row(_half_step(model, "user").solve_one(index, values))
 
 
 def fold_in_users(model: FactorModel, interactions: csr_matrix) -> FoldIn:
@@ -110,14 +108,14 @@ def fold_in_item(model: FactorModel, user_index: np.ndarray, values: np.ndarray)
     ValueError
         As :func:`fold_in_user`, and for bm25 and centred models.
     """
-    interactions = _single_row(user_index, values, model.n_users)
-    return _first_row(_half_step(model, "item").solve(interactions))
+    index, values = _checked_row(user_index, values, model.n_users)
+    return _first_row(_half_step(model, "item").solve_one(index, values))
 
 
 def folds_in_items(model: FactorModel) -> bool:
     """Whether :func:`fold_in_item` can place an artist in ``model`` (not under bm25 or
     centred confidence, which need each listener's totals)."""
-    return model.params.objective == "rating" or model.params.confidence not in _PER_LISTENER
+    return model.params.objective == "rating" or model.params.confidence not in PER_LISTENER_SCHEMES
 
 
 def recommend_new_user(
@@ -131,8 +129,10 @@ def recommend_new_user(
         ``-1`` padded as in :func:`top_n_items`.
     scores : ndarray of shape (n,), float32
     """
-    interactions = _single_row(item_index, values, model.n_items)
-    top_index, scores = recommend_new_users(model, interactions, n)
+    index, values = _checked_row(item_index, values, model.n_items)
+    users = _user_vectors(model, _half_step(model, "user").solve_one(index, values))
+    seen = _row_matrix(index, values, model.n_items)
+    top_index, scores = top_n_items(users, model.item_vectors(), seen, n)
     return top_index[0], scores[0]
 
 
@@ -147,7 +147,11 @@ def recommend_new_users(
 def new_user_vectors(model: FactorModel, interactions: csr_matrix) -> np.ndarray:
     """``user_vectors()`` of new listeners folded in (:func:`fold_in_users`), one per row of
     ``interactions``: their dot product with ``model.item_vectors()`` is their scores."""
-    folded = fold_in_users(model, interactions)
+    return _user_vectors(model, fold_in_users(model, interactions))
+
+
+def _user_vectors(model: FactorModel, folded: FoldIn) -> np.ndarray:
+    """``user_vectors()`` of a batch of folded-in users."""
     # reuse FactorModel's bias folding rather than restating it
     new_users = dataclasses.replace(
         model,
@@ -303,18 +307,20 @@ def explain(
     Explanation
     """
     half_step = _half_step(model, "user")
-    history = _single_row(user_history_items, user_history_values, model.n_items)
-    weights = half_step.weights(_checked_interactions(history, model.n_items))
-    cholesky, basis_rows = half_step.system(weights.indices, weights.data)
-    # one solve against the explained item instead of one per history item
-    influence = basis_rows @ cho_solve(cholesky, half_step.basis_rows(np.array([item]))[0])
-    contributions = influence * half_step.targets(weights.data)
+    index, values = _checked_row(user_history_items, user_history_values, model.n_items)
+    weights = half_step.weights(index, values)
+    gram, basis_rows = half_step.system(index, weights)
+    # A_u is symmetric, so b_iᵀ A_u⁻¹ b_j = (A_u⁻¹ b_i)ᵀ b_j: one solve against the explained
+    # item instead of one per history item
+    explained = half_step.basis_rows(np.array([item]))[0]
+    influence = basis_rows @ _solve_positive_definite(gram, explained)
+    contributions = influence * half_step.targets(weights)
     order = np.argsort(-contributions, kind="stable")
     baseline = float(model.global_mean + model.item_bias[item]) if model.has_biases else 0.0
     return Explanation(
         score=baseline + float(contributions.sum()),
         baseline=baseline,
-        items=weights.indices[order],
+        items=index[order],
         contributions=contributions[order],
     )
 
@@ -356,69 +362,105 @@ class _HalfStep:
             self.scaler = ConfidenceScaler.from_extras(
                 params.confidence, params.alpha, model.extras
             )
+            # YᵀY + λI, the part of A that no row changes, once per model (λ·n_u I instead
+            # where λ is weighted: that part depends on the row's count, and system adds it)
             known = self.known.astype(np.float64)
             self.shared_gram = known.T @ known
+            if not params.weighted_regularization:
+                _add_to_diagonal(self.shared_gram, params.regularization)
 
     def basis_rows(self, index: np.ndarray) -> np.ndarray:
         """``b_j`` of the known rows ``index``, float64."""
-        rows = self.known[index].astype(np.float64)
+        rows = self.known.take(index, axis=0).astype(np.float64)  # take: faster than [index]
         if self.with_bias:
             return np.hstack([rows, np.ones((len(rows), 1))])
         return rows
 
-    def weights(self, interactions: csr_matrix) -> csr_matrix:
-        """``interactions`` with each value replaced by its weight ``w_j``, float64."""
+    def weights(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The weight ``w_j`` of each entry of one row (``values[j]`` of known row
+        ``index[j]``, float64), float64."""
         if self.fits_ratings:
-            weights = csr_matrix(interactions, dtype=np.float64, copy=True)
             if self.with_bias:
-                weights.data -= self.global_mean + self.known_bias[weights.indices]
-            return weights
-        if self.solve_for == "item" and self.scaler.scheme in _PER_LISTENER:
+                return values - (self.global_mean + self.known_bias[index])
+            return values
+        if self.solve_for == "item" and self.scaler.scheme in PER_LISTENER_SCHEMES:
             raise ValueError(
                 f"cannot fold in an item under {self.scaler.scheme} confidence: it depends on "
                 "each listener's total plays or mean rating, which the model does not store"
             )
-        return csr_matrix(self.scaler.transform(interactions), dtype=np.float64)
+        return self.scaler.transform_row(index, values).astype(np.float64)
 
     def targets(self, weights: np.ndarray) -> np.ndarray:
         """The right-hand side's weight of each entry: ``w_j`` (a rating model), ``c_uj p_uj``
         (a ranking model: the confidence of a positive entry, 0 for negative feedback)."""
-        return weights if self.fits_ratings else np.where(weights > 0, weights, 0.0)
+        return weights if self.fits_ratings else np.maximum(weights, 0.0)
 
-    def system(self, index: np.ndarray, weights: np.ndarray) -> tuple[tuple, np.ndarray]:
-        """Cholesky factor of ``A`` and the basis rows ``b_j`` of one row's entries."""
+    def system(self, index: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``A`` and the basis rows ``b_j`` of one row's entries."""
         basis_rows = self.basis_rows(index)
         if self.fits_ratings:
             gram = basis_rows.T @ basis_rows
-        else:
-            confidence = np.abs(weights)
-            gram = self.shared_gram + basis_rows.T @ (basis_rows * (confidence - 1.0)[:, None])
-        if self.fits_ratings:
-            penalty = diagonal_penalty(self.params, np.array([len(index)]))[0]
-        else:
-            penalty = self.params.regularization * (
-                len(index) if self.params.weighted_regularization else 1
-            )
-        gram[np.diag_indices_from(gram)] += penalty
-        return cho_factor(gram), basis_rows
+            _add_to_diagonal(gram, diagonal_penalty(self.params, np.array([len(index)]))[0])
+            return gram, basis_rows
+        confidence = np.abs(weights)
+        gram = (basis_rows.T * (confidence - 1.0)) @ basis_rows
+        gram += self.shared_gram
+        if self.params.weighted_regularization:
+            _add_to_diagonal(gram, self.params.regularization * len(index))
+        return gram, basis_rows
 
     def solve(self, interactions: csr_matrix) -> FoldIn:
-        weights = self.weights(_checked_interactions(interactions, len(self.known)))
-        solution = np.empty((weights.shape[0], self.known.shape[1] + self.with_bias))
-        for row in range(weights.shape[0]):
-            entries = slice(weights.indptr[row], weights.indptr[row + 1])
-            row_weights = weights.data[entries]
-            cholesky, basis_rows = self.system(weights.indices[entries], row_weights)
-            solution[row] = cho_solve(cholesky, basis_rows.T @ self.targets(row_weights))
+        """Every row of ``interactions`` (new rows × the known side), each solved alone."""
+        interactions = _checked_interactions(interactions, len(self.known))
+        values = interactions.data.astype(np.float64)
+        solution = np.empty((interactions.shape[0], self.known.shape[1] + self.with_bias))
+        for row in range(len(solution)):
+            entries = slice(interactions.indptr[row], interactions.indptr[row + 1])
+            solution[row] = self._solution(interactions.indices[entries], values[entries])
+        return self._fold_ins(solution)
+
+    def solve_one(self, index: np.ndarray, values: np.ndarray) -> FoldIn:
+        """One row, checked by :func:`_checked_row`, as a batch of one: what :meth:`solve`
+        returns for it, without a sparse matrix around a few dozen entries."""
+        return self._fold_ins(self._solution(index, values)[None])
+
+    def _solution(self, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``z`` of one row, float64."""
+        weights = self.weights(index, values)
+        gram, basis_rows = self.system(index, weights)
+        return _solve_positive_definite(gram, basis_rows.T @ self.targets(weights))
+
+    def _fold_ins(self, solution: np.ndarray) -> FoldIn:
+        """``FoldIn`` of a batch's solutions ``z``, one row each."""
         solution = solution.astype(np.float32)
         if self.with_bias:
             return FoldIn(solution[:, :-1], solution[:, -1])
         return FoldIn(solution, None)
 
 
-# (id(model), side) -> (weak reference to the model, its half-step). Implicit's YᵀY is a pass
-# over every factor, far slower than folding in one user, so it is computed once per model;
-# an entry goes away with its model. Models are immutable, so entries never go stale.
+def _add_to_diagonal(matrix: np.ndarray, values: np.ndarray | float) -> None:
+    """``matrix += diag(values)`` in place (``values`` a scalar or one per diagonal entry)."""
+    matrix.flat[:: len(matrix) + 1] += values
+
+
+def _solve_positive_definite(gram: np.ndarray, right_hand_side: np.ndarray) -> np.ndarray:
+    """``gram⁻¹ right_hand_side`` for a symmetric positive definite ``gram`` (overwritten), by
+    Cholesky: LAPACK's ``dposv`` in one call, where scipy's ``cho_factor`` and ``cho_solve``
+    check and copy their arguments for longer than a rank-64 solve takes."""
+    # gram is symmetric, so its transpose is the same matrix in the Fortran order LAPACK takes
+    # without a copy
+    _, solution, info = lapack.dposv(gram.T, right_hand_side, lower=True, overwrite_a=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(
+            f"fold-in's normal equations are not positive definite (LAPACK info {info})"
+        )
+    return solution
+
+
+# (id(model), side) -> (weak reference to the model, its half-step). Implicit's YᵀY + λI is a
+# pass over every factor, far slower than folding in one user, so it is computed once per
+# model; an entry goes away with its model. Models are immutable (factors and params alike),
+# so entries never go stale.
 _half_steps: dict[tuple[int, str], tuple[weakref.ref, _HalfStep]] = {}
 
 
@@ -435,8 +477,20 @@ def _half_step(model: FactorModel, solve_for: Literal["user", "item"]) -> _HalfS
     return cached[1]
 
 
-def _single_row(index: np.ndarray, values: np.ndarray, n_columns: int) -> csr_matrix:
-    """One interaction row as a 1 × n_columns CSR matrix, entries kept in the given order."""
+# what the checks of one row and of a batch say about the same faults
+_REPEATED_INDEX = "an index appears twice in a row: sum or deduplicate the input first"
+_NOT_FINITE = "interaction values must be finite"
+
+
+def _checked_row(
+    index: np.ndarray, values: np.ndarray, n_columns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One row's entries as arrays, ``values`` float64, checked as :func:`_checked_interactions`
+    checks a batch's rows.
+
+    Counts with ``np.count_nonzero`` where ``.any()``/``.all()`` would read as well: their
+    Python-level wrappers cost a few microseconds each when a request finds numpy's code out
+    of the CPU's caches, as much as a tenth of a rank-64 fold-in."""
     index, values = np.asarray(index), np.asarray(values, dtype=np.float64)
     if index.ndim != 1 or values.ndim != 1 or len(index) != len(values):
         raise ValueError(
@@ -444,11 +498,26 @@ def _single_row(index: np.ndarray, values: np.ndarray, n_columns: int) -> csr_ma
         )
     if len(index) == 0:
         raise ValueError("empty history: fold-in needs at least one interaction")
-    if not np.issubdtype(index.dtype, np.integer):
+    if index.dtype.kind not in "iu":  # signed or unsigned integers (issubdtype is slower)
         raise ValueError(f"indices must be integer row numbers, got dtype {index.dtype}")
-    if index.min() < 0 or index.max() >= n_columns:
+    in_order = np.sort(index)
+    if in_order[0] < 0 or in_order[-1] >= n_columns:
         raise ValueError(f"indices must lie in [0, {n_columns}); map unknown ids out first")
+    if np.count_nonzero(in_order[1:] == in_order[:-1]):
+        raise ValueError(_REPEATED_INDEX)
+    if np.count_nonzero(np.isfinite(values)) < len(values):
+        raise ValueError(_NOT_FINITE)
+    return index, values
+
+
+def _row_matrix(index: np.ndarray, values: np.ndarray, n_columns: int) -> csr_matrix:
+    """One row's entries as a 1 × n_columns CSR matrix, entries kept in the given order."""
     return csr_matrix((values, index, [0, len(index)]), shape=(1, n_columns))
+
+
+def _single_row(index: np.ndarray, values: np.ndarray, n_columns: int) -> csr_matrix:
+    """One interaction row, checked (:func:`_checked_row`), as a 1 × n_columns CSR matrix."""
+    return _row_matrix(*_checked_row(index, values, n_columns), n_columns)
 
 
 def _checked_interactions(interactions: csr_matrix, n_columns: int) -> csr_matrix:
@@ -463,9 +532,9 @@ def _checked_interactions(interactions: csr_matrix, n_columns: int) -> csr_matri
     canonical = interactions.copy()
     canonical.sum_duplicates()
     if canonical.nnz != interactions.nnz:
-        raise ValueError("an index appears twice in a row: sum or deduplicate the input first")
+        raise ValueError(_REPEATED_INDEX)
     if not np.isfinite(interactions.data).all():
-        raise ValueError("interaction values must be finite")
+        raise ValueError(_NOT_FINITE)
     return interactions
 
 

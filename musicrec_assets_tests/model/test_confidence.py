@@ -105,3 +105,18 @@ def test_centred_scales_a_users_row_alone_as_inside_the_matrix():
     assert (whole < 0).any() and (whole > 0).any()
     for user in (0, 13, 49):
         assert np.array_equal(scaler.transform(ratings[user]).toarray()[0], whole[user])
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_one_rows_entries_scale_as_that_row_of_the_matrix(scheme):
+    """transform_row (fold-in of one listener, no sparse matrix) is transform's row, exactly."""
+    plays = random_plays()
+    plays.data = np.ceil(plays.data / 125) / 2  # half stars, so that centred has both signs
+    scaler = fit_confidence(plays, scheme, alpha=1.5)
+    whole = scaler.transform(plays)
+    for user in (0, 13, 49):
+        row = plays[user]
+        confidence = scaler.transform_row(row.indices, row.data)
+        assert confidence.dtype == np.float32
+        assert np.array_equal(confidence, whole[user].data)
+        assert np.array_equal(scaler.scale_row(row.indices, row.data), scaler.scale(row).data)

@@ -284,6 +284,38 @@ def test_prepared_fold_in_follows_the_model_object(implicit_model):
     assert all(model_ref() is not None for model_ref, _ in fold_in._half_steps.values())
 
 
+def test_prepared_fold_in_follows_the_models_lambda(implicit_model):
+    """The half-step keeps YᵀY + λI per model: a model that differs only in λ gets its own."""
+    history = PLAYS[7]
+    fold_in_user(implicit_model, history.indices, history.data)  # the first model's, cached
+    params = implicit_model.params
+    stronger = dataclasses.replace(
+        implicit_model,
+        params=dataclasses.replace(params, regularization=params.regularization * 50),
+    )
+    items = implicit_model.item_factors.astype(np.float64)
+    confidence = _confidence(implicit_model, history).toarray().ravel().astype(np.float64)
+    weights = np.where(confidence > 0, confidence, 1.0)
+    expected = np.linalg.solve(
+        items.T @ (items * weights[:, None]) + stronger.params.regularization * np.eye(6),
+        items.T @ (weights * (confidence > 0)),
+    )
+    folded = fold_in_user(stronger, history.indices, history.data)
+    np.testing.assert_allclose(folded.factors, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_a_singular_system_raises_instead_of_returning_garbage(explicit_model):
+    # no regularization and one rating: A = b bᵀ has rank 1
+    unregularized = dataclasses.replace(
+        explicit_model,
+        params=dataclasses.replace(
+            explicit_model.params, regularization=0.0, bias_regularization=None
+        ),
+    )
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        fold_in_user(unregularized, np.array([3]), np.array([4.0]))
+
+
 @pytest.fixture(scope="module")
 def centred_model() -> FactorModel:
     """A ranking model of ratings whose below-the-mean ratings are negative feedback."""

@@ -556,14 +556,6 @@ class TestSparkBackend(BackendContract):
 
         return open_backend(Backend.spark, workspace)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: Spark's cross_validate hands a rank-0 trial to fit_spark_frame, whose ALS "
-        "refuses rank 0 (only SparkBackend.train fits the bias model for rank 0)",
-    )
-    def test_cross_validate_fits_the_bias_model_of_the_rating_space(self, tuned):
-        super().test_cross_validate_fits_the_bias_model_of_the_rating_space(tuned)
-
     @pytest.fixture(scope="class")
     def local_scores(self, tuned, warehouse, ids) -> dict[str, dict[str, float]]:
         """The local backend's report of the same settings (the ranking model's λ in plain

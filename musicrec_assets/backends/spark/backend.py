@@ -15,8 +15,7 @@ import numpy as np
 
 from musicrec_assets.backends.base import Backend, Connect
 from musicrec_assets.backends.spark import tables as spark_tables
-from musicrec_assets.backends.spark.als import fit_spark_frame
-from musicrec_assets.backends.spark.baselines import fit_bias_frame
+from musicrec_assets.backends.spark.baselines import fit_frame
 from musicrec_assets.backends.spark.exchange import (
     export_interactions,
     publish_split,
@@ -197,8 +196,4 @@ class SparkBackend:
 
 
 def _fit_all(data: _Data, role: str, params: TrainingParams):
-    if params.rank == 0:  # the bias model a losing rating model falls back to
-        return fit_bias_frame(data.parts["all"], data.workdir / role, *data.shape, params)
-    return fit_spark_frame(
-        data.session, data.parts["all"], params, data.workdir / role, *data.shape
-    )
+    return fit_frame(data.session, data.parts["all"], params, data.workdir / role, *data.shape)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicrec_assets.backends.spark.als import bias_sweep
+from musicrec_assets.backends.spark.als import bias_sweep, fit_spark_frame
 from musicrec_assets.backends.spark.factors import Side, SparkFactors, write_side
 from musicrec_assets.model.baselines import BIAS_PARAMS
 from musicrec_assets.model.factors import Feedback, TrainingParams
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 
 def fit_spark_baselines(
@@ -84,6 +84,22 @@ def _fit_global_mean(train: DataFrame, folder: Path, n_users: int, n_items: int)
     _write_all_rows(train, model, "users", "user_idx")
     _write_all_rows(train, model, "items", "item_idx")
     return model
+
+
+def fit_frame(
+    spark: SparkSession,
+    train: DataFrame,
+    params: TrainingParams,
+    folder: Path,
+    n_users: int,
+    n_items: int,
+) -> SparkFactors:
+    """``params`` fitted on Spark: its ALS (:func:`fit_spark_frame`), or at rank 0 the biases
+    alone (:func:`fit_bias_frame`), which Spark's ALS refuses: the rating search's bias-model
+    point and the model a losing rating model falls back to."""
+    if params.rank == 0:
+        return fit_bias_frame(train, folder, n_users, n_items, params)
+    return fit_spark_frame(spark, train, params, folder, n_users, n_items)
 
 
 def fit_bias_frame(

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from musicrec_assets.backends.spark.als import fit_spark_frame
-from musicrec_assets.backends.spark.baselines import fit_spark_baselines
+from musicrec_assets.backends.spark.baselines import fit_frame, fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
 from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
 from musicrec_assets.backends.spark.tuning import materialize
@@ -74,7 +73,7 @@ def evaluate_spark_candidate(
     # Spark's ALS reports no per-iteration loss: record is never called
     fitted, history, fit_seconds = fit_each_role(
         settings,
-        lambda role, params, record: fit_spark_frame(spark, train, params, workdir / role, *shape),
+        lambda role, params, record: fit_frame(spark, train, params, workdir / role, *shape),
     )
     ranked = materialize(
         spark, ranked_users_frame(test, max_ranked_users, seed), workdir / "ranked_users"
@@ -92,7 +91,7 @@ def evaluate_spark_candidate(
 
     def fit(frame: DataFrame, params: TrainingParams, callback=None) -> FactorModel:
         folder = workdir / f"champion-refit-{next(refits)}"
-        return fit_spark_frame(spark, frame, params, folder, *shape).to_factor_model()
+        return fit_frame(spark, frame, params, folder, *shape).to_factor_model()
 
     def score_stand_in(model: FactorModel) -> float:
         stored = write_factor_model(model.reindexed(*ids), workdir / "champion")

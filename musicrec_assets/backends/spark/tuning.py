@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicrec_assets.backends.spark.als import fit_spark_frame
+from musicrec_assets.backends.spark.baselines import fit_frame
 from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
 from musicrec_assets.backends.spark.split import kfold_frames
 from musicrec_assets.evaluation.tuning import (
@@ -80,7 +80,7 @@ def cross_validate_spark(
     model_folders = (workdir / f"model-{number}" for number in itertools.count())
 
     def fit(fold_train: DataFrame, params: TrainingParams):
-        return fit_spark_frame(spark, fold_train, params, next(model_folders), *shape)
+        return fit_frame(spark, fold_train, params, next(model_folders), *shape)
 
     def score(model, fold_train: DataFrame, validation: DataFrame, ranked: DataFrame):
         try:

@@ -539,6 +539,9 @@ class TestLocalBackend(BackendContract):
 @pytest.mark.skipif(
     missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
 )
+# one xdist worker runs the class (make test's --dist loadgroup): its tuning and training
+# fixtures, most of its time, are made once
+@pytest.mark.xdist_group("spark_backend_contract")
 class TestSparkBackend(BackendContract):
     kind = Backend.spark
     blends = False  # Spark's lists are the ranking model's own
@@ -566,20 +569,22 @@ class TestSparkBackend(BackendContract):
     def test_spark_scores_as_the_local_backend_does(self, trained, local_scores):
         spark = trained[0].scores
         assert set(spark) == set(local_scores)
-        # the baselines are the same formulas on the same split: the same numbers
+        # the baselines are the same formulas on the same split: the same numbers, but for the
+        # share of their lists each backend's own rating model expects the listener to dislike
+        dislikes = "predicted_dislikes_at_10"
         for name in ("most_popular", *RATING_BASELINES):
             for metric, value in spark[name].items():
-                assert value == pytest.approx(local_scores[name][metric], abs=1e-6), (name, metric)
+                tolerance = 0.02 if metric == dislikes else 1e-6
+                expected = local_scores[name][metric]
+                assert value == pytest.approx(expected, abs=tolerance), (name, metric)
         # the models are two ALS implementations: the tolerances of test_spark_als.py
         ndcg = local_scores["ranking"]["ndcg_at_10"]
         assert spark["ranking"]["ndcg_at_10"] == pytest.approx(ndcg, rel=0.1)
         assert spark["rating"]["rmse"] == pytest.approx(local_scores["rating"]["rmse"], rel=0.01)
+        assert spark["ranking"][dislikes] == pytest.approx(
+            local_scores["ranking"][dislikes], abs=0.05
+        )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug: Spark's report scores no list with predicted_dislikes_at_10 (the local "
-        "backend judges every list by the model that predicts the served ratings)",
-    )
     def test_spark_reports_the_metrics_the_local_backend_reports(self, trained, local_scores):
         for name, scores in local_scores.items():
             assert list(trained[0].scores[name]) == list(scores), name

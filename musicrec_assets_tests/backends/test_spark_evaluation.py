@@ -198,11 +198,23 @@ def test_evaluate_spark_equals_evaluate(data, tmp_path, kind, fit, sample):
     if sample:
         assert len(ranked_rows) == sample
 
+    # on ratings a rating model judges the lists (predicted_dislikes_at_10)
+    judge = ratings_model(split["train_csr"]) if kind == "ratings" else None
     expected = evaluate(
-        model, split["train_csr"], split["test_csr"], feedback, k=10, ranked=ranked_rows
+        model,
+        split["train_csr"],
+        split["test_csr"],
+        feedback,
+        k=10,
+        ranked=ranked_rows,
+        judge=judge,
     )
-    actual = evaluate_spark(stored, split["train"], split["test"], feedback, k=10, ranked=ranked)
+    stored_judge = None if judge is None else write_factor_model(judge, tmp_path / "judge")
+    actual = evaluate_spark(
+        stored, split["train"], split["test"], feedback, k=10, ranked=ranked, judge=stored_judge
+    )
     assert list(actual) == list(expected)
+    assert ("predicted_dislikes_at_10" in actual) == (judge is not None)
     for name, value in expected.items():
         assert actual[name] == pytest.approx(value, abs=1e-6), name
 

@@ -61,6 +61,7 @@ def evaluate_spark(
     k: int = 10,
     ranked: DataFrame | None = None,
     return_ndcg: bool = False,
+    judge: SparkFactors | None = None,
 ) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """All metrics of a stored model on held-out frames, as
     :func:`~musicrec_assets.evaluation.metrics.evaluate` computes them on matrices.
@@ -85,28 +86,23 @@ def evaluate_spark(
         Also return each of those users' NDCG@K, in user order (one float per user, which the
         driver collects), to compare two models user by user
         (:func:`~musicrec_assets.evaluation.promotion.paired_standard_error`).
+    judge : SparkFactors, optional
+        A rating model (ratings only) that judges the lists: adds "predicted_dislikes_at_{k}"
+        (:func:`~musicrec_assets.evaluation.metrics.predicted_dislikes`).
 
     Returns
     -------
     dict
         The keys of ``evaluate``: "rmse", "mse", "mae" (ratings and a rating model only),
         "precision_at_{k}", "recall_at_{k}", "ndcg_at_{k}", "map_at_{k}",
-        "ndcg_liked_at_{k}" (ratings only), "coverage_at_{k}"; with ``return_ndcg``, and the
-        users' NDCG@K.
+        "ndcg_liked_at_{k}" (ratings only), "coverage_at_{k}", "predicted_dislikes_at_{k}"
+        (with a judge); with ``return_ndcg``, and the users' NDCG@K.
     """
     from pyspark.sql import functions as F
 
     metrics: dict[str, float] = {}
     if feedback == "explicit" and model.params.objective == "rating":
-        error = F.col("value").cast("double") - F.col("prediction")
-        squared, absolute = (
-            predict_frame(model, test.select("user_idx", "item_idx", "value"))
-            .agg(F.avg(error * error), F.avg(F.abs(error)))
-            .first()
-        )
-        metrics.update(
-            rmse=math.sqrt(_number(squared)), mse=_number(squared), mae=_number(absolute)
-        )
+        metrics.update(rating_errors(model, test))
 
     per_user = _per_user_stats(model, train, test, feedback, k, ranked).persist()
     try:
@@ -126,6 +122,9 @@ def evaluate_spark(
         )
         if return_ndcg:
             ndcg = per_user.select("user_idx", "ndcg").orderBy("user_idx").toPandas()["ndcg"]
+        dislikes = None
+        if judge is not None and feedback == "explicit":
+            dislikes = _predicted_dislikes(per_user, judge, train)
     finally:
         per_user.unpersist()
     for name, value in zip(("precision", "recall", "ndcg", "map"), means[:4], strict=True):
@@ -133,7 +132,38 @@ def evaluate_spark(
     if feedback == "explicit":
         metrics[f"ndcg_liked_at_{k}"] = _number(means[4])
     metrics[f"coverage_at_{k}"] = covered / model.n_items if model.n_items else 0.0
+    if dislikes is not None:
+        metrics[f"predicted_dislikes_at_{k}"] = dislikes
     return (metrics, ndcg.to_numpy(np.float64)) if return_ndcg else metrics
+
+
+def rating_errors(model: SparkFactors, test: DataFrame) -> dict[str, float]:
+    """ "rmse", "mse" and "mae" of a rating model on the held-out ratings ``test``."""
+    from pyspark.sql import functions as F
+
+    error = F.col("value").cast("double") - F.col("prediction")
+    squared, absolute = (
+        predict_frame(model, test.select("user_idx", "item_idx", "value"))
+        .agg(F.avg(error * error), F.avg(F.abs(error)))
+        .first()
+    )
+    return {"rmse": math.sqrt(_number(squared)), "mse": _number(squared), "mae": _number(absolute)}
+
+
+def _predicted_dislikes(per_user: DataFrame, judge: SparkFactors, train: DataFrame) -> float:
+    """:func:`~musicrec_assets.evaluation.metrics.predicted_dislikes` of the lists in
+    ``per_user``: the share of listed artists whose rating ``judge`` predicts below the
+    user's mean training rating (+inf for a user without training ratings, as
+    :func:`~musicrec_assets.evaluation.metrics.user_means`)."""
+    from pyspark.sql import functions as F
+
+    listed = per_user.select("user_idx", F.explode("top_items").alias("item_idx")).where(
+        F.col("item_idx") >= 0
+    )
+    means = train.groupBy("user_idx").agg(F.avg(F.col("value").cast("double")).alias("mean"))
+    below = F.col("prediction") < F.coalesce(F.col("mean"), F.lit(math.inf))
+    judged = predict_frame(judge, listed).join(means, "user_idx", "left")
+    return _number(judged.agg(F.avg(below.cast("double"))).first()[0])
 
 
 def _per_user_stats(

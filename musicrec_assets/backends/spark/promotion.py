@@ -14,14 +14,21 @@ import numpy as np
 
 from musicrec_assets.backends.spark.baselines import fit_frame, fit_spark_baselines
 from musicrec_assets.backends.spark.factors import write_factor_model
-from musicrec_assets.backends.spark.metrics import evaluate_spark, ranked_users_frame
+from musicrec_assets.backends.spark.metrics import (
+    evaluate_spark,
+    ranked_users_frame,
+    rating_errors,
+)
 from musicrec_assets.backends.spark.tuning import materialize
 from musicrec_assets.evaluation.promotion import (
     RANKING_BASELINES,
     RANKING_METRIC,
+    RATING_BASELINES,
+    RATING_METRIC,
     CandidateReport,
     CandidateSettings,
     Champion,
+    beats_baselines,
     comparable_champion,
     decide,
     fit_each_role,
@@ -79,8 +86,22 @@ def evaluate_spark_candidate(
         spark, ranked_users_frame(test, max_ranked_users, seed), workdir / "ranked_users"
     )
     baselines = fit_spark_baselines(train, feedback, workdir / "baselines", *shape)
+    judge = None
+    if "rating" in fitted:
+        # the lists are judged by whatever will predict the ratings, as the local backend does
+        rating_scores = {
+            name: rating_errors(model, test)
+            for name, model in {"rating": fitted["rating"], **baselines}.items()
+            if name == "rating" or name in RATING_BASELINES
+        }
+        falls_back = not beats_baselines(
+            rating_scores, RATING_METRIC, False, "rating", RATING_BASELINES
+        )
+        judge = baselines["bias"] if falls_back else fitted["rating"]
     evaluated = {
-        name: evaluate_spark(model, train, test, feedback, ranked=ranked, return_ndcg=True)
+        name: evaluate_spark(
+            model, train, test, feedback, ranked=ranked, return_ndcg=True, judge=judge
+        )
         for name, model in {**fitted, **baselines}.items()
     }
     scores = {name: metrics for name, (metrics, _) in evaluated.items()}

@@ -5,25 +5,9 @@ from pathlib import Path
 
 import pytest
 from harness import LASTFM_DIR, run_pipeline, small_world
-from threadpoolctl import threadpool_limits
 
 from musicrec_assets.backends.spark.als import missing_spark_requirement, shared_spark_session
 from musicrec_assets.datasets.synthetic import write_landing
-
-
-def pytest_configure(config):
-    """Each of pytest-xdist's workers gets its share of the cores for BLAS and OpenMP (as
-    scikit-learn's suite does): pools of all cores in every worker wait for each other's
-    threads (with other processes busy, numpy's eigendecomposition of a 4,000-square matrix
-    took 40-60 s instead of 6). The environment carries the share to the processes a test
-    starts."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers is None:
-        return
-    threads = str(max((os.cpu_count() or 1) // int(workers), 1))
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, threads)
-    threadpool_limits(int(threads))
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +33,12 @@ def pipeline_home(tmp_path_factory):
         os.environ["MUSICREC_HOME"] = previous
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark():
     """The process's one Spark session (SparkResource's defaults, so in-process runs on the
-    Spark backend reuse it too): the JVM starts once per test process."""
+    Spark backend reuse it too): the JVM starts once per test process. Each module asks again,
+    so that a session stopped by an earlier module (a run asking for other settings stops the
+    running one) is started anew instead of handed out dead."""
     missing = missing_spark_requirement()
     if missing is not None:
         pytest.skip(missing)

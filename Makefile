@@ -35,11 +35,10 @@ demo: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	cp -rp musicrec_assets/sample_data/. $(MUSICREC_HOME)/landing/
 	$(BIN)/musicrec run
 
-## test: run the test suite in TEST_WORKERS processes (pytest-xdist; the tests marked with
-## one xdist_group stay in one process, so the fixtures they share are made once)
+## test: run the test suite in TEST_WORKERS processes (pytest-xdist)
 TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=10
 
 ## ui: the Dagster UI (webserver + daemon: sensors, schedules) on the same instance as `make demo`
 ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml

@@ -539,9 +539,6 @@ class TestLocalBackend(BackendContract):
 @pytest.mark.skipif(
     missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
 )
-# one xdist worker runs the class (make test's --dist loadgroup): its tuning and training
-# fixtures, most of its time, are made once
-@pytest.mark.xdist_group("spark_backend_contract")
 class TestSparkBackend(BackendContract):
     kind = Backend.spark
     blends = False  # Spark's lists are the ranking model's own

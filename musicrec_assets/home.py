@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicrec_assets.warehouse.landing import KINDS
-from musicrec_assets.warehouse.tables import DamagedStore
+from musicrec_assets.warehouse.tables import DamagedStore, not_a_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,6 +110,8 @@ def check_sqlite(store: Path, remedy: str) -> None:
     ------
     DamagedStore
     """
+    if other := not_a_file(store):
+        raise DamagedStore(f"{store} is damaged ({other}): {remedy}")
     try:
         with store.open("rb") as file:
             header = file.read(len(SQLITE_HEADER))

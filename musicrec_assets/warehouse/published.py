@@ -20,7 +20,13 @@ from pathlib import Path
 
 import duckdb
 
-from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy, connect, first_line
+from musicrec_assets.warehouse.tables import (
+    DamagedStore,
+    WarehouseBusy,
+    connect,
+    first_line,
+    not_a_file,
+)
 
 # how much of each file one read compares
 COMPARED_BYTES = 4 * 2**20
@@ -109,6 +115,8 @@ def damage(database: Path, deep: bool = False) -> str | None:
     None when it is one or does not exist. The header alone (a read of 12 bytes, cheap enough
     for every step), or with ``deep`` an opening read-only that reads its catalog too (a file
     a run holds counts as whole: that run is writing it)."""
+    if other := not_a_file(database):
+        return other
     try:
         with database.open("rb") as file:
             header = file.read(MAGIC_AT + len(MAGIC))
@@ -129,6 +137,16 @@ def damage(database: Path, deep: bool = False) -> str | None:
         except (duckdb.Error, OSError) as error:
             return first_line(error)
     return None
+
+
+def _set_aside(damaged: Path) -> Path:
+    """Move a damaged copy, and its log (no use to a new file), out of the way under a name
+    that says so: ``<name>.damaged-<time>``."""
+    aside = damaged.with_name(f"{damaged.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(damaged, aside)
+    if _log_of(damaged).exists():
+        os.replace(_log_of(damaged), _log_of(aside))
+    return aside
 
 
 def repair(published: Path, working: Path, deep: bool = False) -> str | None:
@@ -153,10 +171,7 @@ def repair(published: Path, working: Path, deep: bool = False) -> str | None:
         whole_published = published.exists() and not broken_published
         whole_working = working.exists() and not broken_working
         if broken_working and whole_published:
-            aside = working.with_name(f"{working.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-            os.replace(working, aside)
-            if _log_of(working).exists():  # the log of the damaged file is no use to a new one
-                os.replace(_log_of(working), _log_of(aside))
+            aside = _set_aside(working)
             adopt(published, working)
             return (
                 f"the runs' working copy of the warehouse {working} was damaged "
@@ -164,14 +179,18 @@ def repair(published: Path, working: Path, deep: bool = False) -> str | None:
                 "as the last step published it"
             )
         if broken_published and whole_working:
+            # a file is renamed over, but a directory (say) in its place would refuse the
+            # rename, and may hold what someone wants back
+            aside = _set_aside(published) if not_a_file(published) else None
             try:
                 with connect(working) as con:
                     publish(con, working, published)
             except WarehouseBusy:
                 return None  # a run is writing it, and publishes it when its step ends
             return (
-                f"the warehouse {published} was damaged ({broken_published}): published again "
-                f"from the runs' working copy {working}"
+                f"the warehouse {published} was damaged ({broken_published}): "
+                + (f"set aside as {aside.name} and " if aside else "")
+                + f"published again from the runs' working copy {working}"
             )
         if not (broken_working or broken_published):
             return None  # repaired meanwhile by another process

@@ -7,6 +7,7 @@ never sees a half-written or mixed-version table.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +141,19 @@ def first_line(error: Exception) -> str:
 
 class WarehouseBusy(RuntimeError):
     """Another process holds DuckDB's write lock on the warehouse file."""
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a store, when something else stands at it: a directory, or a
+    FIFO, socket or device (opening a FIFO would wait for a writer forever); None when it is a
+    regular file (a symlink is followed) or nothing is there."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return "a directory, not a file" if stat.S_ISDIR(mode) else "not a regular file"
 
 
 class DamagedStore(RuntimeError):

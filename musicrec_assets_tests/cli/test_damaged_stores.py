@@ -4,11 +4,13 @@ whole again from the other copy, by `musicrec run`, a reader, or a step of any r
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import dagster as dg
@@ -61,14 +63,60 @@ def test_a_damaged_optuna_store_is_named_before_a_run_starts(home):
         preflight.check_stores(Home(home), home / "dagster")
 
 
-def test_a_reader_publishes_a_damaged_warehouse_again_from_the_working_copy(home):
+def replace_with_a_directory(path):
+    """A directory where the store was, holding a file (someone's, to be kept)."""
+    path.unlink()
+    path.mkdir()
+    (path / "kept").write_text("mine")
+
+
+@pytest.mark.parametrize("damaged", ["random bytes", "a directory"])
+def test_a_reader_publishes_a_damaged_warehouse_again_from_the_working_copy(home, damaged):
+    """A directory in the warehouse's place was a bare "[Errno 21] Is a directory" for every
+    reader and run (issue 27's variants): it is set aside, as a damaged working copy is."""
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         ratings = con.execute("SELECT count(*) FROM ratings").fetchone()[0]
-    (home / "warehouse.duckdb").write_bytes(GARBAGE)
+    if damaged == "a directory":
+        replace_with_a_directory(home / "warehouse.duckdb")
+    else:
+        (home / "warehouse.duckdb").write_bytes(GARBAGE)
     result = musicrec("sql", "SELECT count(*) AS n FROM ratings", "--home", str(home))
     assert result.returncode == 0, result.stderr
     assert str(ratings) in result.stdout
     assert "published again from the runs' working copy" in result.stderr
+    if damaged == "a directory":
+        [aside] = home.glob("warehouse.duckdb.damaged-*")
+        assert (aside / "kept").read_text() == "mine"
+
+
+def test_a_directory_in_place_of_a_sqlite_store_is_named(home):
+    replace_with_a_directory(home / "mlflow.db")
+    with pytest.raises(
+        DamagedStore,
+        match=re.escape(f"{home / 'mlflow.db'} is damaged (a directory, not a file): restore it"),
+    ):
+        preflight.check_stores(Home(home), home / "dagster")
+
+
+def test_a_fifo_in_place_of_the_working_copy_is_restored_without_waiting(home):
+    """Opening a FIFO to read its header waits for a writer forever: a store's path is looked
+    at before it is opened."""
+    working = home / "pipeline" / "warehouse.duckdb"
+    working.unlink()
+    os.mkfifo(working)
+    told = []
+    checking = threading.Thread(
+        target=preflight.check_stores,
+        args=(Home(home), home / "dagster"),
+        kwargs={"say": lambda line, **_: told.append(line)},
+        daemon=True,  # left behind, blocked, where the check opens the FIFO
+    )
+    checking.start()
+    checking.join(timeout=30)
+    assert not checking.is_alive(), "the check waits on the FIFO"
+    assert "(not a regular file): set aside" in told[0]
+    with duckdb.connect(str(working), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ratings").fetchone()[0] > 0
 
 
 def test_musicrec_run_publishes_a_damaged_warehouse_again_before_it_starts(home):

@@ -440,11 +440,13 @@ def recommend_command(args: argparse.Namespace) -> int:
     """Top-N artists for a known user (from the tables) or a new listener (fold-in)."""
     if args.ratings:
         return _new_listener(args)
-    from musicrec_assets.warehouse import queries
+    from musicrec_assets.warehouse import queries, refresh
 
     with _read_only_warehouse(args.home) as con:
         frame = queries.user_recommendations(con, args.user_id, args.n or DEFAULT_COUNT)
         _beyond_stored(con, "user_recommendations", "user", len(frame), args.n)
+        # a listener whose list a fold-in made is explained from what it was folded in from
+        folded_in = refresh.folded_in_ratings(con, args.user_id) if args.explain else None
     user_name = frame["user_name"].dropna()
     who = f"{user_name.iloc[0]} ({args.user_id})" if len(user_name) else args.user_id
     versions = ", ".join(frame["model_version"].astype(str).unique())
@@ -457,7 +459,11 @@ def recommend_command(args: argparse.Namespace) -> int:
     )
     if args.explain and len(frame):
         _, recommender = _champion_recommender(args.home)
-        reasons = recommender.explain_user(args.user_id, frame["artist_id"].tolist())
+        picks = frame["artist_id"].tolist()
+        if folded_in is None:
+            reasons = recommender.explain_user(args.user_id, picks)
+        else:
+            reasons = recommender.explain_new_listener(folded_in, picks)
         _print_reasons(frame, reasons, recommender.feedback)
     return 0
 

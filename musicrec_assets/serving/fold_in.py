@@ -184,11 +184,15 @@ class ListenerLists(NamedTuple):
         The list model's scores (``ModelPair.list_model``).
     predicted_ratings : ndarray of shape (n_listeners, n) or None
         The rating model's predictions of those items (NaN at padding); None for play counts.
+    ranking_vectors : ndarray of shape (n_listeners, d)
+        The listeners' ``user_vectors()`` in the ranking model, what an artist's audience
+        (``artist_top_users``) ranks listeners by.
     """
 
     items: np.ndarray
     scores: np.ndarray
     predicted_ratings: np.ndarray | None
+    ranking_vectors: np.ndarray
 
 
 def recommend_new_listeners(
@@ -200,7 +204,7 @@ def recommend_new_listeners(
     models were trained on gets the list of their stored history as it is now, without
     retraining (their trained vectors are not used)."""
     interactions = csr_matrix(interactions)
-    users = new_user_vectors(models.ranking, interactions)
+    ranking_users = users = new_user_vectors(models.ranking, interactions)
     items = models.ranking.item_vectors()
     rating_users = None
     if models.rating is not None:
@@ -211,10 +215,12 @@ def recommend_new_listeners(
             )
     top_index, scores = top_n_items(users, items, interactions, n)
     if rating_users is None:
-        return ListenerLists(top_index, scores, None)
+        return ListenerLists(top_index, scores, None, ranking_users)
     rated = models.rating.item_vectors()[np.maximum(top_index, 0)].astype(np.float64)
     predicted = np.einsum("ud,und->un", rating_users.astype(np.float64), rated)
-    return ListenerLists(top_index, scores, np.where(top_index >= 0, predicted, np.nan))
+    return ListenerLists(
+        top_index, scores, np.where(top_index >= 0, predicted, np.nan), ranking_users
+    )
 
 
 def predict_new_user(
@@ -243,13 +249,28 @@ def promote_new_item(
     scores : ndarray of shape (n,), float32
     """
     interactions = _single_row(user_index, values, model.n_users)
-    top_index, scores = promote_new_items(model, interactions, n)
-    return top_index[0], scores[0]
+    audiences = promote_new_items(model, interactions, n)
+    return audiences.users[0], audiences.scores[0]
 
 
-def promote_new_items(
-    model: FactorModel, interactions: csr_matrix, n: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
+class ArtistAudiences(NamedTuple):
+    """Top users of artists folded in (:func:`promote_new_items`), one row each.
+
+    Attributes
+    ----------
+    users : ndarray of shape (n_artists, n), int32
+        User rows, ``-1`` padded as in :func:`top_n_users`.
+    scores : ndarray of shape (n_artists, n), float32
+    vectors : ndarray of shape (n_artists, d)
+        The artists' ``item_vectors()``, folded in: what any other listener scores them by.
+    """
+
+    users: np.ndarray
+    scores: np.ndarray
+    vectors: np.ndarray
+
+
+def promote_new_items(model: FactorModel, interactions: csr_matrix, n: int = 10) -> ArtistAudiences:
     """:func:`promote_new_item` for a batch: each row of ``interactions`` (artists × the
     model's users) one artist, folded in from its ratings or plays (:func:`fold_in_item`'s
     rules: not under bm25 or centred confidence), its listeners left out. An artist the model
@@ -263,7 +284,9 @@ def promote_new_items(
         item_factors=folded.factors,
         item_bias=folded.bias,
     )
-    return top_n_users(new_items.item_vectors(), model.user_vectors(), n, interactions)
+    vectors = new_items.item_vectors()
+    users, scores = top_n_users(vectors, model.user_vectors(), n, interactions)
+    return ArtistAudiences(users, scores, vectors)
 
 
 def explain(

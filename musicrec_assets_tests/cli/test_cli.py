@@ -5,8 +5,10 @@ import gzip
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -28,6 +30,8 @@ from musicrec_assets.evaluation.promotion import (
 from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.implicit_als import fit_implicit_als
 from musicrec_assets.serving.recommender import Recommender
+from musicrec_assets.tracking import registry
+from musicrec_assets.warehouse import refresh
 
 
 def musicrec(*args, home=None, check=True):
@@ -108,6 +112,41 @@ def test_explain_gives_each_pick_its_own_reasons(pipeline_home):
     rated = rated_names(home, user)
     for listed in reasons:  # each reason is an artist the user rated, with the rating
         for reason in listed.split(", "):
+            assert re.fullmatch(r"(.+) \d(\.\d)?", reason).group(1) in rated, reason
+
+
+def test_explain_a_folded_in_listener_from_their_stored_ratings(pipeline_home, tmp_path, capsys):
+    """A listener the model does not know, whose list a fold-in made, is explained from the
+    ratings stored for them (folded in as the fold-in did), as a listener of the model is."""
+    home = tmp_path / "home"
+    shutil.copytree(pipeline_home[0], home, ignore=shutil.ignore_patterns("*.lock", "landing"))
+    twin, _, _ = some_user_and_artist(home)
+    registry.use_existing_store(home)
+    version, champion = registry.champion_files(home)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        # the twin's ratings but one, ingested after the champion was trained
+        con.execute(
+            "INSERT INTO ratings SELECT 'newcomer', artist_id, rating, plays, \"timestamp\", "
+            "'ratings/newcomer.jsonl', ? FROM ratings WHERE user_id = ? "
+            "ORDER BY artist_id OFFSET 1",
+            [datetime.now(UTC).replace(tzinfo=None), twin],
+        )
+        refresh.fold_in_pending(
+            con, champion, version, refresh.pending(con), 5, datetime.now(UTC).replace(tzinfo=None)
+        )
+
+    assert main(["recommend", "newcomer", "-n", "5", "--explain", "--home", str(home)]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"top 5 for newcomer, model version {version}:")
+    why = out[out.index("why:") :]
+    assert "every pick draws most on" in why[: why.index("\n  1. ")]
+    picks = re.findall(r"^  (\d+)\. .+?: because you rated (.+?)(?=^  \d+\. |\Z)", why, re.M | re.S)
+    assert [int(rank) for rank, _ in picks] == [1, 2, 3, 4, 5]
+    rated = rated_names(home, "newcomer")
+    assert rated < rated_names(home, twin)
+    for _, listed in picks:
+        for reason in " ".join(listed.split()).split(", "):
             assert re.fullmatch(r"(.+) \d(\.\d)?", reason).group(1) in rated, reason
 
 

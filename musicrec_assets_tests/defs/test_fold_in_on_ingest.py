@@ -7,14 +7,18 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 from harness import FAST_SETTINGS, fast_settings, run_pipeline, small_world
+from scipy.sparse import csr_matrix
 
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.definitions import build_definitions
 from musicrec_assets.defs.automation import landing_sensor, retrain_sensor
 from musicrec_assets.defs.ingest.assets import ratings
 from musicrec_assets.defs.resources import MusicrecHome
+from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.serving import fold_in
 
 NEW_LISTENER = "fold-in-newcomer"
 
@@ -168,6 +172,59 @@ def test_a_known_listener_gets_a_new_list_without_what_they_just_rated(folded):
         [known, NEW_LISTENER],
     )
     assert others == [("model",)]
+
+
+DROPPED_ARTISTS = "SELECT DISTINCT artist_id FROM ratings WHERE source_file = 'ratings/new.jsonl'"
+
+
+def test_folded_in_listeners_enter_the_audiences_of_artists_they_outscore(folded):
+    """An artist no one rated in the drop: a folded-in listener is among its top users, by
+    their new score, exactly when they score above its lowest."""
+    home, version = folded["home"], folded["version"]
+    (champion,) = (home / "models").glob(f"{version}-*")  # as the fold-in downloaded it
+    ranking = ModelPair.load(champion, "factors").ranking
+    listeners = [NEW_LISTENER, folded["known"]]
+    stored = pd.DataFrame(
+        query(
+            home,
+            "SELECT user_id, artist_id, rating FROM ratings WHERE user_id IN (?, ?)",
+            listeners,
+        ),
+        columns=["user_id", "artist_id", "rating"],
+    )
+    interactions = csr_matrix(
+        (
+            stored.rating.to_numpy(float),
+            (
+                pd.Index(listeners).get_indexer(stored.user_id),
+                pd.Index(ranking.item_ids).get_indexer(stored.artist_id),
+            ),
+        ),
+        shape=(len(listeners), ranking.n_items),
+    )
+    scores = fold_in.new_user_vectors(ranking, interactions) @ ranking.item_vectors().T
+    dropped = {artist for (artist,) in query(home, DROPPED_ARTISTS)}  # folded in themselves
+    rated = set(zip(stored.user_id, stored.artist_id, strict=True))
+    audiences: dict[str, dict[str, float]] = {}
+    for artist, user, score in query(
+        home, "SELECT artist_id, user_id, score FROM artist_top_users"
+    ):
+        audiences.setdefault(artist, {})[user] = score
+    entered = 0
+    for column, artist in enumerate(ranking.item_ids):
+        audience = audiences.get(artist, {})
+        if artist in dropped:
+            continue
+        assert len(audience) == FAST_SETTINGS.top_n
+        for row, user in enumerate(listeners):
+            if (user, artist) in rated:
+                assert user not in audience
+            elif user in audience:
+                assert audience[user] == pytest.approx(scores[row, column], rel=1e-4)
+                entered += user == NEW_LISTENER
+            else:
+                assert scores[row, column] <= min(audience.values()) + 1e-5
+    assert entered > 0
 
 
 def retrain_tick(folded, **settings):

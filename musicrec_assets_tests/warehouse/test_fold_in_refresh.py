@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from harness import small_world
+from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.fitters import fit_local
@@ -114,7 +115,7 @@ def test_play_counts_fold_in_replaces_the_pending_listeners_rows(warehouse):
     now = datetime(2030, 1, 1)
     report = refresh.fold_in_pending(con, warehouse["champion"], "1", todo, TOP_N, now)
     assert (report.listeners, report.superseded_by) == (2, None)
-    assert report.rows == TOP_N * (2 + report.artists)
+    assert report.rows == TOP_N * (2 + report.artists + report.audiences)
 
     newcomer = rows_of(con, NEWCOMER)
     history = con.execute("SELECT artist_id, plays FROM ratings WHERE user_id = ?", [NEWCOMER]).df()
@@ -210,6 +211,33 @@ def audience(con, artist_id):
     return ranked(con, "artist_top_users", "artist_id", artist_id, "user_id, source")
 
 
+def folded_listeners(con, ranking) -> tuple[np.ndarray, np.ndarray, set]:
+    """(ids, ranking vectors, (id, artist) pairs rated) of the listeners a fold-in takes, from
+    every stored play of the champion's artists."""
+    todo = refresh.pending(con)
+    plays = con.execute(
+        "SELECT user_id, artist_id, plays FROM ratings WHERE user_id IN (SELECT unnest(?))",
+        [todo.user_ids],
+    ).df()
+    ids = np.array(sorted(plays.user_id.unique()), dtype=object)
+    interactions = csr_matrix(
+        (
+            plays.plays.to_numpy(float),
+            (
+                pd.Index(ids).get_indexer(plays.user_id),
+                pd.Index(ranking.item_ids).get_indexer(plays.artist_id),
+            ),
+        ),
+        shape=(len(ids), ranking.n_items),
+    )
+    vectors = fold_in.new_user_vectors(ranking, interactions)
+    return ids, vectors, set(zip(plays.user_id, plays.artist_id, strict=True))
+
+
+def best(candidates: dict[str, float], n: int = TOP_N) -> list[str]:
+    return sorted(candidates, key=lambda user: (-candidates[user], user))[:n]
+
+
 def test_artists_gaining_plays_get_a_new_audience_without_their_listeners(warehouse):
     con, known, models = warehouse["con"], warehouse["known"], warehouse["models"]
     todo = refresh.pending(con)
@@ -219,28 +247,90 @@ def test_artists_gaining_plays_get_a_new_audience_without_their_listeners(wareho
     ).fetchall()
     assert todo.artist_ids == [a for (a,) in arrived]
     assert set(warehouse["played"]) <= set(todo.artist_ids)
-    untouched = rows_but(con, "artist_top_users", "artist_id", todo.artist_ids)
+    ranking = models.ranking
+    listeners, vectors, rated = folded_listeners(con, ranking)
     report = refresh.fold_in_pending(
         con, warehouse["champion"], "1", todo, TOP_N, datetime(2030, 1, 1)
     )
     assert report.artists == len(todo.artist_ids)
-    ranking = models.ranking
+    model_users = ranking.user_vectors().astype(np.float64)
     for artist in todo.artist_ids:
         after = audience(con, artist)
         assert len(after) == TOP_N and {source for _, source in after} == {"fold_in"}
-        listeners = con.execute(
+        stored = con.execute(
             "SELECT user_id, plays FROM ratings WHERE artist_id = ?", [artist]
         ).df()
-        assert {known, NEWCOMER} & set(listeners.user_id)
-        assert not set(listeners.user_id) & {user for user, _ in after}
-        # the artist folded in from every stored play of the champion's listeners
-        rows = pd.Index(ranking.user_ids).get_indexer(listeners.user_id)
+        assert {known, NEWCOMER} & set(stored.user_id)
+        assert not set(stored.user_id) & {user for user, _ in after}
+        # the artist folded in from every stored play of the champion's listeners, its
+        # audience the best of the model's listeners and the folded-in ones (by their new
+        # vectors), its own listeners left out
+        rows = pd.Index(ranking.user_ids).get_indexer(stored.user_id)
         kept = rows >= 0
-        expected, _ = fold_in.promote_new_item(
-            ranking, rows[kept], listeners.plays.to_numpy(float)[kept], TOP_N
-        )
-        assert [user for user, _ in after] == list(ranking.user_ids[expected])
-    assert rows_but(con, "artist_top_users", "artist_id", todo.artist_ids) == untouched
+        folded = fold_in.fold_in_item(
+            ranking, rows[kept], stored.plays.to_numpy(float)[kept]
+        ).factors.astype(np.float64)
+        scores = dict(zip(ranking.user_ids, model_users @ folded, strict=True))
+        scores |= dict(zip(listeners, vectors.astype(np.float64) @ folded, strict=True))
+        candidates = {u: s for u, s in scores.items() if u not in set(stored.user_id)}
+        assert [user for user, _ in after] == best(candidates)
+
+
+def test_folded_in_listeners_enter_the_audiences_of_artists_they_outscore(warehouse):
+    """An artist no one rated since keeps its top users but where a folded-in listener scores
+    above its lowest (their new score replaces an old one): the best of both."""
+    con, models = warehouse["con"], warehouse["models"]
+    ranking = models.ranking
+    todo = refresh.pending(con)
+    listeners, vectors, rated = folded_listeners(con, ranking)
+    before = {
+        artist: rows for artist, rows in audiences(con).items() if artist not in todo.artist_ids
+    }
+    now = datetime(2030, 1, 1)
+    report = refresh.fold_in_pending(con, warehouse["champion"], "1", todo, TOP_N, now)
+    scores = vectors.astype(np.float64) @ ranking.item_vectors().astype(np.float64).T
+    entered = unchanged = 0
+    audiences_after = audiences(con)
+    for artist, rows in before.items():
+        column = pd.Index(ranking.item_ids).get_loc(artist)
+        new = {
+            user: scores[row, column]
+            for row, user in enumerate(listeners)
+            if (user, artist) not in rated
+        }
+        candidates = {user: score for user, score, _ in rows if user not in listeners} | new
+        after = audiences_after[artist]
+        assert [user for user, *_ in after] == best(candidates), artist
+        for user, score, source in after:
+            if user in new:
+                assert source == "fold_in" and score == pytest.approx(new[user], rel=1e-4)
+            else:  # the model's row, as it was
+                assert (user, score, source) in rows
+        entered += any(user in new for user, *_ in after)
+        unchanged += after == rows
+    assert entered > 0 and unchanged > 0
+    assert report.audiences == len(before) - unchanged
+    # an artist whose rows the model made in part is due at its next rating: the fold-in
+    # rows among them do not say the model's reflect it
+    mixed = next(artist for artist, rows in before.items() if rows != audiences_after[artist])
+    assert refresh.pending(con) is None
+    add_ratings(
+        con,
+        pd.DataFrame({"user_id": [warehouse["known"]], "artist_id": [mixed], "plays": [3]}),
+        now - timedelta(days=1),  # before the fold-in's rows were refreshed
+    )
+    assert mixed in refresh.pending(con).artist_ids
+
+
+def audiences(con) -> dict[str, list[tuple]]:
+    """Every artist's (user_id, score, source) rows of artist_top_users, best first."""
+    rows = con.execute(
+        "SELECT artist_id, user_id, score, source FROM artist_top_users ORDER BY artist_id, rank"
+    ).fetchall()
+    grouped: dict[str, list[tuple]] = {}
+    for artist, *row in rows:
+        grouped.setdefault(artist, []).append(tuple(row))
+    return grouped
 
 
 def test_freshness_counts_what_arrived_since_the_champion_and_the_artists_it_cannot_place(

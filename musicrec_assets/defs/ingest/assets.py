@@ -133,7 +133,7 @@ def artists(
         "first. In a run that does not rebuild the recommendation tables, the listeners and "
         "artists that gained ratings since the champion was trained are then folded into it and "
         "their rows of `user_recommendations` and `artist_top_users` replaced (`source` "
-        "`fold_in`)."
+        "`fold_in`), and the listeners enter the top users of the artists they score high for."
     ),
 )
 def ratings(
@@ -179,6 +179,7 @@ def _fold_in(
         "fold_in": report.summary(),
         "fold_in_listeners": report.listeners,
         "fold_in_artists": report.artists,
+        "fold_in_audiences": report.audiences,
         "fold_in_model_version": version,
         "fold_in_seconds": round(time.perf_counter() - started, 3),
     }

@@ -304,11 +304,8 @@ def champion_files(home: Path) -> tuple[str, Path]:
     folder = models / f"{version.version}-{version.run_id}"
     if folder.exists() and _damaged_copy(folder):
         # cut short or changed since it was downloaded: set aside, and downloaded again
-        aside = models / f".damaged-{folder.name}-{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):  # another reader set it aside first
-            os.rename(folder, aside)
-        shutil.rmtree(aside, ignore_errors=True)
-    elif folder.exists() and not (folder / SIZES_FILE).exists():
+        _discard_copy(folder)
+    elif folder.exists() and not _recorded_files(folder):
         with contextlib.suppress(OSError):  # a copy from before the sizes file, found whole
             _write_sizes(folder)
     if not folder.exists():
@@ -341,30 +338,51 @@ def champion_files(home: Path) -> tuple[str, Path]:
     return str(version.version), folder
 
 
-# beside a downloaded copy: each file's size when it was downloaded whole
+# beside a downloaded copy: each file's size and mtime when it was downloaded whole
 SIZES_FILE = ".musicrec-sizes.json"
 
 
 def _write_sizes(folder: Path) -> None:
-    sizes = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
-    (folder / SIZES_FILE).write_text(json.dumps(sizes, sort_keys=True))
+    stamps = {
+        path.name: [path.stat().st_size, path.stat().st_mtime_ns]
+        for path in folder.iterdir()
+        if path.is_file()
+    }
+    (folder / SIZES_FILE).write_text(json.dumps(stamps, sort_keys=True))
+
+
+def _recorded_files(folder: Path) -> dict[str, list[int]]:
+    """Each file's ``[size, mtime_ns]`` as downloaded, from the copy's sizes file; empty for a
+    copy from before it (or from before it kept the mtime: a write that keeps the size moves
+    the mtime, a chmod of a read-only home does not)."""
+    try:
+        recorded = json.loads((folder / SIZES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    stamped = isinstance(recorded, dict) and all(
+        isinstance(stamp, list) for stamp in recorded.values()
+    )
+    return recorded if stamped else {}
 
 
 def _damaged_copy(folder: Path, written: bool = True) -> str | None:
-    """What is wrong with a downloaded copy of a version's files, or None: a file gone or of
-    another size than when it was downloaded (``written``: its sizes file says), or an
-    ``.npz`` that is not a whole zip (read to its end: every entry's CRC checked)."""
-    try:
-        sizes = json.loads((folder / SIZES_FILE).read_text()) if written else {}
-    except (OSError, ValueError):
-        sizes = {}  # a copy from before the sizes file: its archives tell
-    for name, size in sizes.items():
+    """What is wrong with a downloaded copy of a version's files, or None: not a folder, a
+    file gone or of another size or mtime than when it was downloaded (``written``: its sizes
+    file says), or an ``.npz`` that is not a whole zip (read to its end: every entry's CRC
+    checked)."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    recorded = _recorded_files(folder) if written else {}
+    for name, (size, mtime_ns) in recorded.items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != size:
+        if not path.is_file() or (path.stat().st_size, path.stat().st_mtime_ns) != (
+            size,
+            mtime_ns,
+        ):
             return f"{path} is cut short or changed"
     for path in sorted(folder.glob("*.npz")):
-        if sizes and path.name in sizes:
-            continue  # whole when downloaded, and of its size still
+        if path.name in recorded:
+            continue  # whole when downloaded, and unchanged since
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
@@ -384,10 +402,49 @@ def _remove_older_copies(models: Path, current: int) -> None:
             shutil.rmtree(copy, ignore_errors=True)
 
 
+def _discard_copy(folder: Path) -> None:
+    """Remove a damaged copy (a folder, or whatever stands in its place), after moving it out
+    of the way at once: a reader never loads a copy half removed."""
+    aside = folder.with_name(f".damaged-{folder.name}-{os.getpid()}")
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        return  # another reader set it aside first
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+# what loading a copy changed in a way its sizes and mtimes miss raises (numpy's and zipfile's
+# archives, JSON, Parquet: pyarrow's errors are ValueError or OSError)
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 def load_champion(home: Path) -> tuple[str, Recommender]:
-    """The champion's version and a :class:`Recommender` over it (see :func:`champion_files`)."""
+    """The champion's version and a :class:`Recommender` over it (see :func:`champion_files`).
+    A copy that does not load (changed with its size and mtime put back) is downloaded again,
+    once.
+
+    Raises
+    ------
+    DamagedStore
+        When the copy downloaded again does not load either: the MLflow store's files are.
+    """
     version, folder = champion_files(home)
-    return version, Recommender.from_folder(folder)
+    try:
+        return version, Recommender.from_folder(folder)
+    except _UNREADABLE:
+        _discard_copy(folder)
+    version, folder = champion_files(home)
+    try:
+        return version, Recommender.from_folder(folder)
+    except _UNREADABLE as error:
+        raise DamagedStore(
+            f"champion v{version}'s files in the MLflow store do not load ({type(error).__name__}"
+            f": {error}, under {Home(home).mlflow_artifacts}): restore mlartifacts/ from a "
+            "backup, or run `musicrec run` to train a new champion"
+        ) from error
 
 
 def champion(client: MlflowClient) -> Champion | None:

@@ -27,6 +27,21 @@ def table_metadata(con: duckdb.DuckDBPyConnection, table: str, rows: int) -> dic
     }
 
 
+def names_not_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each ``<x>_id`` column that has a ``<x>_name`` beside it shown as one
+    column ``<x>``: the name, or the id where there is none. A UUID takes four lines of a
+    Dagster table cell and tells a person nothing."""
+    shown = frame.copy()
+    for id_column in [c for c in frame.columns if c.endswith("_id")]:
+        entity = id_column.removesuffix("_id")
+        if f"{entity}_name" not in frame.columns:
+            continue
+        named = frame[f"{entity}_name"].fillna(frame[id_column])
+        shown.insert(shown.columns.get_loc(id_column), entity, named)
+        shown = shown.drop(columns=[id_column, f"{entity}_name"])
+    return shown
+
+
 def _column_type(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series):
         return "bool"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +16,68 @@ from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
 from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC, CandidateReport
 from musicrec_assets.evaluation.tuning import Budget, SearchResult, Trial
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.tracking import plots, registry
+
+# the models × metrics table of each training run (MLflow's artifact view shows it as a table)
+METRICS_TABLE = "metrics_by_model.csv"
+# the experiment's saved view of the run list with the headline metrics as columns: MLflow
+# 3.17 has no default columns of its own (it shows the ones a person last chose in that
+# browser), but lists the views saved in the experiment's tags under "Views" and opens one
+# from the address `experiment_url` builds
+HEADLINE_VIEW = "headline"
+_HEADLINE_COLUMNS = [
+    "metrics.`search/ranking/best_cv_ndcg_at_10`",
+    "metrics.`search/rating/best_cv_rmse`",
+    "metrics.`test/ndcg_at_10/ranking`",
+    "metrics.`test/ndcg_at_10/item_knn`",
+    "metrics.`test/ndcg_at_10/most_popular`",
+    "metrics.`test/rmse/rating`",
+    "metrics.`test/rmse/bias`",
+    "tags.`musicrec.alias`",
+    "attributes.`Models`",
+]
+
+
+def save_headline_view(experiment_id: str) -> None:
+    """(Re)write the experiment's saved view :data:`HEADLINE_VIEW`, as MLflow's "Save view"
+    writes one: the tag ``mlflow.sharedViewState.<key>``, a JSON envelope (name, times in ms)
+    around the view's own JSON, whose ``selectedColumns`` are in MLflow's
+    ``<type>.`<name>``` notation."""
+    now = _now_ms()
+    envelope = {
+        "name": "musicrec: headline metrics",
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps({"selectedColumns": _HEADLINE_COLUMNS}),
+    }
+    MlflowClient().set_experiment_tag(
+        experiment_id, f"mlflow.sharedViewState.{HEADLINE_VIEW}", json.dumps(envelope)
+    )
+
+
+def experiment_url(experiment_id: str) -> str:
+    """The experiment's run list in the MLflow UI with the headline metrics as columns."""
+    run_page, query = registry.run_url(experiment_id, "-").split("?")
+    runs_page = run_page.rpartition("/")[0]  # .../experiments/<id>/runs
+    return f"{runs_page}?viewStateShareKey={HEADLINE_VIEW}&{query}"
+
+
+def artifact_url(experiment_id: str, run_id: str, path: str) -> str:
+    """A run's artifact (``plots/<file>.png``, :data:`METRICS_TABLE`) in the MLflow UI."""
+    run_page, query = registry.run_url(experiment_id, run_id).split("?")
+    return f"{run_page}/artifactPath/{path}?{query}"
+
+
+def metrics_by_model(scores: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """The held-out headline metrics (rows: models, ours first; columns: the metrics some
+    model has), rounded to 4 places; a metric a model has not is empty."""
+    frame = pd.DataFrame(scores).T.rename_axis("model")
+    shown = [metric for metric in HEADLINE_METRICS if metric in frame.columns]
+    return frame[shown].astype(float).round(4)
 
 
 @contextmanager
@@ -35,6 +94,7 @@ def tuning_run(
     with mlflow.start_run(
         experiment_id=experiment_id, run_name="als_tuning", description=description
     ) as run:
+        save_headline_view(experiment_id)
         mlflow.set_tags({"musicrec.step": "tuning", "feedback": feedback, "backend": backend})
         mlflow.log_params(
             {
@@ -80,11 +140,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -> bytes:
+def log_tuning_result(searches: dict[str, SearchResult]) -> dict[str, bytes]:
     """Each model's chosen params (``<model>_best_*``), its CV score and search figures
-    (``search/<model>/*``) on the parent run, and the ranking model's CV score by setting
-    (returned as PNG)."""
-    mlflow.log_param("n_trials", len(trials))
+    (``search/<model>/*``) on the parent run, and the CV score by searched setting (returned,
+    file name -> PNG, where any search varied a setting)."""
+    mlflow.log_param("n_trials", sum(len(result.trials) for result in searches.values()))
     for model, result in searches.items():
         best, metric = result.best, result.primary_metric
         mlflow.log_params(
@@ -98,10 +158,11 @@ def log_tuning_result(searches: dict[str, SearchResult], trials: pd.DataFrame) -
                 f"search/{model}/seconds": result.seconds,
             }
         )
-    ranking = searches["ranking"]
-    figure = plots.cv_by_setting(trials[trials["model"] == "ranking"], ranking.primary_metric)
-    registry.log_png(figure, "cv_by_setting.png")
-    return figure
+    figure = plots.search_by_setting(searches)
+    figures = {} if figure is None else {"search_by_setting.png": figure}
+    for file_name, png in figures.items():
+        registry.log_png(png, file_name)
+    return figures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +206,7 @@ def log_training(
     with mlflow.start_run(
         experiment_id=experiment_id, run_name="als_model", description=description
     ) as run:
+        save_headline_view(experiment_id)
         source = LocalArtifactDatasetSource(warehouse.as_uri())
         mlflow.log_input(
             MetaDataset(source, name="ratings", digest=report.split_id[:32]), context="training"
@@ -169,14 +231,12 @@ def log_training(
         mlflow.log_params({**sizes, "all_rows": n_interactions})
         for name, values in report.scores.items():
             mlflow.log_metrics({f"test/{k}/{name}": v for k, v in values.items()})
+        comparison = metrics_by_model(report.scores)
+        # the artifact view shows a CSV as a table: the run's scores side by side
+        mlflow.log_text(comparison.to_csv(), METRICS_TABLE)
         figures = {
-            "model_vs_baselines.png": plots.model_vs_baselines(
-                {
-                    name: values[RANKING_METRIC]
-                    for name, values in report.scores.items()
-                    if name != "rating" and RANKING_METRIC in values
-                },
-                RANKING_METRIC,
+            "scores_by_model.png": plots.scores_by_model(
+                report.scores, list(comparison.columns), ours | {"ranking_alone"}
             )
         }
         curve = report.history.get("ranking")

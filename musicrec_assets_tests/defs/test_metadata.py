@@ -4,6 +4,7 @@ columns mean, row counts, and small tables rather than markdown dumps."""
 import json
 
 import dagster as dg
+import duckdb
 import pytest
 from harness import run_pipeline, small_world
 
@@ -82,6 +83,72 @@ def test_model_page_shows_tables_not_markdown(pipeline_home):
     assert {"ranking", "rating"} <= set(chosen_models) and len(chosen_models) == len(
         set(chosen_models)
     )
+
+
+def columns(table: dg.TableMetadataValue) -> list[str]:
+    return [column.name for column in table.schema.columns]
+
+
+def test_tuning_page_shows_the_search_at_a_glance(pipeline_home):
+    home, result = pipeline_home
+    tuning = metadata(result, "als_tuning")
+    # a row per model, its best CV score first and its choice in words
+    assert columns(tuning["search"])[:3] == ["cv_score", "metric", "model"]
+    searches = {record.data["model"]: record.data for record in tuning["search"].records}
+    assert searches["rating"]["trials"] == 4 and searches["rating"]["metric"] == "rmse"
+    assert searches["item_knn"]["chosen"] == "K=5 cosine"  # not an empty ALS row
+    # what each search varied (FAST_SETTINGS: the rating model's rank and λ, and the blend
+    # weight), not the settings fixed to one value
+    settings = tuning["settings_searched"].records
+    varied = {(record.data["model"], record.data["setting"]): record.data for record in settings}
+    assert set(varied) == {
+        ("rating", "rank"),
+        ("rating", "regularization"),
+        ("blend", "blend_weight"),
+    }
+    assert varied[("rating", "rank")]["tried"] == "4 – 8"
+    assert varied[("rating", "rank")]["values"] == 2
+    assert varied[("rating", "rank")]["chosen"] in {"4", "8"}
+    # the best complete trials: score first, every model's settings named
+    assert columns(tuning["top_trials"])[:3] == ["cv_score", "model", "settings"]
+    settings_of = {
+        record.data["model"]: record.data["settings"] for record in tuning["top_trials"].records
+    }
+    assert settings_of["item_knn"] == "K=5 cosine"
+    assert settings_of["ranking"].startswith("rank=16 λ=100 α=10 rating")
+    # the plot inline and linked to the same image in the tuning's MLflow run
+    plot = tuning["search_by_setting"].value
+    assert plot.startswith("![search_by_setting](data:image/png;base64,")
+    link = tuning["search_by_setting_in_mlflow"].value
+    run_id = tuning["mlflow_run_id"].value
+    assert f"/runs/{run_id}/artifactPath/plots/search_by_setting.png?" in link
+    assert link.endswith("workflowType=machine_learning")
+
+
+def test_previews_show_names_not_ids(pipeline_home):
+    home, result = pipeline_home
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        artists = {name for (name,) in con.execute("SELECT name FROM artists").fetchall()}
+        users = {
+            name
+            for (name,) in con.execute(
+                "SELECT concat_ws(' ', first_name, last_name) FROM users"
+            ).fetchall()
+        }
+    expected = {
+        "user_recommendations": ["user", "rank", "artist", "score", "predicted_rating"],
+        "artist_top_users": ["artist", "rank", "user", "score"],
+        "similar_artists": ["artist", "rank", "similar_artist", "similarity"],
+    }
+    for asset, shown in expected.items():
+        preview = metadata(result, asset)["preview"]
+        assert columns(preview)[: len(shown)] == shown, asset
+        rows = [record.data for record in preview.records]
+        assert {row["artist"] for row in rows} <= artists, asset
+        if "user" in shown:
+            assert {row["user"] for row in rows} <= users, asset
+        score = "similarity" if asset == "similar_artists" else "score"
+        assert all(row[score] == round(row[score], 3) for row in rows), asset
 
 
 def test_ingest_shows_the_rows_this_run_took_and_what_it_rejected(tmp_path):

@@ -1,12 +1,14 @@
 """What a person finds in MLflow after a run: described runs and versions, a model signature,
 the training data as a dataset, trials that last as long as they took."""
 
+import json
 from itertools import pairwise
 
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from musicrec_assets.tracking import registry
+from musicrec_assets.tracking import registry, runs
 
 
 def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
@@ -58,6 +60,50 @@ def test_the_training_run_names_its_data_and_trials_take_their_time(pipeline_hom
     # each trial's run lasts at least as long as its folds' fits, and trials do not overlap
     assert all((t.info.end_time - t.info.start_time) / 1000 >= fits[t.info.run_id] for t in trials)
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
+
+
+def test_runs_carry_their_plots_and_tables_and_the_experiment_a_view_of_them(pipeline_home):
+    home, result = pipeline_home
+    registry.configure(home)
+    client = MlflowClient()
+    tuning, training = run_of(result, "als_tuning"), run_of(result, "als_model")
+    assert "plots/search_by_setting.png" in {
+        artifact.path for artifact in client.list_artifacts(tuning.info.run_id, "plots")
+    }
+    assert "plots/scores_by_model.png" in {
+        artifact.path for artifact in client.list_artifacts(training.info.run_id, "plots")
+    }
+    # models × metrics, rounded, the same numbers as the run's metrics
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=training.info.run_id, artifact_path=runs.METRICS_TABLE
+        ),
+        index_col="model",
+    )
+    assert {"ranking", "rating", "most_popular", "item_knn", "bias"} <= set(table.index)
+    ndcg = training.data.metrics["test/ndcg_at_10/ranking"]
+    assert table.loc["ranking", "ndcg_at_10"] == round(ndcg, 4)
+    # the shared view's columns: metrics and tags the runs have, in MLflow's own notation
+    experiment = client.get_experiment(training.info.experiment_id)
+    saved = json.loads(experiment.tags[f"mlflow.sharedViewState.{runs.HEADLINE_VIEW}"])
+    assert saved["name"] and saved["createdAt"] <= saved["updatedAt"]
+    view = json.loads(saved["state"])
+    logged = {f"metrics.`{name}`" for name in {**tuning.data.metrics, **training.data.metrics}}
+    logged |= {f"tags.`{name}`" for name in training.data.tags}
+    named = [column for column in view["selectedColumns"] if not column.startswith("attributes")]
+    assert named and set(named) <= logged
+
+
+def test_mlflow_addresses_open_the_classic_ml_view(monkeypatch):
+    monkeypatch.setenv("MUSICREC_MLFLOW_UI", "https://mlflow.example.org/")
+    assert runs.experiment_url("1") == (
+        "https://mlflow.example.org/#/experiments/1/runs"
+        f"?viewStateShareKey={runs.HEADLINE_VIEW}&workflowType=machine_learning"
+    )
+    assert runs.artifact_url("1", "abc", "plots/a.png") == (
+        "https://mlflow.example.org/#/experiments/1/runs/abc/artifactPath/plots/a.png"
+        "?workflowType=machine_learning"
+    )
 
 
 def test_run_links_point_at_the_configured_mlflow_ui(monkeypatch):

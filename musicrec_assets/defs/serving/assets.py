@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from musicrec_assets.defs.metadata import frame_table, table_metadata
+from musicrec_assets.defs.metadata import frame_table, names_not_ids, table_metadata
 from musicrec_assets.defs.resources import (
     MlflowTracking,
     ModelSettings,
@@ -38,8 +38,8 @@ _COMMON = {
 
 @dg.asset(
     **_COMMON,
-    description="Top-N artists per user (already-rated artists excluded), the seed's "
-    "`recommendForAllUsers`, ordered by the ranking model: `user_recommendations(user_id, "
+    description="Top-N artists per user (already-rated artists excluded; what Spark's ALS "
+    "calls `recommendForAllUsers`), ordered by the ranking model: `user_recommendations(user_id, "
     "rank, artist_id, score, predicted_rating, model_version, created_at)` (`score` orders the "
     "list: the ranking model's, for ratings standardised per listener plus w × the predicted "
     "rating, w chosen by cross-validation; `predicted_rating` the rating model's prediction, NULL "
@@ -63,7 +63,7 @@ def user_recommendations(
 @dg.asset(
     **_COMMON,
     description="Top-N users per artist by the ranking model, who to promote an artist to (its "
-    "current listeners excluded), the seed's `recommendForAllItems`: `artist_top_users("
+    "current listeners excluded; Spark's `recommendForAllItems`): `artist_top_users("
     "artist_id, rank, user_id, score, model_version)` and the view `artist_top_users_named`.",
 )
 def artist_top_users(
@@ -125,7 +125,7 @@ def _published(con, table: str, rows: int, version: str, **numbers) -> dg.Materi
             **table_metadata(con, table, rows),
             "model_version": version,
             **numbers,
-            "preview": frame_table(preview),
+            "preview": frame_table(names_not_ids(preview), digits=3),
         }
     )
 

@@ -24,7 +24,7 @@ from musicrec_assets.defs.training import metadata
 from musicrec_assets.defs.training.metadata import GATE
 from musicrec_assets.evaluation import blend, tuning
 from musicrec_assets.evaluation.metrics import primary_metric
-from musicrec_assets.tracking import plots, registry, runs
+from musicrec_assets.tracking import registry, runs
 from musicrec_assets.tracking.studies import study_storage
 from musicrec_assets.warehouse import model_tables
 from musicrec_assets.warehouse.interactions import (
@@ -182,7 +182,7 @@ def als_tuning(
         trials = tuning.trials_frame(
             results, feedback, run_id, datetime.now(UTC).replace(tzinfo=None)
         )
-        figure = runs.log_tuning_result(results, trials)
+        figures = runs.log_tuning_result(results)
     with duckdb.get_connection() as con:
         rows = model_tables.publish_trials(con, trials)
         table = table_metadata(con, "tuning_trials", rows)
@@ -197,22 +197,21 @@ def als_tuning(
         best[f"{model}_cv_{metric}"] = round(float(score), 4)
     return dg.MaterializeResult(
         metadata={
-            **metadata.mlflow_links(experiment_id, run_id),
+            "search": frame_table(metadata.search_table(results)),
+            "settings_searched": frame_table(metadata.settings_table(results)),
+            **metadata.figures(experiment_id, run_id, figures),
+            "top_trials": frame_table(metadata.top_trials(trials, results)),
+            **best,
             "trials": rows,
             "seconds": round(time.perf_counter() - started, 1),
-            **best,
-            "search": frame_table(metadata.search_table(results)),
+            **metadata.mlflow_links(experiment_id, run_id),
             "chosen_params": dg.MetadataValue.json(
                 {
                     model: metadata.applicable(result.best.params)
                     for model, result in results.items()
                 }
             ),
-            "top_trials": frame_table(metadata.top_trials(trials, results)),
             **table,
-            "cv_by_setting": dg.MetadataValue.md(
-                plots.markdown_image(figure, "CV score by setting")
-            ),
         }
     )
 
@@ -296,7 +295,7 @@ def als_model(
     return dg.MaterializeResult(
         metadata={
             **metadata.mlflow_links(mlflow_tracking.experiment_id, run.run_id),
-            **metadata.model_metadata(report, run),
+            **metadata.model_metadata(report, run, mlflow_tracking.experiment_id),
         },
         check_results=[metadata.gate(report)],
     )

@@ -8,14 +8,11 @@ import pandas as pd
 
 from musicrec_assets.defs.metadata import frame_table
 from musicrec_assets.evaluation import blend, promotion, tuning
-from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
 from musicrec_assets.model.baselines import NeighbourParams
 from musicrec_assets.model.factors import RANKING_ONLY, Feedback, TrainingParams
 from musicrec_assets.tracking import plots, registry, runs
 
 GATE = "als_model_beats_baselines"
-# the JSON and bookkeeping columns of tuning_trials, left out of its preview
-_BOOKKEEPING = ["cv_metrics", "params", "mlflow_run_id", "tuned_at"]
 
 
 def describe(params: TrainingParams | NeighbourParams | blend.BlendParams) -> str:
@@ -23,20 +20,36 @@ def describe(params: TrainingParams | NeighbourParams | blend.BlendParams) -> st
         return f"K={params.neighbours} {params.similarity}"
     if isinstance(params, blend.BlendParams):
         return f"w={params.blend_weight:g}"
-    text = f"rank={params.rank} λ={params.regularization:g}"
+    # 3 significant digits: a search's draws (λ=1.13119) say no more than that
+    text = f"rank={params.rank} λ={params.regularization:.3g}"
     if params.objective == "ranking":
-        text += f" α={params.alpha:g} {params.confidence}"
+        text += f" α={params.alpha:.3g} {params.confidence}"
     elif params.bias_regularization is not None:
-        text += f" λ_b={params.bias_regularization:g}"
+        text += f" λ_b={params.bias_regularization:.3g}"
     return text
 
 
 def mlflow_links(experiment_id: str, run_id: str) -> dict:
+    """The run, and the experiment's runs with the headline metrics as columns (the
+    experiment's name is in that page's title)."""
     return {
-        "mlflow_run_id": run_id,
-        "mlflow_experiment": registry.EXPERIMENT,
         "mlflow_run": dg.MetadataValue.url(registry.run_url(experiment_id, run_id)),
+        "mlflow_runs": dg.MetadataValue.url(runs.experiment_url(experiment_id)),
+        "mlflow_run_id": run_id,
     }
+
+
+def figures(experiment_id: str, run_id: str, pngs: dict[str, bytes]) -> dict:
+    """Each plot inline (Dagster shows markdown behind a button) and as a link to the same
+    image logged in the run."""
+    shown = {}
+    for file_name, png in pngs.items():
+        name = file_name.removesuffix(".png")
+        shown[name] = dg.MetadataValue.md(plots.markdown_image(png, name))
+        shown[f"{name}_in_mlflow"] = dg.MetadataValue.url(
+            runs.artifact_url(experiment_id, run_id, f"plots/{file_name}")
+        )
+    return shown
 
 
 def study_key(model: str, feedback: Feedback, backend: str) -> str:
@@ -58,14 +71,13 @@ def search_summary(model: str, result: tuning.SearchResult) -> str:
 
 
 def search_table(results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
-    """One row per model: what its search did and chose, at a glance."""
+    """One row per model, its best CV score first: what its search did and chose."""
     return pd.DataFrame(
         [
             {
+                "cv_score": float(result.best.mean_metrics[result.primary_metric]),
+                "metric": result.primary_metric,
                 "model": model,
-                f"cv_{result.primary_metric}": round(
-                    float(result.best.mean_metrics[result.primary_metric]), 4
-                ),
                 "chosen": describe(result.best.params),
                 "trials": len(result.trials),
                 "pruned": result.n_pruned,
@@ -79,15 +91,56 @@ def search_table(results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
     )
 
 
+def settings_table(results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
+    """One row per setting a search varied: the value chosen, what was tried, and whether its
+    range grew or its best value is still on an edge of it."""
+    rows = []
+    for model, result in results.items():
+        trials = plots.searched_settings(result)
+        chosen = trials[trials["chosen"]].iloc[0]
+        for name in trials.columns.drop(["cv_score", "pruned", "chosen"]):
+            tried = trials[name].dropna()
+            notes = [note for note in (*result.widened, *result.on_edge) if note.startswith(name)]
+            rows.append(
+                {
+                    "model": model,
+                    "setting": name,
+                    "chosen": _short(chosen[name]),
+                    "tried": _span(tried),
+                    "values": tried.nunique(),
+                    "range": "; ".join(notes) or "-",
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "setting", "chosen", "tried", "values", "range"])
+
+
+def _short(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # K 1862, not 1.86e+03
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _span(values: pd.Series) -> str:
+    """``low – high`` of numbers, the words tried in order."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return f"{_short(float(values.min()))} – {_short(float(values.max()))}"
+    return ", ".join(sorted(values.astype(str).unique()))
+
+
 def top_trials(trials: pd.DataFrame, results: dict[str, tuning.SearchResult]) -> pd.DataFrame:
-    """The best 5 trials of each model, the columns that mean something for some of them."""
+    """The best 5 complete trials of each model, score first, every model's settings in words
+    (``trial`` is the row of ``tuning_trials``)."""
+    # tuning_trials holds each model's trials in the order of its search
+    settings = [describe(t.params) for result in results.values() for t in result.trials]
+    named = trials.assign(settings=settings)
     best = [
-        trials[trials["model"] == model]
+        named[(named["model"] == model) & ~named["pruned"]]
         .sort_values("cv_score", ascending=not result.higher_is_better)
         .head(5)
         for model, result in results.items()
     ]
-    return pd.concat(best).drop(columns=_BOOKKEEPING).dropna(axis="columns", how="all")
+    # no metric column: each model's is in `search`, and the settings need the room
+    return pd.concat(best)[["cv_score", "model", "settings", "trial", "chosen"]]
 
 
 def gate(report: promotion.CandidateReport) -> dg.AssetCheckResult:
@@ -108,12 +161,16 @@ def rating_source(report: promotion.CandidateReport) -> str:
 
 
 def applicable(params: TrainingParams | NeighbourParams) -> dict:
-    """The params that mean something for the model's objective."""
+    """The params that mean something for the model's objective, numbers to 4 significant
+    digits (a search's draw, α 0.7297610260343386, reads as 0.7298)."""
     values = dataclasses.asdict(params)
     if params.objective == "rating":
         for name in RANKING_ONLY:
             values.pop(name)
-    return values
+    return {
+        name: float(f"{value:.4g}") if isinstance(value, float) else value
+        for name, value in values.items()
+    }
 
 
 def headline(report: promotion.CandidateReport) -> dict:
@@ -140,10 +197,10 @@ def headline(report: promotion.CandidateReport) -> dict:
     return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in numbers.items()}
 
 
-def model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) -> dict:
+def model_metadata(
+    report: promotion.CandidateReport, run: runs.TrainingRun, experiment_id: str
+) -> dict:
     pair = report.evaluation_model
-    comparison = pd.DataFrame(report.scores).T.rename_axis("model")
-    shown = [metric for metric in HEADLINE_METRICS if metric in comparison.columns]
     return {
         "model_version": run.logged.version,
         "model_uri": run.logged.model_uri,
@@ -156,11 +213,8 @@ def model_metadata(report: promotion.CandidateReport, run: runs.TrainingRun) -> 
         "params": dg.MetadataValue.json(
             {role: applicable(model.params) for role, model in pair.models().items()}
         ),
-        "metrics_by_model": frame_table(comparison[shown].reset_index()),
-        **{
-            name.removesuffix(".png"): dg.MetadataValue.md(plots.markdown_image(png, name))
-            for name, png in run.figures.items()
-        },
+        "metrics_by_model": frame_table(runs.metrics_by_model(report.scores).reset_index()),
+        **figures(experiment_id, run.run_id, run.figures),
     }
 
 

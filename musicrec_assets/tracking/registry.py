@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ def configure(home: Path) -> str:
     with open(f"{layout.mlflow_db}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         if not layout.mlflow_db.exists():
-            _create_store(layout.mlflow_db, after_version=warehouse_versions(layout))
+            _create_store(layout.mlflow_db)
         check_store(layout.mlflow_db)
         _point_mlflow_at(home)
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
@@ -83,19 +84,17 @@ def configure(home: Path) -> str:
                 if key not in experiment.tags:
                     MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         # the active experiment: nested runs (which take no experiment id) land here too
-        return mlflow.set_experiment(EXPERIMENT).experiment_id
+        experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
+        # once MLflow has made its tables (an empty store file is whole, and has none yet)
+        _reserve_versions(
+            MlflowClient(), _newest_issued(layout.mlflow_db), warehouse_versions(layout)
+        )
+        return experiment_id
 
 
-def _create_store(store: Path, after_version: int = 0) -> None:
+def _create_store(store: Path) -> None:
     """Create and migrate a store under a name of its own, then rename it to ``store``: a store
-    is never seen, or left by a killed process, half-migrated. Caller holds the lock.
-
-    ``after_version``: the newest model version the home's warehouse names (a store deleted
-    while its tables live on). Versions 1 to it are reserved in the new store, registered
-    and deleted at once (MLflow numbers a version after every version ever registered,
-    deleted ones too), so its first model is ``after_version + 1`` and no two models are
-    ever published under one ``model_version``.
-    """
+    is never seen, or left by a killed process, half-migrated. Caller holds the lock."""
     for unfinished in store.parent.glob(f"{store.name}.*.part*"):  # and its journal
         unfinished.unlink()
     # a name never used before: MLflow caches one engine per store URI for the process's life
@@ -104,20 +103,40 @@ def _create_store(store: Path, after_version: int = 0) -> None:
     )
     os.close(descriptor)
     uri = f"sqlite:///{building}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()
-    if after_version:
-        client.create_registered_model(
-            REGISTERED_MODEL,
-            tags={
-                RESERVED_TAG: f"1-{after_version}: versions of an earlier store, lost, that "
-                "the warehouse's tables still name"
-            },
-        )
-        for _ in range(after_version):
-            reserved = client.create_model_version(REGISTERED_MODEL, source=RESERVED_SOURCE)
-            client.delete_model_version(REGISTERED_MODEL, reserved.version)
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments()
     os.replace(building, store)
+
+
+def _newest_issued(store: Path) -> int:
+    """The newest version number ``store`` has given the registered model, deleted versions
+    included (MLflow numbers a new version after all of them; its API lists none of those)."""
+    with contextlib.closing(sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)) as db:
+        (newest,) = db.execute(
+            "SELECT coalesce(max(version), 0) FROM model_versions WHERE name = ?",
+            [REGISTERED_MODEL],
+        ).fetchone()
+    return int(newest)
+
+
+def _reserve_versions(client: MlflowClient, issued: int, named: int) -> None:
+    """Make the store's next version number come after ``named``, the newest the home's
+    warehouse names, where the store has issued only up to ``issued``: a store deleted, or
+    restored from an older backup, while the tables live on. Versions ``issued + 1`` to
+    ``named`` are registered and deleted at once, so no two models are ever published under
+    one ``model_version``. Caller holds the store's lock."""
+    if named <= issued:
+        return
+    reserved = (
+        f"{issued + 1}-{named}: versions that the warehouse's tables name and this store "
+        "never registered"
+    )
+    if client.search_registered_models(f"name = '{REGISTERED_MODEL}'"):
+        client.set_registered_model_tag(REGISTERED_MODEL, RESERVED_TAG, reserved)
+    else:
+        client.create_registered_model(REGISTERED_MODEL, tags={RESERVED_TAG: reserved})
+    for _ in range(named - issued):
+        version = client.create_model_version(REGISTERED_MODEL, source=RESERVED_SOURCE)
+        client.delete_model_version(REGISTERED_MODEL, version.version)
 
 
 # the registered model's tag that says which version numbers a new store reserved, and why

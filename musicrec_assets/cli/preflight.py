@@ -123,13 +123,19 @@ def step_errors(events) -> list[tuple[str, str]]:
     return errors
 
 
+# the errors whose message names a cause the user can act on, with the exit status of each
+NAMED_CAUSES = {"DamagedStore": 2, "SettingConflict": 1}
+
+
 def run_failure(home: Home, events) -> tuple[str, int] | None:
     """The one line that names why a run failed, and the exit status, where its steps' errors
-    tell a cause the user can act on: a damaged store (2), a full disk (1); else None."""
+    tell a cause the user can act on: a damaged store (2), a setting the home refuses (1), a
+    full disk (1); else None."""
     errors = step_errors(events)
     for cls_name, message in errors:
-        if cls_name == "DamagedStore":  # "<module>.DamagedStore: <the line>"
-            return message.strip().splitlines()[0].partition(f"{cls_name}: ")[2], 2
+        if cls_name in NAMED_CAUSES:  # "<module>.<class name>: <the line>"
+            line = message.strip().splitlines()[0].partition(f"{cls_name}: ")[2]
+            return line, NAMED_CAUSES[cls_name]
     full = disk_full(home, [message for _, message in errors])
     return (full, 1) if full else None
 

@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS feedback_kind (
 HOME_KIND = "(SELECT kind FROM feedback_kind)"
 
 
+class SettingConflict(ValueError):
+    """The ``feedback`` setting names the other kind than the one the home holds; the message
+    says which, what decided it, and what to do (``musicrec run`` prints it as its last line)."""
+
+
 def decided(con: duckdb.DuckDBPyConnection) -> str | None:
     found = con.execute("SELECT kind FROM feedback_kind").fetchall()
     return found[0][0] if found else None
@@ -85,7 +90,7 @@ def settle(con: duckdb.DuckDBPyConnection, requested: str) -> str | None:
         return home
     if home is None:
         return decide(con, requested, "the feedback setting")
-    raise ValueError(
+    raise SettingConflict(
         f"feedback: {requested} in the settings, but this home holds "
         f"{'ratings' if home == 'explicit' else 'play counts'} ({home}, decided by "
         f"{_decided_by(con)}); a home's kind of feedback never changes: leave feedback at auto, or "

@@ -18,6 +18,8 @@ from harness import MUSICREC, REPO_ROOT, TINY_RUN, small_world
 
 from musicrec_assets.cli import preflight
 from musicrec_assets.datasets.synthetic import write_landing
+from musicrec_assets.warehouse import feedback_kind
+from musicrec_assets.warehouse.tables import ensure_schema
 
 
 class SlowWriter(threading.Thread):
@@ -196,3 +198,30 @@ def run_read_only(home: Path) -> subprocess.CompletedProcess:
 
 def test_run_on_a_read_only_home_is_one_line(used_home):
     assert f"cannot write {used_home}" in one_line_error(run_read_only(used_home))
+
+
+def test_a_feedback_setting_the_home_refuses_is_the_runs_last_line(tmp_path):
+    """Issue 27's variant of item 3: `feedback: implicit` on a home of ratings failed the
+    ratings step with a bare "Error occurred while executing op" and "FAILED (see the lines
+    above)", the reason (and what to do) left in the step's trace."""
+    (tmp_path / "pipeline").mkdir()
+    with duckdb.connect(str(tmp_path / "pipeline" / "warehouse.duckdb")) as con:
+        ensure_schema(con)
+        feedback_kind.decide(con, "explicit", "an earlier ratings file")
+    ratings = tmp_path / "landing" / "ratings" / "1.jsonl"
+    ratings.parent.mkdir(parents=True)
+    ratings.write_text(json.dumps({"user_id": "u", "artist_id": "a", "plays": 3}) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump({"resources": {"settings": {"config": {"feedback": "implicit"}}}})
+    )
+    result = subprocess.run(
+        [MUSICREC, "run", "--home", str(tmp_path), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "feedback: implicit in the settings, but this home holds ratings" in line
+    assert "start a new MUSICREC_HOME" in line

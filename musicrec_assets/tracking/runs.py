@@ -73,11 +73,13 @@ def artifact_url(experiment_id: str, run_id: str, path: str) -> str:
 
 
 def metrics_by_model(scores: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """The held-out headline metrics (rows: models, ours first; columns: the metrics some
-    model has), rounded to 4 places; a metric a model has not is empty."""
+    """The held-out headline metrics (rows: models; columns: the metrics some model has, the
+    two that decide first, where a narrow table still shows them), rounded to 4 places; a
+    metric a model has not is empty."""
     frame = pd.DataFrame(scores).T.rename_axis("model")
-    shown = [metric for metric in HEADLINE_METRICS if metric in frame.columns]
-    return frame[shown].astype(float).round(4)
+    deciding = [RANKING_METRIC, RATING_METRIC]
+    ordered = deciding + [metric for metric in HEADLINE_METRICS if metric not in deciding]
+    return frame[[metric for metric in ordered if metric in frame.columns]].astype(float).round(4)
 
 
 @contextmanager

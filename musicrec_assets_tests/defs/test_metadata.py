@@ -52,6 +52,7 @@ def test_model_page_shows_tables_not_markdown(pipeline_home):
     model = metadata(result, "als_model")
     comparison = model["metrics_by_model"]
     assert isinstance(comparison, dg.TableMetadataValue)
+    assert columns(comparison)[:3] == ["model", "ndcg_at_10", "rmse"]  # what decides, first
     rows = {record.data["model"]: record.data for record in comparison.records}
     # and the ranking model alone where the lists blend in the predicted rating
     assert set(rows) - {"ranking_alone"} == {

@@ -209,12 +209,13 @@ def model_metadata(
         "ratings_predicted_by": rating_source(report),
         "feedback": pair.feedback,
         **headline(report),
+        # the comparison before the long params: what a person came to the page for
+        "metrics_by_model": frame_table(runs.metrics_by_model(report.scores).reset_index()),
+        **figures(experiment_id, run.run_id, run.figures),
         "fit_seconds": round(sum(report.fit_seconds.values()), 1),
         "params": dg.MetadataValue.json(
             {role: applicable(model.params) for role, model in pair.models().items()}
         ),
-        "metrics_by_model": frame_table(runs.metrics_by_model(report.scores).reset_index()),
-        **figures(experiment_id, run.run_id, run.figures),
     }
 
 

@@ -70,9 +70,20 @@ class Home:
         return self.root / "dagster"
 
     def create_landing(self) -> None:
-        """Create the landing folder with one subfolder per kind of file."""
-        for kind in KINDS:
-            (self.landing / kind).mkdir(parents=True, exist_ok=True)
+        """Create the landing folder with one subfolder per kind of file.
+
+        Raises
+        ------
+        DamagedStore
+            When something else than a folder stands where one of them goes.
+        """
+        for folder in (self.landing, *(self.landing / kind for kind in KINDS)):
+            if folder.exists() and not folder.is_dir():
+                raise DamagedStore(
+                    f"{folder} is not a folder: move it aside, and put the files it should "
+                    "hold into a folder of that name"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
 
     def sqlite_stores(self, dagster_home: Path | None = None) -> list[tuple[Path, str]]:
         """The home's SQLite files, each with what to do when it is damaged: the MLflow

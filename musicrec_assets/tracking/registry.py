@@ -328,6 +328,9 @@ def champion_files(home: Path) -> tuple[str, Path]:
         with contextlib.suppress(OSError):  # a copy from before the sizes file, found whole
             _write_sizes(folder)
     if not folder.exists():
+        if models.exists() and not models.is_dir():
+            # it holds nothing but copies, downloaded again: whatever stands there is kept
+            os.replace(models, models.with_name(f"{models.name}.not-a-folder-{os.getpid()}"))
         models.mkdir(parents=True, exist_ok=True)
         # downloaded beside it and renamed, so no reader ever sees half a model
         with tempfile.TemporaryDirectory(dir=models, prefix=".download-") as tmp:

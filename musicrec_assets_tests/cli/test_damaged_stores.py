@@ -213,3 +213,12 @@ def test_a_store_killed_before_its_first_commit_is_filled_by_the_next_run(home):
     events = SqliteEventLogStorage(str(history))
     assert events.get_latest_materialization_events([dg.AssetKey("ratings")]) == {}
     assert (history / "index.db").read_bytes().startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("where", ["landing", "landing/ratings"])
+def test_a_file_in_place_of_a_landing_folder_is_named(tmp_path, where):
+    """It gave "[Errno 20] Not a directory: …/landing/users" and nothing to do."""
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text("x")
+    with pytest.raises(DamagedStore, match=re.escape(f"{tmp_path / where} is not a folder: move")):
+        Home(tmp_path).create_landing()

@@ -70,3 +70,14 @@ def test_a_file_in_place_of_the_copy_is_replaced_by_the_copy(home):
     registry.load_champion(home)
     assert (folder / "factors.npz").is_file()
     assert [path.name for path in folder.parent.iterdir()] == [folder.name]
+
+
+def test_a_file_in_place_of_the_models_folder_is_moved_aside(home):
+    """It gave every reader a bare "[Errno 17] File exists"; the folder holds only copies."""
+    _, folder = registry.champion_files(home)
+    shutil.rmtree(folder.parent)
+    folder.parent.write_text("mine")
+    registry.load_champion(home)
+    assert (folder / "factors.npz").is_file()
+    [aside] = home.glob("models.not-a-folder-*")
+    assert aside.read_text() == "mine"

@@ -182,12 +182,12 @@ def wait_for_writers(
             return files
         if time.monotonic() >= deadline:
             raise ValueError(
-                f"{', '.join(sorted(still))} still being written after {wait_seconds:g} s: run "
+                f"{_named(still)} still being written after {wait_seconds:g} s: run "
                 "again once complete (or write under a .part name and rename when done)"
             )
         if not announced:
             say(
-                f"waiting for {', '.join(sorted(still))} to hold still "
+                f"waiting for {_named(still)} to hold still "
                 f"(written in the last {SETTLE_SECONDS:g} s)",
                 flush=True,
             )
@@ -195,6 +195,12 @@ def wait_for_writers(
         time.sleep(SETTLE_SECONDS)
         previous = _stamps(files)
         files = landing.scan(landing_dir)
+
+
+def _named(paths) -> str:
+    """Landing paths in one line: a control character in a name (a newline, say) escaped as
+    Python writes it, so a message stays one line."""
+    return ", ".join(repr(path)[1:-1] for path in sorted(paths))
 
 
 def _stamps(files: list[landing.LandingFile]) -> dict[str, str]:

@@ -123,18 +123,25 @@ def test_a_file_that_appears_after_the_check_is_not_ingested_half_written(tmp_pa
     assert ledger == [(writer.written, writer.written)]
 
 
-def test_waiting_for_writers_ends_in_a_clear_error_when_a_file_keeps_changing(tmp_path):
-    growing = tmp_path / "ratings" / "growing.jsonl"
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("growing.jsonl", "growing.jsonl"), ("grow\ning.jsonl", "grow\\ning.jsonl")],
+    ids=["plain", "a newline in the name"],  # which broke the one line in two
+)
+def test_waiting_for_writers_ends_in_a_clear_error_when_a_file_keeps_changing(
+    tmp_path, name, shown
+):
+    growing = tmp_path / "ratings" / name
     growing.parent.mkdir()
     writer = SlowWriter(growing, [{"user_id": "u", "artist_id": "a", "rating": 1}] * 100)
     writer.start()
     time.sleep(0.3)
     said = []
-    with pytest.raises(ValueError, match="ratings/growing.jsonl still being written after 3 s"):
+    with pytest.raises(ValueError, match="^" + re.escape(f"ratings/{shown} still being written")):
         preflight.wait_for_writers(tmp_path, 3, say=lambda line, **_: said.append(line))
     writer.finish.set()
     writer.join()
-    assert said == ["waiting for ratings/growing.jsonl to hold still (written in the last 2 s)"]
+    assert said == [f"waiting for ratings/{shown} to hold still (written in the last 2 s)"]
 
 
 def test_a_landing_folder_at_rest_costs_no_wait(tmp_path):

@@ -105,16 +105,26 @@ def training_curve(history: list[dict[str, float]], metric: str) -> bytes:
     return _png(figure)
 
 
+# panels side by side: a wider image is cut by Dagster's markdown dialog
+_PANELS_PER_ROW = 3
+
+
 def scores_by_model(
     scores: dict[str, dict[str, float]], metrics: list[str], ours: set[str]
 ) -> bytes:
     """A panel per metric, a bar per model that has it (``ours`` blue, baselines grey), each
     bar labelled with its value: every held-out score of the run on one image."""
     shown = [m for m in metrics if any(m in values for values in scores.values())]
+    rows = -(-len(shown) // _PANELS_PER_ROW)
     figure, axes = plt.subplots(
-        1, len(shown), figsize=(3.3 * len(shown), 0.35 * len(scores) + 1.2), squeeze=False
+        rows,
+        _PANELS_PER_ROW,
+        figsize=(3.3 * _PANELS_PER_ROW, rows * (0.35 * len(scores) + 1.2)),
+        squeeze=False,
     )
-    for axis, metric in zip(axes[0], shown, strict=True):
+    for axis in axes.flat[len(shown) :]:
+        axis.set_visible(False)
+    for axis, metric in zip(axes.flat, shown, strict=False):
         names = [name for name, values in scores.items() if metric in values][::-1]
         values = [scores[name][metric] for name in names]
         colours = ["tab:blue" if name in ours else "tab:gray" for name in names]

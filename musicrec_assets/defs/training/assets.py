@@ -109,10 +109,13 @@ def evaluation_split(
     deps=[evaluation_split],
     kinds={"mlflow", "duckdb"},
     description="k-fold cross-validation on the training part of the ranking model (NDCG@10 "
-    "over rank, λ, α and the confidence scheme: binary, rating or centred for ratings, log1p "
-    "or bm25 for play counts), for ratings the rating model (RMSE over rank and λ), and the "
-    "item-kNN baseline's K and similarity. Every trial is a nested MLflow run; all go to the "
-    "`tuning_trials` table (column `model`), the best mean CV score of each model is chosen.",
+    "over rank, λ, α and the confidence scheme: binary, rating or centred for ratings, log1p, "
+    "bm25 or raw for play counts), for ratings the rating model (RMSE over rank, λ and the "
+    "biases' λ_b) and the blend of the lists with its predicted rating, and the item-kNN "
+    "baseline's K and similarity. Every trial is a nested MLflow run; all go to the "
+    "`tuning_trials` table (column `model`), the best mean CV score of each model is chosen. "
+    "The metadata below: `search` (each model's choice), `settings_searched`, the plot "
+    "`search_by_setting` and `top_trials`.",
 )
 def als_tuning(
     context: dg.AssetExecutionContext,

@@ -344,11 +344,10 @@ def champion_files(home: Path) -> tuple[str, Path]:
                 ) from error
             downloaded = Path(local) / "artifacts"
             if _damaged_copy(downloaded, written=False):
-                raise DamagedStore(
-                    f"champion v{version.version}'s files in the MLflow store are damaged "
-                    f"({_damaged_copy(downloaded, written=False)}, under "
-                    f"{Home(home).mlflow_artifacts}): restore mlartifacts/ from a backup, or "
-                    "run `musicrec run` to train a new champion"
+                raise lost_champion_files(
+                    version.version,
+                    _damaged_copy(downloaded, written=False),
+                    str(Home(home).mlflow_artifacts),
                 )
             _write_sizes(downloaded)
             try:
@@ -393,7 +392,7 @@ def _damaged_copy(folder: Path, written: bool = True) -> str | None:
     file says), or an ``.npz`` that is not a whole zip (read to its end: every entry's CRC
     checked)."""
     if not folder.is_dir():
-        return f"{folder} is not a folder"
+        return f"{folder} is not a folder" if folder.exists() else f"{folder} is missing"
     recorded = _recorded_files(folder) if written else {}
     for name, (size, mtime_ns) in recorded.items():
         path = folder / name
@@ -462,26 +461,48 @@ def load_champion(home: Path) -> tuple[str, Recommender]:
     try:
         return version, Recommender.from_folder(folder)
     except _UNREADABLE as error:
-        raise DamagedStore(
-            f"champion v{version}'s files in the MLflow store do not load ({type(error).__name__}"
-            f": {error}, under {Home(home).mlflow_artifacts}): restore mlartifacts/ from a "
-            "backup, or run `musicrec run` to train a new champion"
+        raise lost_champion_files(
+            version, f"{type(error).__name__}: {error}", str(Home(home).mlflow_artifacts)
         ) from error
 
 
 def champion(client: MlflowClient) -> Champion | None:
-    """The current champion, or None without one."""
+    """The current champion, or None without one.
+
+    Raises
+    ------
+    DamagedStore
+        When its files in the MLflow store are gone or do not load.
+    """
     try:
         version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
     except MlflowException:
         return None
-    split = client.get_run(version.run_id).data.tags.get(SPLIT_TAG)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
-        )
-        model = ModelPair.load(folder, "evaluation_factors")
+    run = client.get_run(version.run_id)
+    split = run.data.tags.get(SPLIT_TAG)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
+            )
+            model = ModelPair.load(folder, "evaluation_factors")
+    except (*_UNREADABLE, MlflowException) as error:
+        raise lost_champion_files(
+            version.version, f"{type(error).__name__}: {error}", run.info.artifact_uri
+        ) from error
     return Champion(str(version.version), model, split)
+
+
+def lost_champion_files(version: str, why: str, where: str) -> DamagedStore:
+    """The error for a champion whose files in the MLflow store (``where``, under
+    ``mlartifacts/``) are gone or damaged: a run cannot weigh a new model against it, nor a
+    reader load it."""
+    return DamagedStore(
+        f"champion v{version}'s files in the MLflow store are missing or damaged "
+        f"({why.strip().splitlines()[0]}, under {where}): restore mlartifacts/ from a backup, "
+        "or move mlflow.db and mlartifacts/ aside to start a new store (the next `musicrec "
+        "run` trains a new champion)"
+    )
 
 
 def set_alias(client: MlflowClient, alias: str, version: str) -> None:

@@ -6,8 +6,10 @@ import shutil
 
 import pytest
 from copied_home import copy_home
+from mlflow.tracking import MlflowClient
 
 from musicrec_assets.tracking import registry
+from musicrec_assets.warehouse.tables import DamagedStore
 
 
 @pytest.fixture
@@ -81,3 +83,15 @@ def test_a_file_in_place_of_the_models_folder_is_moved_aside(home):
     assert (folder / "factors.npz").is_file()
     [aside] = home.glob("models.not-a-folder-*")
     assert aside.read_text() == "mine"
+
+
+def test_a_champion_whose_files_are_gone_is_named_to_runs_and_readers(home):
+    """mlartifacts/ gone: a run's als_model failed with a bare "Error occurred while executing
+    op", and readers advised `musicrec run`, which failed so."""
+    shutil.rmtree(home / "mlartifacts")
+    shutil.rmtree(home / "models")
+    remedy = "missing or damaged .*move mlflow.db and mlartifacts/ aside to start a new store"
+    with pytest.raises(DamagedStore, match=remedy):
+        registry.champion(MlflowClient())  # what a run weighs its new model against
+    with pytest.raises(DamagedStore, match=remedy):
+        registry.load_champion(home)

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import csr_matrix, vstack
-from scipy.stats import rankdata
 
 from musicrec_assets.model.factors import FactorModel
 from musicrec_assets.model.tag_mapping import TagMapping, fit_tag_mapping, tag_vectors
@@ -209,6 +208,10 @@ def ranking_scores(
     with at least one relevant candidate (``relevant``'s stored entries), and the AUC of each
     of those queries. AUC counts ties as half (average ranks); NDCG breaks ties by the lower
     candidate index, as the tables do."""
+    # imported here: scipy.stats takes about a second to import, which every Dagster step
+    # process (this module is part of the serving assets) would pay otherwise
+    from scipy.stats import rankdata
+
     relevant = csr_matrix(relevant)
     rows = np.flatnonzero(relevant.getnnz(axis=1) > 0)
     n_candidates = scores.shape[1]

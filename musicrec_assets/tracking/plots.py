@@ -6,21 +6,28 @@ import base64
 import dataclasses
 import io
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # no display: plots are files
+from musicrec_assets.evaluation.tuning import SearchResult
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from musicrec_assets.evaluation.tuning import SearchResult  # noqa: E402
+def _pyplot():
+    """matplotlib's pyplot, on the Agg backend (no display: plots are files), imported when the
+    first plot is drawn: the import takes about half a second, which every Dagster step process
+    and every command would pay otherwise."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
+    _pyplot().close(figure)
     return buffer.getvalue()
 
 
@@ -60,7 +67,7 @@ def search_by_setting(searches: dict[str, SearchResult]) -> bytes | None:
     if not shown:
         return None
     width = max(len(frame.columns) - 3 for frame in shown.values())
-    figure, axes = plt.subplots(
+    figure, axes = _pyplot().subplots(
         len(shown), width, figsize=(3.2 * width, 2.7 * len(shown)), squeeze=False
     )
     for row, (model, frame) in zip(axes, shown.items(), strict=True):
@@ -97,7 +104,7 @@ def _scatter_setting(axis, frame: pd.DataFrame, name: str) -> None:
 
 
 def training_curve(history: list[dict[str, float]], metric: str) -> bytes:
-    figure, axes = plt.subplots(figsize=(6, 3.5))
+    figure, axes = _pyplot().subplots(figsize=(6, 3.5))
     axes.plot(range(1, len(history) + 1), [step[metric] for step in history], marker="o")
     axes.set_xlabel("iteration")
     axes.set_ylabel(metric)
@@ -116,7 +123,7 @@ def scores_by_model(
     bar labelled with its value: every held-out score of the run on one image."""
     shown = [m for m in metrics if any(m in values for values in scores.values())]
     rows = -(-len(shown) // _PANELS_PER_ROW)
-    figure, axes = plt.subplots(
+    figure, axes = _pyplot().subplots(
         rows,
         _PANELS_PER_ROW,
         figsize=(3.3 * _PANELS_PER_ROW, rows * (0.35 * len(scores) + 1.2)),

@@ -1,11 +1,17 @@
 """`musicrec run --backend spark` on a real standalone cluster: a master and two workers on
 127.0.0.1, started by the script behind `make spark-cluster`; and how `run`'s flags become run
-config."""
+config.
+
+One whole-graph run on the cluster, on Last.fm-2k's play counts (with its tags): it shows the
+graph's Spark steps run as applications of a real cluster and publish what the local backend
+publishes. What Spark computes is checked step by step without a cluster, more cheaply: the
+backend contract (test_backend_contract.py) runs every step of the seam on ratings, the rating
+model with biases and the blend among them, against the local backend; test_spark_als.py holds
+the fits' parity tests."""
 
 import argparse
 import dataclasses
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from harness import MUSICREC, REPO_ROOT, SAMPLE_DATA, free_port
+from harness import MUSICREC, REPO_ROOT, free_port
 
 from musicrec_assets.backends.spark.als import missing_spark_requirement
 from musicrec_assets.backends.spark.cluster import process_running
@@ -24,50 +30,29 @@ from musicrec_assets.cli import preflight
 from musicrec_assets.cli.main import _resource_flags, main
 from musicrec_assets.datasets.lastfm import import_lastfm
 from musicrec_assets.evaluation.metrics import evaluate
-from musicrec_assets.model.fitters import fit_local, ranking_base_params, rating_base_params
+from musicrec_assets.model.fitters import fit_local, ranking_base_params
 from musicrec_assets.warehouse.interactions import load_split
 
 CLUSTER = [sys.executable, "-m", "musicrec_assets.backends.spark.cluster"]
-# One trial of each model, on both backends, each with the ranking setting that suits its
-# objective: Spark scales λ by each row's count, implicit does not (backends/spark/als.py:
-# λ_spark ≈ λ_implicit · n_users / nnz, 1/100 on the sample, 1/48 on Last.fm-2k). On the
-# sample's ratings binary confidence suits both at rank 32 (on one split: Spark NDCG@10 0.29 at
-# α 1, λ 0.3; implicit 0.30 at α 3, λ 30; implicit's rating confidence at α 10, λ 100, the
-# tuned default at rank 128, got 0.24 at rank 32, below most popular's 0.24)
-COMMON = {
+# One trial of the ranking model on each backend, each with its own λ: Spark scales λ by each
+# row's count, implicit does not (backends/spark/als.py: λ_spark ≈ λ_implicit · n_users / nnz,
+# 1/48 on Last.fm-2k)
+SETTINGS = {
     "iterations": 10,
     "n_folds": 2,
     "top_n": 10,
     "neighbours": [100],
     "similarities": ["cosine"],
+    "ranks": [32],
+    "alphas": [1.0],
+    "confidences": ["log1p"],
 }
-SAMPLE = {
-    "ranks": [10],
-    "regularizations": [0.1],
-    "bias_regularizations": [10.0],
-    "ranking_ranks": [32],
-}
-RANKING = {
-    "sample": {
-        "local": {
-            "ranking_regularizations": [30.0],
-            "ranking_alphas": [3.0],
-            "ranking_confidences": ["binary"],
-        },
-        "spark": {
-            "ranking_regularizations": [0.3],
-            "ranking_alphas": [1.0],
-            "ranking_confidences": ["binary"],
-        },
-    },
-    "lastfm": {"local": {"regularizations": [30.0]}, "spark": {"regularizations": [0.6]}},
-}
-LASTFM = {"ranks": [32], "alphas": [1.0], "confidences": ["log1p"]}
+REGULARIZATION = {"local": 30.0, "spark": 0.6}
 
 
-def run_config(world: str, backend: str) -> dict:
-    """The run config of one backend on one data set, as `musicrec run --config` reads it."""
-    settings = COMMON | (SAMPLE if world == "sample" else LASTFM) | RANKING[world][backend]
+def run_config(backend: str) -> dict:
+    """The run config of one backend, as `musicrec run --config` reads it."""
+    settings = SETTINGS | {"regularizations": [REGULARIZATION[backend]]}
     resources = {"settings": {"config": settings}}
     if backend == "spark":
         resources["spark"] = {"config": {"driver_memory": "1g"}}
@@ -121,9 +106,9 @@ def cluster(tmp_path_factory, request):
     return home, start, port, webui_port
 
 
-def run_on_cluster(home: Path, world: str, master_url: str) -> None:
+def run_on_cluster(home: Path, master_url: str) -> None:
     config = home / "run.yaml"
-    config.write_text(yaml.safe_dump(run_config(world, "spark")))
+    config.write_text(yaml.safe_dump(run_config("spark")))
     command = [MUSICREC, "run", "--home", str(home), "--backend", "spark"]
     command += ["--spark-master", master_url, "--config", str(config)]
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
@@ -157,32 +142,20 @@ def run_records(home: Path) -> tuple[dict[str, str], dict[str, str]]:
     return tags, params
 
 
-def local_scores_on_the_same_split(home: Path, world: str) -> dict[str, dict[str, float]]:
-    """The local backend's models, with the local grid's settings, fitted and scored on the
+def local_ranking_score_on_the_same_split(home: Path) -> float:
+    """NDCG@10 of the local backend's ranking model, with the local λ, fitted and scored on the
     split the Spark run published: the two backends compared on the same held-out pairs."""
-    settings = run_config(world, "local")["resources"]["settings"]["config"]
+    settings = run_config("local")["resources"]["settings"]["config"]
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        feedback = "explicit" if world == "sample" else "implicit"
-        train, test = load_split(con, feedback)
-    ranking = ranking_base_params(feedback, settings["iterations"], 42)
-    prefix = "ranking_" if world == "sample" else ""
+        train, test = load_split(con, "implicit")
     ranking = dataclasses.replace(
-        ranking,
-        rank=settings[f"{prefix}ranks"][0],
-        regularization=settings[f"{prefix}regularizations"][0],
-        alpha=settings[f"{prefix}alphas"][0],
-        confidence=settings[f"{prefix}confidences"][0],
+        ranking_base_params("implicit", settings["iterations"], 42),
+        rank=settings["ranks"][0],
+        regularization=settings["regularizations"][0],
+        alpha=settings["alphas"][0],
+        confidence=settings["confidences"][0],
     )
-    models = {"ranking": fit_local(train, ranking)}
-    if feedback == "explicit":
-        rating = dataclasses.replace(
-            rating_base_params(settings["iterations"], 42),
-            rank=settings["ranks"][0],
-            regularization=settings["regularizations"][0],
-            bias_regularization=settings["bias_regularizations"][0],
-        )
-        models["rating"] = fit_local(train, rating)
-    return {name: evaluate(model, train, test, feedback) for name, model in models.items()}
+    return evaluate(fit_local(train, ranking), train, test, "implicit")["ndcg_at_10"]
 
 
 @pytest.mark.slow
@@ -204,18 +177,14 @@ def test_the_cluster_starts_once_and_lists_its_workers(cluster):
 @pytest.mark.skipif(
     missing_spark_requirement() is not None, reason=str(missing_spark_requirement())
 )
-@pytest.mark.parametrize("world", ["sample", "lastfm"])
 def test_the_whole_graph_runs_on_the_cluster_and_agrees_with_the_local_backend(
-    cluster, world, tmp_path, request
+    cluster, lastfm_dir, tmp_path
 ):
     _, _, port, webui_port = cluster
-    if world == "sample":
-        shutil.copytree(SAMPLE_DATA, tmp_path / "landing", ignore=shutil.ignore_patterns("*.md"))
-    else:
-        import_lastfm(request.getfixturevalue("lastfm_dir"), tmp_path / "landing")
+    import_lastfm(lastfm_dir, tmp_path / "landing")
     finished_before = len(master_status(webui_port)["completedapps"])
 
-    run_on_cluster(tmp_path, world, f"spark://127.0.0.1:{port}")
+    run_on_cluster(tmp_path, f"spark://127.0.0.1:{port}")
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         users = con.execute("SELECT count(*) FROM user_index").fetchone()[0]
@@ -231,15 +200,12 @@ def test_the_whole_graph_runs_on_the_cluster_and_agrees_with_the_local_backend(
     assert len(status["completedapps"]) > finished_before, "no application ran on the cluster"
     apps = {(app["name"], app["state"]) for app in status["completedapps"]}
     assert apps == {("musicrec", "FINISHED")}
+    # the version says it was trained on Spark
+    tags, _ = run_records(tmp_path)
+    assert tags["backend"] == "spark"
 
     spark = published_scores(tmp_path)
     assert spark["ranking"]["ndcg_at_10"] > spark["most_popular"]["ndcg_at_10"]
-    local = local_scores_on_the_same_split(tmp_path, world)
-    # the tolerances of test_spark_als.py's parity tests
-    assert spark["ranking"]["ndcg_at_10"] == pytest.approx(local["ranking"]["ndcg_at_10"], rel=0.1)
-    if world == "sample":
-        assert spark["rating"]["rmse"] < spark["bias"]["rmse"] < spark["global_mean"]["rmse"]
-        assert spark["rating"]["rmse"] == pytest.approx(local["rating"]["rmse"], rel=0.01)
-        # the version says it was trained on Spark, its rating model with biases
-        tags, params = run_records(tmp_path)
-        assert tags["backend"] == "spark" and params["rating_use_biases"] == "True"
+    # the tolerance of test_spark_als.py's parity tests
+    local = local_ranking_score_on_the_same_split(tmp_path)
+    assert spark["ranking"]["ndcg_at_10"] == pytest.approx(local, rel=0.1)

@@ -65,6 +65,8 @@ _DISK_FULL = re.compile(r"no space left on device|database or disk is full|disk 
 _DISK_IO = re.compile(r"disk I/O error", re.I)
 # a path quoted in a message (Python's '…', DuckDB's "…")
 _QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+# the file a copy was writing, in Python's message of a failed copy: '<source>' -> '<target>'
+_COPY_TARGET = re.compile(r"""["']/[^"']+["'] -> ["'](/[^"']+)["']""")
 # below this much free space, an I/O error that names no cause counts as a full disk
 NEARLY_FULL_BYTES = 16 * 2**20
 
@@ -85,7 +87,9 @@ def disk_full(home: Home, messages: list[str]) -> str | None:
     )
     if not full:
         return None
-    paths = [path for path in _QUOTED_PATH.findall(text) if "/" in path[1:]]
+    paths = _COPY_TARGET.findall(text) + [
+        path for path in _QUOTED_PATH.findall(text) if "/" in path[1:]
+    ]
     where = f"writing {paths[0]}" if paths else f"writing under {home.root}"
     room = "" if free is None else f"; {free / 2**20:.1f} MiB free there now"
     return (

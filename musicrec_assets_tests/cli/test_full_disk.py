@@ -115,3 +115,13 @@ def test_a_step_that_fills_the_disk_is_named_by_the_run(tmp_path):
         f"{working} is damaged (empty): restore it",
         2,
     )
+
+
+def test_a_copy_that_fills_the_disk_names_the_file_it_was_writing(tmp_path):
+    """A reader's first download of the champion on a full disk named the file it copied
+    from, in mlartifacts/, as the one being written (Python's message: 'from' -> 'to')."""
+    source = tmp_path / "mlartifacts" / "factors.npz"
+    target = tmp_path / "models" / ".download-x" / "factors.npz"
+    error = OSError(28, "No space left on device", str(source), None, str(target))
+    line = preflight.disk_full(Home(tmp_path), preflight.error_chain(error))
+    assert line.startswith(f"disk full: no space left on the device writing {target}")

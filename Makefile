@@ -15,7 +15,7 @@ SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
 .PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
-	bench-cold-artists bench-fold-in bench-tune \
+	bench-cold-artists bench-fold-in bench-drop-latency bench-tune \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -91,6 +91,10 @@ bench-cold-artists: $(INSTALLED)
 bench-fold-in: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_fold_in.py
 	$(BIN)/python benchmarks/bench_fold_in.py --latency
+
+## bench-drop-latency: where a new listener's drop spends its time under dagster dev: sensor ticks, run queued, started, list readable (about 5 minutes)
+bench-drop-latency: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_drop_latency.py
 
 ## bench-scale: the whole graph on a Last.fm-360K-shaped set, then ALS fits by size, local vs Spark (about an hour)
 bench-scale: $(INSTALLED)

@@ -69,8 +69,9 @@ def _recover_abandoned_runs(context: dg.SensorEvaluationContext) -> None:
     job=ingest_job,
     minimum_interval_seconds=int(os.environ.get("MUSICREC_SENSOR_INTERVAL", "30")),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingests files that appeared or changed in the landing folder, once their "
-    "size and mtime hold still between two ticks (or once renamed from .tmp/.part).",
+    description="Ingests files that appeared or changed in the landing folder at the first "
+    f"tick that finds them complete: not written to in the last {landing.SETTLE_SECONDS:g} s, "
+    "or unchanged since the tick before (write large files under .part and rename them).",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, home: MusicrecHome):
     _recover_abandoned_runs(context)

@@ -252,24 +252,30 @@ class Readiness:
 
     ready: list[LandingFile]
     requested: dict[str, str]  # path -> "size:mtime" of every file already handed on
-    pending: dict[str, str]  # path -> "size:mtime" of files seen for the first time or changed
+    pending: dict[str, str]  # path -> "size:mtime" of files just written, for the next look
 
 
 def ready_files(
-    files: list[LandingFile], requested: dict[str, str], pending: dict[str, str]
+    files: list[LandingFile],
+    requested: dict[str, str],
+    pending: dict[str, str],
+    now_ns: int | None = None,
 ) -> Readiness:
-    """Files whose size and mtime did not change since the previous look, and are new.
+    """Files that are new and complete: not written to in the last `SETTLE_SECONDS` before
+    ``now_ns`` (default: now), or whose size and mtime did not change since the previous look.
 
-    A writer that appends for longer than one look keeps changing the pair, so a half-written
-    file waits; one that writes under ``.tmp``/``.part`` and renames is picked up at once on
-    the next look after it appears unchanged.
+    A writer that appends keeps moving the mtime, so a half-written file waits; one that
+    writes under ``.tmp``/``.part`` and renames is taken at the first look that finds it
+    unchanged for `SETTLE_SECONDS` (a file renamed in with an older mtime, at once), so the
+    landing sensor takes a drop at its first tick after it, not a tick later.
     """
+    just_written_since = just_written_since_ns(now_ns)
     ready, still_pending, requested = [], {}, dict(requested)
     for file in files:
         stamp = file.stamp
         if requested.get(file.relative_path) == stamp:
             continue
-        if pending.get(file.relative_path) == stamp:
+        if file.mtime_ns < just_written_since or pending.get(file.relative_path) == stamp:
             ready.append(file)
             requested[file.relative_path] = stamp
         else:
@@ -277,9 +283,16 @@ def ready_files(
     return Readiness(ready, requested, still_pending)
 
 
-# A file written in the last SETTLE_SECONDS gets a second look that long later, as the landing
-# sensor looks twice; one whose size and mtime held still between the looks is complete.
+# A file written in the last SETTLE_SECONDS is not complete yet: it gets a second look (the
+# next sensor tick, or `settled`'s that long later); one whose size and mtime held still
+# between the looks, or that no one wrote to for that long, is complete.
 SETTLE_SECONDS = 2.0
+
+
+def just_written_since_ns(now_ns: int | None = None) -> int:
+    """The mtime (ns) from which a file counts as just written, at ``now_ns`` (default now)."""
+    return (time.time_ns() if now_ns is None else now_ns) - int(SETTLE_SECONDS * 1e9)
+
 
 # the run tag that carries the files a run was started for, with their stamps (`manifest`)
 MANIFEST_TAG = "musicrec/manifest"
@@ -303,7 +316,7 @@ def settled(landing_dir: str | Path) -> list[LandingFile]:
     since after a second look that long later finds it unchanged; one still changing is left
     for the next run."""
     files = scan(landing_dir)
-    recent_since = time.time_ns() - int(SETTLE_SECONDS * 1e9)
+    recent_since = just_written_since_ns()
     if all(file.mtime_ns < recent_since for file in files):
         return files
     time.sleep(SETTLE_SECONDS)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -47,9 +48,19 @@ def test_no_new_file_no_run(tmp_path):
     sensor = LandingSensor(tmp_path)
     assert isinstance(sensor.tick(), dg.SkipReason)
     drop(tmp_path, "users/u.jsonl", [{"id": "a"}])
-    assert isinstance(sensor.tick(), dg.SkipReason)  # first sighting: wait for it to hold still
+    assert isinstance(sensor.tick(), dg.SkipReason)  # just written: wait for it to hold still
     assert isinstance(sensor.tick(), dg.RunRequest)
     assert isinstance(sensor.tick(), dg.SkipReason)  # already requested
+
+
+def test_a_file_no_one_wrote_to_lately_is_taken_at_the_first_tick(tmp_path):
+    sensor = LandingSensor(tmp_path)
+    dropped = drop(tmp_path, "users/u.jsonl", [{"id": "a"}])
+    settled = time.time() - landing.SETTLE_SECONDS - 1
+    os.utime(dropped, (settled, settled))  # as written a while before the tick, or moved in
+    request = sensor.tick()
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags["musicrec/files"] == "users/u.jsonl"
 
 
 def test_two_files_arriving_together_make_one_run(tmp_path):
@@ -79,18 +90,21 @@ def test_changed_file_is_requested_again(tmp_path):
     path = drop(tmp_path, "users/u.jsonl", [{"id": "a"}])
     sensor.tick()
     first = sensor.tick()
-    os.utime(path, ns=(10**18, 10**18))
-    sensor.tick()
+    os.utime(path, ns=(10**18, 10**18))  # an mtime of 2001: no one is writing it
     second = sensor.tick()
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
 
 
 def test_ready_files_is_pure_and_remembers():
     file = landing.LandingFile("users", Path("/x"), "users/u.jsonl", 10, 1)
-    first = landing.ready_files([file], {}, {})
+    just_written = 1 + int(landing.SETTLE_SECONDS * 1e9)  # the clock at a look
+    first = landing.ready_files([file], {}, {}, now_ns=just_written)
     assert first.ready == [] and first.pending == {"users/u.jsonl": "10:1"}
-    second = landing.ready_files([file], first.requested, first.pending)
+    second = landing.ready_files([file], first.requested, first.pending, now_ns=just_written)
     assert second.ready == [file] and second.requested == {"users/u.jsonl": "10:1"}
+    # unchanged since the last SETTLE_SECONDS: ready at the first look
+    later = landing.ready_files([file], {}, {}, now_ns=just_written + 1)
+    assert later.ready == [file] and later.pending == {}
 
 
 @pytest.fixture

@@ -146,7 +146,8 @@ RESERVED_SOURCE = "reserved://a-version-of-a-lost-store"
 
 def warehouse_versions(home: Home) -> int:
     """The newest model version any table of the home's warehouse names (0 for none): read
-    from the published copy, which no run ever locks, and else from the working copy."""
+    from the published copy, which no run ever locks, and else (locked, or damaged: the
+    step's warehouse resource makes it whole again) from the working copy."""
     for database in (home.warehouse, published.working_copy(home.warehouse)):
         if not database.exists():
             continue
@@ -164,7 +165,7 @@ def warehouse_versions(home: Home) -> int:
                         if str(version).isdigit():
                             newest = max(newest, int(version))
                 return newest
-        except WarehouseBusy:
+        except (WarehouseBusy, DamagedStore, OSError):
             continue
     return 0
 

@@ -8,6 +8,7 @@ import mlflow
 from copied_home import copy_home
 from mlflow.tracking import MlflowClient
 
+from musicrec_assets.home import Home
 from musicrec_assets.tracking import registry
 
 
@@ -83,3 +84,12 @@ def test_a_store_that_numbered_past_the_warehouse_reserves_nothing(pipeline_home
     newest = newest_version(home)
     assert int(register(home)) == newest + 1
     assert int(register(home)) == newest + 2
+
+
+def test_a_damaged_published_warehouse_is_read_from_the_working_copy(pipeline_home, tmp_path):
+    """Every step's MLflow set-up reads the versions the warehouse names: a damaged published
+    copy (which the step's warehouse resource makes whole again) must not fail it."""
+    home = copy_home(pipeline_home[0], tmp_path / "home")
+    newest = newest_version(home)
+    (home / "warehouse.duckdb").write_bytes(b"\0" * 4096)
+    assert registry.warehouse_versions(Home(home)) == newest

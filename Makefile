@@ -47,7 +47,7 @@ ui: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 ## mlflow: the MLflow UI on the same home's store at 127.0.0.1:5000 (one worker: a local UI needs no more)
 mlflow: $(INSTALLED)
 	$(BIN)/python -c "from musicrec_assets.tracking import registry; registry.configure('$(MUSICREC_HOME)')"
-	@echo "musicrec's runs: http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
+	@echo "musicrec's runs, headline metrics as columns: http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=headline&workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MUSICREC_HOME)/mlflow.db \
 		--host 127.0.0.1 --port 5000 --workers 1
 

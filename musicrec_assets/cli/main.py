@@ -233,12 +233,13 @@ def _warn(message: str) -> None:
     print(f"musicrec: {message}", file=sys.stderr)
 
 
-def _champion_recommender(home: str | None):
+def _champion_recommender(home: str | None, version: str | None = None):
+    """The champion's version and recommender, or ``version``'s."""
     from musicrec_assets.tracking import registry
 
     root = _home(home).root
     registry.use_existing_store(root)
-    return registry.load_champion(root)
+    return registry.load_champion(root, version)
 
 
 @dataclass(frozen=True)
@@ -458,7 +459,10 @@ def recommend_command(args: argparse.Namespace) -> int:
         "artist",
     )
     if args.explain and len(frame):
-        _, recommender = _champion_recommender(args.home)
+        # explained by the model that made the rows: a run killed after moving the champion
+        # alias and before publishing leaves the tables on the version before it
+        listed = frame["model_version"].astype(str).unique()
+        _, recommender = _champion_recommender(args.home, listed[0] if len(listed) == 1 else None)
         picks = frame["artist_id"].tolist()
         if folded_in is None:
             reasons = recommender.explain_user(args.user_id, picks)

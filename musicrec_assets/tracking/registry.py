@@ -302,8 +302,9 @@ def log_model(
     return LoggedModel(model_uri=f"models:/{REGISTERED_MODEL}/{version}", version=version)
 
 
-def champion_files(home: Path) -> tuple[str, Path]:
-    """(version, folder) of the champion's files, which
+def champion_files(home: Path, version: str | None = None) -> tuple[str, Path]:
+    """(version, folder) of the champion's files, or of the registered ``version``'s (the one
+    a table's rows name), which
     :meth:`~musicrec_assets.serving.recommender.Recommender.from_folder` loads.
 
     A registered version never changes, so each is downloaded once, into
@@ -314,11 +315,17 @@ def champion_files(home: Path) -> tuple[str, Path]:
     Raises
     ------
     LookupError
-        When there is no champion yet, or its files cannot be fetched.
+        When there is no champion yet (or no ``version``), or its files cannot be fetched.
     """
+    asked = version
     try:
-        version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        if asked is None:
+            version = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        else:
+            version = MlflowClient().get_model_version(REGISTERED_MODEL, asked)
     except MlflowException as error:
+        if asked is not None:
+            raise LookupError(f"model version {asked} is not in the MLflow store") from error
         raise LookupError("no champion model yet: run `make demo` first") from error
     models = Home(home).models
     folder = models / f"{version.version}-{version.run_id}"
@@ -356,7 +363,8 @@ def champion_files(home: Path) -> tuple[str, Path]:
             except OSError:
                 if not folder.exists():  # else another reader was faster: use its copy
                     raise
-        _remove_older_copies(models, int(version.version))
+        if asked is None:
+            _remove_older_copies(models, int(version.version))
     return str(version.version), folder
 
 
@@ -443,22 +451,23 @@ def _discard_copy(folder: Path) -> None:
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
-def load_champion(home: Path) -> tuple[str, Recommender]:
-    """The champion's version and a :class:`Recommender` over it (see :func:`champion_files`).
-    A copy that does not load (changed with its size and mtime put back) is downloaded again,
-    once.
+def load_champion(home: Path, version: str | None = None) -> tuple[str, Recommender]:
+    """The champion's version (or ``version``) and a :class:`Recommender` over it (see
+    :func:`champion_files`). A copy that does not load (changed with its size and mtime put
+    back) is downloaded again, once.
 
     Raises
     ------
     DamagedStore
         When the copy downloaded again does not load either: the MLflow store's files are.
     """
-    version, folder = champion_files(home)
+    asked = version
+    version, folder = champion_files(home, asked)
     try:
         return version, Recommender.from_folder(folder)
     except _UNREADABLE:
         _discard_copy(folder)
-    version, folder = champion_files(home)
+    version, folder = champion_files(home, asked)
     try:
         return version, Recommender.from_folder(folder)
     except _UNREADABLE as error:

@@ -1,6 +1,7 @@
 """Issue 27 item 2's last window: the champion alias moves only once the version's metrics are
 in `model_metrics`, so a run killed (SIGKILL, a real process) right after the alias moved
-leaves a champion whose metrics are all in the warehouse."""
+leaves a champion whose metrics are all in the warehouse; the tables, still the version
+before's until the next run publishes, are explained by that version's model."""
 
 import os
 import signal
@@ -13,6 +14,7 @@ from copied_home import copy_home
 from harness import REPO_ROOT
 from mlflow.tracking import MlflowClient
 
+from musicrec_assets.cli.main import main
 from musicrec_assets.tracking import registry
 
 # trains a new version of the home's model (als_model alone, the tuning kept) and dies by
@@ -67,3 +69,14 @@ def test_a_run_killed_right_after_the_alias_moved_leaves_the_champions_metrics(
             "SELECT count(*) FROM model_metrics WHERE model_version = ?", [champion.version]
         ).fetchone()[0]
     assert metrics > 0, f"champion v{champion.version} has no rows in model_metrics"
+
+    # the tables are the version before's until the next run: --explain explains with the
+    # model that made the rows, not the champion (its copy is never fetched)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        [(listed, user)] = con.execute(
+            "SELECT any_value(model_version), any_value(user_id) FROM user_recommendations"
+        ).fetchall()
+    assert listed == str(before.version) != str(champion.version)
+    assert main(["recommend", "--home", str(home), user, "--explain"]) == 0
+    fetched = {copy.name.partition("-")[0] for copy in (home / "models").iterdir()}
+    assert listed in fetched and str(champion.version) not in fetched

@@ -249,8 +249,19 @@ NEWCOMERS = {
         ),
         (lambda rated, own, a, b: "[" * 100_000 + "]" * 100_000, ["#1: not a JSON object"]),
         (lambda rated, own, a, b: "", ["holds no ratings"]),
+        (  # one record that gives its rating twice is refused, as ingest refuses it
+            lambda rated, own, a, b: f'[{{"{rated}": "{b}", "rating": 5, "rating": 1}}]',
+            ["#1 {b_name} ({b}): a field given twice in the record"],
+        ),
     ],
-    ids=["named twice", "bad records", "several newcomers", "deeply nested", "empty"],
+    ids=[
+        "named twice",
+        "bad records",
+        "several newcomers",
+        "deeply nested",
+        "empty",
+        "field twice",
+    ],
 )
 def test_a_ratings_file_is_refused_as_the_landing_folder_refuses_it(
     pipeline_home, tmp_path, content, words, newcomer

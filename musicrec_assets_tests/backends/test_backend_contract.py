@@ -582,6 +582,15 @@ class TestSparkBackend(BackendContract):
             local_scores["ranking"][dislikes], abs=0.05
         )
 
+    def test_spark_fits_the_rating_model_with_biases(self, trained):
+        # what a Spark-trained version logs as rating_use_biases, in Spark's λ terms
+        report, serving = trained
+        for pair in (report.evaluation_model, serving):
+            assert pair.rating.params.use_biases and pair.rating.params.weighted_regularization
+        scores = report.scores
+        assert scores["rating"]["rmse"] < scores["global_mean"]["rmse"]
+        assert scores["bias"]["rmse"] < scores["global_mean"]["rmse"]
+
     def test_spark_reports_the_metrics_the_local_backend_reports(self, trained, local_scores):
         for name, scores in local_scores.items():
             assert list(trained[0].scores[name]) == list(scores), name

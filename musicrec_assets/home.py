@@ -111,6 +111,11 @@ class Home:
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def check_mlflow_store(home: Home) -> None:
+    """A one-line error when ``home``'s MLflow store is damaged (:func:`check_sqlite`)."""
+    check_sqlite(home.mlflow_db, dict(home.sqlite_stores())[home.mlflow_db])
+
+
 def check_sqlite(store: Path, remedy: str) -> None:
     """A one-line error that names ``store`` and says what to do (``remedy``) when it is not
     a whole SQLite database: random bytes, a damaged page (sqlite's ``quick_check``:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicrec_assets.home import REPO_ROOT, Home
+from musicrec_assets.home import REPO_ROOT, Home, check_mlflow_store
 from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy
 
 if TYPE_CHECKING:
@@ -242,6 +242,23 @@ def _champion_recommender(home: str | None, version: str | None = None):
     return registry.load_champion(root, version)
 
 
+def _recommender_of(home: str | None, made_by: tuple[str, str] | None):
+    """The recommender of the model version and MLflow run ``made_by`` names: its downloaded
+    copy, without MLflow, when it is there and whole; else fetched through the registry (the
+    champion's, where the rows name no one version)."""
+    from musicrec_assets.serving.recommender import Recommender
+    from musicrec_assets.tracking import copies
+
+    layout = _home(home)
+    if made_by is not None and layout.mlflow_db.exists():
+        check_mlflow_store(layout)  # a damaged store is named whether or not it is read
+        folder = copies.whole_copy(layout.root, *made_by)
+        if folder is not None:
+            with contextlib.suppress(*copies.UNREADABLE):  # the registry downloads it again
+                return Recommender.from_folder(folder)
+    return _champion_recommender(home, None if made_by is None else made_by[0])[1]
+
+
 @dataclass(frozen=True)
 class _Newcomer:
     """Whom a ``--ratings`` file is of: ``recommend``'s a new listener's ratings of known
@@ -448,6 +465,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         _beyond_stored(con, "user_recommendations", "user", len(frame), args.n)
         # a listener whose list a fold-in made is explained from what it was folded in from
         folded_in = refresh.folded_in_ratings(con, args.user_id) if args.explain else None
+        made_by = queries.model_run(con, frame["model_version"]) if args.explain else None
     user_name = frame["user_name"].dropna()
     who = f"{user_name.iloc[0]} ({args.user_id})" if len(user_name) else args.user_id
     versions = ", ".join(frame["model_version"].astype(str).unique())
@@ -461,8 +479,7 @@ def recommend_command(args: argparse.Namespace) -> int:
     if args.explain and len(frame):
         # explained by the model that made the rows: a run killed after moving the champion
         # alias and before publishing leaves the tables on the version before it
-        listed = frame["model_version"].astype(str).unique()
-        _, recommender = _champion_recommender(args.home, listed[0] if len(listed) == 1 else None)
+        recommender = _recommender_of(args.home, made_by)
         picks = frame["artist_id"].tolist()
         if folded_in is None:
             reasons = recommender.explain_user(args.user_id, picks)

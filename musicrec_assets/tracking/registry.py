@@ -12,10 +12,8 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +25,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import ColSpec, Schema
 
 from musicrec_assets.evaluation.promotion import Champion
-from musicrec_assets.home import Home, check_sqlite
+from musicrec_assets.home import Home, check_mlflow_store
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving.recommender import Recommender
+from musicrec_assets.tracking import copies
 from musicrec_assets.warehouse import published
 from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy, connect
 
@@ -70,7 +69,7 @@ def configure(home: Path) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         if not layout.mlflow_db.exists():
             _create_store(layout.mlflow_db)
-        check_store(layout.mlflow_db)
+        check_mlflow_store(layout)
         _point_mlflow_at(home)
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
@@ -170,12 +169,6 @@ def warehouse_versions(home: Home) -> int:
     return 0
 
 
-def check_store(store: Path) -> None:
-    """A one-line error when ``store`` (``mlflow.db``) is damaged (:func:`check_sqlite`)."""
-    home = Home(store.parent)
-    check_sqlite(store, dict(home.sqlite_stores())[home.mlflow_db])
-
-
 def use_existing_store(home: Path) -> None:
     """Point MLflow at ``home``'s store to read it, creating nothing (a reader may work on a
     read-only home).
@@ -190,7 +183,7 @@ def use_existing_store(home: Path) -> None:
             f"no model in {Home(home).root} yet (no MLflow store): run `make demo` (or "
             "`musicrec run`) first"
         )
-    check_store(Home(home).mlflow_db)
+    check_mlflow_store(Home(home))
     _point_mlflow_at(home)
 
 
@@ -328,13 +321,13 @@ def champion_files(home: Path, version: str | None = None) -> tuple[str, Path]:
             raise LookupError(f"model version {asked} is not in the MLflow store") from error
         raise LookupError("no champion model yet: run `make demo` first") from error
     models = Home(home).models
-    folder = models / f"{version.version}-{version.run_id}"
-    if folder.exists() and _damaged_copy(folder):
+    folder = copies.folder_of(home, str(version.version), version.run_id)
+    if folder.exists() and copies.damaged(folder):
         # cut short or changed since it was downloaded: set aside, and downloaded again
-        _discard_copy(folder)
-    elif folder.exists() and not _recorded_files(folder):
+        copies.discard(folder)
+    elif folder.exists() and not copies.recorded_files(folder):
         with contextlib.suppress(OSError):  # a copy from before the sizes file, found whole
-            _write_sizes(folder)
+            copies.write_sizes(folder)
     if not folder.exists():
         if models.exists() and not models.is_dir():
             # it holds nothing but copies, downloaded again: whatever stands there is kept
@@ -351,104 +344,21 @@ def champion_files(home: Path, version: str | None = None) -> tuple[str, Path]:
                     f"cannot fetch champion v{version.version}'s files: {error}"
                 ) from error
             downloaded = Path(local) / "artifacts"
-            if _damaged_copy(downloaded, written=False):
+            if copies.damaged(downloaded, written=False):
                 raise lost_champion_files(
                     version.version,
-                    _damaged_copy(downloaded, written=False),
+                    copies.damaged(downloaded, written=False),
                     str(Home(home).mlflow_artifacts),
                 )
-            _write_sizes(downloaded)
+            copies.write_sizes(downloaded)
             try:
                 os.rename(downloaded, folder)
             except OSError:
                 if not folder.exists():  # else another reader was faster: use its copy
                     raise
         if asked is None:
-            _remove_older_copies(models, int(version.version))
+            copies.remove_older(models, int(version.version))
     return str(version.version), folder
-
-
-# beside a downloaded copy: each file's size and mtime when it was downloaded whole
-SIZES_FILE = ".musicrec-sizes.json"
-
-
-def _write_sizes(folder: Path) -> None:
-    stamps = {
-        path.name: [path.stat().st_size, path.stat().st_mtime_ns]
-        for path in folder.iterdir()
-        if path.is_file()
-    }
-    (folder / SIZES_FILE).write_text(json.dumps(stamps, sort_keys=True))
-
-
-def _recorded_files(folder: Path) -> dict[str, list[int]]:
-    """Each file's ``[size, mtime_ns]`` as downloaded, from the copy's sizes file; empty for a
-    copy from before it (or from before it kept the mtime: a write that keeps the size moves
-    the mtime, a chmod of a read-only home does not)."""
-    try:
-        recorded = json.loads((folder / SIZES_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    stamped = isinstance(recorded, dict) and all(
-        isinstance(stamp, list) for stamp in recorded.values()
-    )
-    return recorded if stamped else {}
-
-
-def _damaged_copy(folder: Path, written: bool = True) -> str | None:
-    """What is wrong with a downloaded copy of a version's files, or None: not a folder, a
-    file gone or of another size or mtime than when it was downloaded (``written``: its sizes
-    file says), or an ``.npz`` that is not a whole zip (read to its end: every entry's CRC
-    checked)."""
-    if not folder.is_dir():
-        return f"{folder} is not a folder" if folder.exists() else f"{folder} is missing"
-    recorded = _recorded_files(folder) if written else {}
-    for name, (size, mtime_ns) in recorded.items():
-        path = folder / name
-        if not path.is_file() or (path.stat().st_size, path.stat().st_mtime_ns) != (
-            size,
-            mtime_ns,
-        ):
-            return f"{path} is cut short or changed"
-    for path in sorted(folder.glob("*.npz")):
-        if path.name in recorded:
-            continue  # whole when downloaded, and unchanged since
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except (OSError, zipfile.BadZipFile, EOFError) as error:
-            return f"{path} is not a whole archive ({error})"
-        if bad is not None:
-            return f"{path} is damaged ({bad})"
-    return None
-
-
-def _remove_older_copies(models: Path, current: int) -> None:
-    """Delete downloaded copies of versions older than ``current`` (a newer champion that
-    another reader fetched meanwhile stays)."""
-    for copy in models.iterdir():
-        number = copy.name.partition("-")[0]
-        if number.isdigit() and int(number) < current:
-            shutil.rmtree(copy, ignore_errors=True)
-
-
-def _discard_copy(folder: Path) -> None:
-    """Remove a damaged copy (a folder, or whatever stands in its place), after moving it out
-    of the way at once: a reader never loads a copy half removed."""
-    aside = folder.with_name(f".damaged-{folder.name}-{os.getpid()}")
-    try:
-        os.rename(folder, aside)
-    except FileNotFoundError:
-        return  # another reader set it aside first
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink(missing_ok=True)
-
-
-# what loading a copy changed in a way its sizes and mtimes miss raises (numpy's and zipfile's
-# archives, JSON, Parquet: pyarrow's errors are ValueError or OSError)
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def load_champion(home: Path, version: str | None = None) -> tuple[str, Recommender]:
@@ -465,12 +375,12 @@ def load_champion(home: Path, version: str | None = None) -> tuple[str, Recommen
     version, folder = champion_files(home, asked)
     try:
         return version, Recommender.from_folder(folder)
-    except _UNREADABLE:
-        _discard_copy(folder)
+    except copies.UNREADABLE:
+        copies.discard(folder)
     version, folder = champion_files(home, asked)
     try:
         return version, Recommender.from_folder(folder)
-    except _UNREADABLE as error:
+    except copies.UNREADABLE as error:
         raise lost_champion_files(
             version, f"{type(error).__name__}: {error}", str(Home(home).mlflow_artifacts)
         ) from error
@@ -496,7 +406,7 @@ def champion(client: MlflowClient) -> Champion | None:
                 run_id=version.run_id, artifact_path="evaluation_model", dst_path=tmp
             )
             model = ModelPair.load(folder, "evaluation_factors")
-    except (*_UNREADABLE, MlflowException) as error:
+    except (*copies.UNREADABLE, MlflowException) as error:
         raise lost_champion_files(
             version.version, f"{type(error).__name__}: {error}", run.info.artifact_uri
         ) from error

@@ -209,3 +209,16 @@ def placed_by_tags(con: duckdb.DuckDBPyConnection, artist_id: str) -> bool:
             [artist_id],
         ).fetchall()[0][0]
     )
+
+
+def model_run(con: duckdb.DuckDBPyConnection, versions: pd.Series) -> tuple[str, str] | None:
+    """(model version, MLflow run id) of the one version ``versions`` (a table's
+    ``model_version`` column) names, as ``model_metrics`` records it; None where they name
+    more than one, or it has no metrics."""
+    named = versions.astype(str).unique()
+    if len(named) != 1 or not table_exists(con, "model_metrics"):
+        return None
+    runs = con.execute(
+        "SELECT DISTINCT mlflow_run_id FROM model_metrics WHERE model_version = ?", [named[0]]
+    ).fetchall()
+    return (named[0], runs[0][0]) if len(runs) == 1 else None

@@ -115,6 +115,29 @@ def test_explain_gives_each_pick_its_own_reasons(pipeline_home):
             assert re.fullmatch(r"(.+) \d(\.\d)?", reason).group(1) in rated, reason
 
 
+# `recommend USER --explain` in a fresh process, then whether it imported MLflow
+EXPLAIN_THEN_MLFLOW_IMPORTED = (
+    "import sys; from musicrec_assets.cli.main import main; "
+    "assert main(['recommend', '--home', sys.argv[1], sys.argv[2], '--explain']) == 0; "
+    "print('mlflow imported:', 'mlflow' in sys.modules)"
+)
+
+
+def test_explain_reads_a_downloaded_copy_without_mlflow(pipeline_home):
+    home, _ = pipeline_home
+    user, _, _ = some_user_and_artist(home)
+    musicrec("recommend", user, "--explain", home=home)  # the copy is downloaded once
+
+    again = subprocess.run(
+        [sys.executable, "-c", EXPLAIN_THEN_MLFLOW_IMPORTED, str(home), user],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # MLflow's import takes longer than the rest of the answer
+    assert "why:" in again.stdout and "mlflow imported: False" in again.stdout
+
+
 def test_explain_a_folded_in_listener_from_their_stored_ratings(pipeline_home, tmp_path, capsys):
     """A listener the model does not know, whose list a fold-in made, is explained from the
     ratings stored for them (folded in as the fold-in did), as a listener of the model is."""

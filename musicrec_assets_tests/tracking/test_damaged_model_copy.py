@@ -8,7 +8,7 @@ import pytest
 from copied_home import copy_home
 from mlflow.tracking import MlflowClient
 
-from musicrec_assets.tracking import registry
+from musicrec_assets.tracking import copies, registry
 from musicrec_assets.warehouse.tables import DamagedStore
 
 
@@ -32,7 +32,7 @@ def test_a_truncated_factors_file_is_downloaded_again(home):
 
 def test_a_copy_from_before_the_sizes_file_is_checked_by_its_archives(home):
     _, folder = registry.champion_files(home)
-    (folder / registry.SIZES_FILE).unlink()
+    (folder / copies.SIZES_FILE).unlink()
     factors = folder / "factors.npz"
     whole = factors.read_bytes()
     factors.write_bytes(whole[:-100])

@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from musicrec_assets.tracking import registry, runs
+from musicrec_assets.tracking import copies, registry, runs
 
 
 def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
@@ -122,5 +122,5 @@ def test_run_links_point_at_the_configured_mlflow_ui(monkeypatch):
 def test_only_the_newest_champion_copy_is_kept(tmp_path):
     for name in ("1-run-a", "2-run-b", "3-run-c", ".download-x"):
         (tmp_path / name).mkdir()
-    registry._remove_older_copies(tmp_path, current=2)
+    copies.remove_older(tmp_path, current=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".download-x", "2-run-b", "3-run-c"]

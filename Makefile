@@ -15,7 +15,7 @@ SPARK_MASTER_PORT ?= 7077
 SPARK_MASTER_WEBUI_PORT ?= 8080
 
 .PHONY: demo test ui mlflow lint bench-ingest bench-train bench-serve bench-scale bench-spark \
-	bench-cold-artists bench-fold-in bench-drop-latency bench-tune \
+	bench-cold-artists bench-fold-in bench-drop-latency bench-tune bench-cli \
 	spark-cluster spark-cluster-stop
 
 # -qq: errors only (the machine's pip settings may warn about every package it looks up)
@@ -82,6 +82,10 @@ bench-tune: $(INSTALLED)
 ## bench-serve: top-N throughput beside implicit's batch recommend; fold-in latency
 bench-serve: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_serve.py
+
+## bench-cli: the reader commands' wall time on the demo home (run `make demo` first), beside a bare DuckDB query process
+bench-cli: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_cli.py
 
 ## bench-cold-artists: Last.fm-2k artists nobody played yet, placed from their tags (tag mapping vs tag popularity, random); similar artists judged by tags
 bench-cold-artists: $(INSTALLED)

@@ -242,6 +242,18 @@ def _champion_recommender(home: str | None, version: str | None = None):
     return registry.load_champion(root, version)
 
 
+def _published_recommender(home: str | None):
+    """The version and recommender of the model that made the published tables (the
+    champion, but in the moment between a run moving the alias and publishing)."""
+    from musicrec_assets.warehouse import queries
+
+    with _read_only_warehouse(home) as con:
+        made_by = queries.model_run(con, queries.published_versions(con))
+    if made_by is None:
+        return _champion_recommender(home)
+    return made_by[0], _recommender_of(home, made_by)
+
+
 def _recommender_of(home: str | None, made_by: tuple[str, str] | None):
     """The recommender of the model version and MLflow run ``made_by`` names: its downloaded
     copy, without MLflow, when it is there and whole; else fetched through the registry (the
@@ -392,7 +404,7 @@ def _new_listener(args: argparse.Namespace) -> int:
     """``recommend --ratings FILE``: fold a new listener into the champion."""
     path = Path(args.ratings)
     checked = _ratings_file(path, NEW_LISTENER)
-    version, recommender = _champion_recommender(args.home)
+    version, recommender = _published_recommender(args.home)
     refusal = _refusal(path, checked, NEW_LISTENER, recommender.artist_names)
     if refusal:
         raise ValueError(refusal)
@@ -519,7 +531,7 @@ def _new_artist(args: argparse.Namespace) -> int:
 
     path = Path(args.ratings)
     checked = _ratings_file(path, NEW_ARTIST)
-    version, recommender = _champion_recommender(args.home)
+    version, recommender = _published_recommender(args.home)
     if not folds_in_items(recommender.model):
         raise ValueError(
             f"model version {version} cannot place a new artist: its ranking model's "

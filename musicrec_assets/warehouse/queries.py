@@ -222,3 +222,12 @@ def model_run(con: duckdb.DuckDBPyConnection, versions: pd.Series) -> tuple[str,
         "SELECT DISTINCT mlflow_run_id FROM model_metrics WHERE model_version = ?", [named[0]]
     ).fetchall()
     return (named[0], runs[0][0]) if len(runs) == 1 else None
+
+
+def published_versions(con: duckdb.DuckDBPyConnection) -> pd.Series:
+    """The model versions ``user_recommendations`` names (one, but in a fold-in's moment)."""
+    if not table_exists(con, "user_recommendations"):
+        return pd.Series([], dtype=str)
+    return con.execute("SELECT DISTINCT model_version FROM user_recommendations").df()[
+        "model_version"
+    ]

@@ -317,7 +317,7 @@ def test_a_new_artist_is_one_line_where_the_champion_cannot_place_it(monkeypatch
     bm25 = Recommender(ModelPair(model), plays, names)
     # musicrec_assets.cli exports the function `main` under the module's name
     command_module = sys.modules[main.__module__]
-    monkeypatch.setattr(command_module, "_champion_recommender", lambda home: ("7", bm25))
+    monkeypatch.setattr(command_module, "_published_recommender", lambda home: ("7", bm25))
     path = tmp_path / "new-artist.json"
     path.write_text(json.dumps([{"user_id": "u1", "plays": 12}]))
 

@@ -167,18 +167,17 @@ def wait_for_writers(
     landing_dir: Path, wait_seconds: float, say=print
 ) -> list[landing.LandingFile]:
     """Once every file in the landing folder is complete by the landing sensor's rule
-    (`landing.ready_files`: size and mtime unchanged between two looks), the files as found
-    then: what the run is started for, to carry as its manifest (`landing.manifest`). Waits
-    for files still being written; a clear error when one is still changing after
-    ``wait_seconds``.
+    (`landing.ready_files`: not written to for `SETTLE_SECONDS`, or size and mtime unchanged
+    between two looks), the files as found then: what the run is started for, to carry as its
+    manifest (`landing.manifest`). Waits for files still being written; a clear error when one
+    is still changing after ``wait_seconds``.
 
-    A file not modified in the last `SETTLE_SECONDS` counts as looked at once already, so a
+    A file not modified in the last `SETTLE_SECONDS` is complete at the first look, so a
     landing folder at rest costs no wait.
     """
     deadline = time.monotonic() + wait_seconds
     files = landing.scan(landing_dir)
-    settled_before = time.time_ns() - int(SETTLE_SECONDS * 1e9)
-    previous = _stamps([file for file in files if file.mtime_ns < settled_before])
+    previous: dict[str, str] = {}
     announced = False
     while True:
         still = landing.ready_files(files, {}, previous).pending

@@ -266,8 +266,10 @@ def _recommender_of(home: str | None, made_by: tuple[str, str] | None):
         check_mlflow_store(layout)  # a damaged store is named whether or not it is read
         folder = copies.whole_copy(layout.root, *made_by)
         if folder is not None:
-            with contextlib.suppress(*copies.UNREADABLE):  # the registry downloads it again
+            try:
                 return Recommender.from_folder(folder)
+            except copies.UNREADABLE:
+                copies.discard(folder)  # changed with its sizes put back: downloaded again
     return _champion_recommender(home, None if made_by is None else made_by[0])[1]
 
 

@@ -344,12 +344,8 @@ def champion_files(home: Path, version: str | None = None) -> tuple[str, Path]:
                     f"cannot fetch champion v{version.version}'s files: {error}"
                 ) from error
             downloaded = Path(local) / "artifacts"
-            if copies.damaged(downloaded, written=False):
-                raise lost_champion_files(
-                    version.version,
-                    copies.damaged(downloaded, written=False),
-                    str(Home(home).mlflow_artifacts),
-                )
+            if why := copies.damaged(downloaded, written=False):
+                raise lost_champion_files(version.version, why, str(Home(home).mlflow_artifacts))
             copies.write_sizes(downloaded)
             try:
                 os.rename(downloaded, folder)

@@ -225,7 +225,7 @@ def model_run(con: duckdb.DuckDBPyConnection, versions: pd.Series) -> tuple[str,
 
 
 def published_versions(con: duckdb.DuckDBPyConnection) -> pd.Series:
-    """The model versions ``user_recommendations`` names (one, but in a fold-in's moment)."""
+    """The model versions ``user_recommendations`` names (one, as its asset check keeps)."""
     if not table_exists(con, "user_recommendations"):
         return pd.Series([], dtype=str)
     return con.execute("SELECT DISTINCT model_version FROM user_recommendations").df()[

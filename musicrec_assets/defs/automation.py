@@ -7,8 +7,9 @@
 * ``retrain_sensor`` requests one ``retrain_job`` run (training and serving, reusing the last
   tuned params) per ingest run that brought at least ``min_new_ratings`` new ratings, when it is
   worth it: no champion yet, artists the champion cannot place, or the ratings since it was
-  trained reach ``retrain_share`` of those it saw (or ``retrain_ratings``); with neither set,
-  after every such ingest run. On a home with no tuning yet, the run tunes too.
+  trained reach ``retrain_share`` of those it saw (a tenth by default; or ``retrain_ratings``);
+  with neither set, after every such ingest run. On a home with no tuning yet, the run tunes
+  too.
 * ``retrain_schedule`` runs the whole graph, tuning included (default daily 03:00 UTC).
 
 Before it requests anything, each sensor tick fails the runs of this host whose processes are

@@ -254,8 +254,11 @@ def test_the_threshold_decides_between_fold_in_and_retrain(folded):
     assert retrain_tick(folded, retrain_ratings=arrived + 1).run_requests == []
     # either threshold passed is enough
     assert len(retrain_tick(folded, retrain_share=1.0, retrain_ratings=arrived).run_requests) == 1
+    # the default: a drop this small (a listener's ratings) is fold-in's, not a retrain's
+    assert arrived / seen < 0.1
+    assert "(retrain at 10.0%)" in retrain_tick(folded).skip_message
     # neither set: every ingest run that brought ratings retrains, as before the thresholds
-    assert len(retrain_tick(folded).run_requests) == 1
+    assert len(retrain_tick(folded, retrain_share=None).run_requests) == 1
 
 
 def landing_tick(folded):

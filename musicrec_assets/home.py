@@ -19,7 +19,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicrec_assets.warehouse.landing import KINDS
 from musicrec_assets.warehouse.tables import DamagedStore, not_a_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +76,9 @@ class Home:
         DamagedStore
             When something else than a folder stands where one of them goes.
         """
+        # imported here: the command line's readers, which import this module, never ingest
+        from musicrec_assets.warehouse.landing import KINDS
+
         for folder in (self.landing, *(self.landing / kind for kind in KINDS)):
             if folder.exists() and not folder.is_dir():
                 raise DamagedStore(

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicrec_assets.home import REPO_ROOT, Home, check_mlflow_store
+from musicrec_assets.warehouse.queries import Column, Table, fetch_table, missing
 from musicrec_assets.warehouse.tables import DamagedStore, WarehouseBusy
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
 
@@ -187,46 +189,76 @@ DEFAULT_COUNT = 10
 SHORTEST_NAME = 12
 
 
-def _print(frame: pd.DataFrame, name_column: str | None = None) -> None:
-    """``frame`` in lines of at most WIDTH columns: the names in ``name_column`` cut (…) as
+def _print(table: Table, name_column: str | None = None) -> None:
+    print(_text(table, name_column))
+
+
+def _text(table: Table, name_column: str | None = None) -> str:
+    """``table`` in lines of at most WIDTH columns: the names in ``name_column`` cut (…) as
     far as that takes, then whatever is still too wide wrapped into blocks of columns."""
-    if frame.empty:
-        print("(no rows)")
-        return
-    text = frame.to_string(index=False)
-    overflow = max(map(len, text.splitlines())) - WIDTH
+    from musicrec_assets.cli.table_text import table_text
+
+    if not table:
+        return "(no rows)"
+    text = table_text(table)
+    overflow = _widest(text) - WIDTH
     if overflow > 0 and name_column:
-        names = frame[name_column].astype("string")
-        keep = max(int(names.str.len().max()) - overflow, SHORTEST_NAME)
-        cut = names.where(names.str.len() <= keep, names.str.slice(0, keep - 1) + "…")
-        text = frame.assign(**{name_column: cut}).to_string(index=False)
-    if max(map(len, text.splitlines())) > WIDTH:
-        text = frame.to_string(index=False, line_width=WIDTH)
-    print(text)
+        names = table[name_column]
+        keep = max(max(map(len, names)) - overflow, SHORTEST_NAME)
+        cut = [name if len(name) <= keep else name[: keep - 1] + "…" for name in names]
+        column = table.columns[name_column]
+        text = table_text(Table(table.columns | {name_column: Column(column.type, cut)}))
+    if _widest(text) > WIDTH:
+        text = table_text(table, line_width=WIDTH)
+    return text
+
+
+def _widest(text: str) -> int:
+    return max(map(len, text.splitlines()))
 
 
 # the decimals a reader shows of each kind of number
 DECIMALS = {"score": 3, "similarity": 3, "predicted_rating": 2}
 
 
-def _shown(frame: pd.DataFrame, names: dict[str, str], ids: bool) -> pd.DataFrame:
+def _shown(table: Table, names: dict[str, str], ids: bool) -> Table:
     """A reader's table as printed: ``names`` maps the name column to its heading, before
     which the rank goes and after which the id (with ``--ids``); numbers to their DECIMALS."""
-    import pandas as pd
-
     ((name_column, heading),) = names.items()
     id_column = name_column.replace("name", "id")
     columns = ["rank", name_column] + ([id_column] if ids else [])
-    columns += [c for c in frame.columns if c not in (*columns, id_column, name_column)]
-    shown = frame[columns].rename(columns={name_column: heading})
-    # a name the warehouse lacks is shown by its id
-    shown[heading] = shown[heading].fillna(frame[id_column])
-    for column, places in DECIMALS.items():
-        if column in shown:
-            shown[column] = shown[column].map(
-                lambda value, places=places: "-" if pd.isna(value) else f"{value:.{places}f}"
-            )
-    return shown
+    columns += [c for c in table.columns if c not in (*columns, id_column, name_column)]
+    shown = {}
+    for column in columns:
+        values = table[column]
+        type_ = table.columns[column].type
+        if column == name_column:
+            # a name the warehouse lacks is shown by its id
+            column = heading
+            values = [
+                id_ if missing(name) else name
+                for name, id_ in zip(values, table[id_column], strict=True)
+            ]
+        elif column in DECIMALS:
+            places = DECIMALS[column]
+            values = ["-" if missing(value) else f"{value:.{places}f}" for value in values]
+            type_ = "VARCHAR"
+        shown[column] = Column(type_, values)
+    return Table(shown)
+
+
+# the DuckDB type of a recommender's column of each numpy kind: its numbers, else its text
+DUCKDB_TYPES = {"i": "BIGINT", "u": "UBIGINT", "f": "DOUBLE"}
+
+
+def _table_of(frame: pd.DataFrame) -> Table:
+    """The recommender's ``frame`` as the warehouse's readers answer."""
+    return Table(
+        {
+            name: Column(DUCKDB_TYPES.get(values.dtype.kind, "VARCHAR"), values.tolist())
+            for name, values in frame.items()
+        }
+    )
 
 
 def _warn(message: str) -> None:
@@ -414,18 +446,18 @@ def _new_listener(args: argparse.Namespace) -> int:
     answer = recommender.for_new_listener(ratings, args.n or DEFAULT_COUNT)
     if answer.unknown_artist_ids:
         print(f"ignored unknown artist ids: {', '.join(answer.unknown_artist_ids)}")
-    frame = answer.recommendations
-    print(f"top {len(frame)} for a new listener (model version {version}):")
+    table = _table_of(answer.recommendations)
+    print(f"top {len(table)} for a new listener (model version {version}):")
     if recommender.feedback != "explicit":
-        frame = frame.drop(columns="predicted_rating")
-    _print(_shown(frame, {"artist_name": "artist"}, args.ids), "artist")
-    if args.explain and len(frame):
-        reasons = recommender.explain_new_listener(ratings, frame["artist_id"].tolist())
-        _print_reasons(frame, reasons, recommender.feedback)
+        table = table.select(c for c in table.columns if c != "predicted_rating")
+    _print(_shown(table, {"artist_name": "artist"}, args.ids), "artist")
+    if args.explain and len(table):
+        reasons = recommender.explain_new_listener(ratings, table["artist_id"])
+        _print_reasons(table, reasons, recommender.feedback)
     return 0
 
 
-def _print_reasons(frame: pd.DataFrame, reasons, feedback: str) -> None:
+def _print_reasons(picks: Table, reasons, feedback: str) -> None:
     """``--explain``: what the whole list draws on, once, then each pick's own reasons."""
     rated = feedback == "explicit"
 
@@ -449,9 +481,11 @@ def _print_reasons(frame: pd.DataFrame, reasons, feedback: str) -> None:
         )
     else:
         say("why:")
-    for row, own in zip(frame.itertuples(), reasons.by_pick, strict=True):
+    for rank, name, artist_id, own in zip(
+        picks["rank"], picks["artist_name"], picks["artist_id"], reasons.by_pick, strict=True
+    ):
         because = f"because you {verb} {listed(own)}" if len(own) else "nothing beyond that"
-        say(f"{row.rank}. {row.artist_name or row.artist_id}: {because}", "  ")
+        say(f"{rank}. {name or artist_id}: {because}", "  ")
 
 
 def _beyond_stored(con, table: str, per: str, shown: int, asked: int | None) -> None:
@@ -472,34 +506,35 @@ def recommend_command(args: argparse.Namespace) -> int:
     """Top-N artists for a known user (from the tables) or a new listener (fold-in)."""
     if args.ratings:
         return _new_listener(args)
-    from musicrec_assets.warehouse import queries, refresh
+    from musicrec_assets.warehouse import queries
 
+    folded_in = made_by = None
     with _read_only_warehouse(args.home) as con:
-        frame = queries.user_recommendations(con, args.user_id, args.n or DEFAULT_COUNT)
-        _beyond_stored(con, "user_recommendations", "user", len(frame), args.n)
-        # a listener whose list a fold-in made is explained from what it was folded in from
-        folded_in = refresh.folded_in_ratings(con, args.user_id) if args.explain else None
-        made_by = queries.model_run(con, frame["model_version"]) if args.explain else None
-    user_name = frame["user_name"].dropna()
-    who = f"{user_name.iloc[0]} ({args.user_id})" if len(user_name) else args.user_id
-    versions = ", ".join(frame["model_version"].astype(str).unique())
-    print(f"top {len(frame)} for {who}, model version {versions}:")
-    _print(
-        _shown(
-            frame.drop(columns=["user_name", "model_version"]), {"artist_name": "artist"}, args.ids
-        ),
-        "artist",
-    )
-    if args.explain and len(frame):
+        table = queries.user_recommendations(con, args.user_id, args.n or DEFAULT_COUNT)
+        _beyond_stored(con, "user_recommendations", "user", len(table), args.n)
+        if args.explain:
+            # imported only here: the fold-in's code brings pandas, numpy and scipy
+            from musicrec_assets.warehouse import refresh
+
+            # a listener whose list a fold-in made is explained from what it was folded in from
+            folded_in = refresh.folded_in_ratings(con, args.user_id)
+            made_by = queries.model_run(con, table["model_version"])
+    user_names = [name for name in table["user_name"] if not missing(name)]
+    who = f"{user_names[0]} ({args.user_id})" if user_names else args.user_id
+    versions = ", ".join(dict.fromkeys(map(str, table["model_version"])))
+    print(f"top {len(table)} for {who}, model version {versions}:")
+    shown = table.select(c for c in table.columns if c not in ("user_name", "model_version"))
+    _print(_shown(shown, {"artist_name": "artist"}, args.ids), "artist")
+    if args.explain and len(table):
         # explained by the model that made the rows: a run killed after moving the champion
         # alias and before publishing leaves the tables on the version before it
         recommender = _recommender_of(args.home, made_by)
-        picks = frame["artist_id"].tolist()
+        picks = table["artist_id"]
         if folded_in is None:
             reasons = recommender.explain_user(args.user_id, picks)
         else:
             reasons = recommender.explain_new_listener(folded_in, picks)
-        _print_reasons(frame, reasons, recommender.feedback)
+        _print_reasons(table, reasons, recommender.feedback)
     return 0
 
 
@@ -508,13 +543,13 @@ def _artist_query(args: argparse.Namespace, title: str, table: str, names: dict)
 
     with _read_only_warehouse(args.home) as con:
         artist_id, name = queries.resolve_artist(con, args.artist)
-        frame = getattr(queries, table)(con, artist_id, args.n or DEFAULT_COUNT)
-        _beyond_stored(con, table, "artist", len(frame), args.n)
+        answer = getattr(queries, table)(con, artist_id, args.n or DEFAULT_COUNT)
+        _beyond_stored(con, table, "artist", len(answer), args.n)
         from_tags = queries.placed_by_tags(con, artist_id)
     print(title.format(name or artist_id))
     if from_tags:
         print("(placed by its tags: nobody had rated it when the model was trained)")
-    _print(_shown(frame, names, args.ids), *names.values())
+    _print(_shown(answer, names, args.ids), *names.values())
     return 0
 
 
@@ -553,7 +588,7 @@ def _new_artist(args: argparse.Namespace) -> int:
     if audience.unknown_user_ids:
         print(f"ignored unknown user ids: {', '.join(audience.unknown_user_ids)}")
     print(f"users to promote a new artist to (model version {version}):")
-    _print(_shown(users, {"user_name": "user"}, args.ids), "user")
+    _print(_shown(_table_of(users), {"user_name": "user"}, args.ids), "user")
     return 0
 
 
@@ -570,8 +605,25 @@ def sql_command(args: argparse.Namespace) -> int:
     from musicrec_assets.warehouse import queries
 
     with _read_only_warehouse(args.home) as con:
-        _print(queries.run_query(con, args.query))
+        print(queries.run_query(con, args.query, _answer_text))
     return 0
+
+
+def _answer_text(result: duckdb.DuckDBPyConnection) -> str:
+    """An executed query's rows as ``_print`` prints them, through pandas only where the
+    answer holds a type that ``table_text`` does not print as pandas does, or two columns of
+    one name (which pandas tells apart)."""
+    from musicrec_assets.cli.table_text import printable
+
+    names = [name for name, *_ in result.description]
+    types = [str(type_) for _, type_, *_ in result.description]
+    if printable(types) and len(set(names)) == len(names):
+        return _text(fetch_table(result))
+    frame = result.df()
+    if frame.empty:
+        return "(no rows)"
+    text = frame.to_string(index=False)
+    return frame.to_string(index=False, line_width=WIDTH) if _widest(text) > WIDTH else text
 
 
 def _count(text: str) -> int:

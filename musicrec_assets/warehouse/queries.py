@@ -1,12 +1,20 @@
-"""Read-side SQL over the published tables: what the CLI (and any analyst) asks."""
+"""Read-side SQL over the published tables: what the CLI (and any analyst) asks.
+
+Answers come as :class:`Table`, DuckDB's own rows: the command line prints them without
+importing pandas, which takes longer to import than a reader may take to answer.
+"""
 
 from __future__ import annotations
 
-import duckdb
-import pandas as pd
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
 
-from musicrec_assets.serving.topn import SIMILARITY_SHRINKAGE
+import duckdb
+
 from musicrec_assets.warehouse.tables import first_line, table_exists
+
+Fetched = TypeVar("Fetched")
 
 # what `musicrec sql` runs: queries (DESCRIBE, SHOW, SUMMARIZE and PIVOT … IN (…) among them),
 # EXPLAIN, and PIVOT without IN, which DuckDB runs as a query plus a temporary enum of the
@@ -18,6 +26,39 @@ QUERY_STATEMENTS = {
     duckdb.StatementType.EXPLAIN,
     duckdb.StatementType.MULTI,
 }
+
+
+@dataclass(frozen=True)
+class Column:
+    type: str  # DuckDB's name of it: VARCHAR, INTEGER, DOUBLE, TIMESTAMP, …
+    values: list
+
+
+@dataclass(frozen=True)
+class Table:
+    """A query's answer column by column, in the query's order of columns."""
+
+    columns: dict[str, Column]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())).values) if self.columns else 0
+
+    def __getitem__(self, name: str) -> list:
+        return self.columns[name].values
+
+    def select(self, names: Iterable[str]) -> Table:
+        return Table({name: self.columns[name] for name in names})
+
+
+def fetch_table(result: duckdb.DuckDBPyConnection) -> Table:
+    """The rows of an executed query, as a :class:`Table`."""
+    rows = result.fetchall()
+    return Table(
+        {
+            name: Column(str(type_), [row[i] for row in rows])
+            for i, (name, type_, *_) in enumerate(result.description)
+        }
+    )
 
 
 class NotFound(LookupError):
@@ -33,9 +74,14 @@ def _require(con: duckdb.DuckDBPyConnection, table: str) -> None:
         raise NotBuilt(f"the warehouse has no {table} yet: run `make demo` (or `musicrec run`)")
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
-    """The result of ``sql`` (its last statement's, when it holds several), which may hold
-    queries only: anything else is refused before any of it runs.
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    fetch: Callable[[duckdb.DuckDBPyConnection], Fetched],
+) -> Fetched:
+    """The result of ``sql`` (its last statement's, when it holds several), as ``fetch``
+    takes it from the executed connection; ``sql`` may hold queries only: anything else is
+    refused before any of it runs.
 
     Raises
     ------
@@ -55,7 +101,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
             f"DESCRIBE, SHOW, SUMMARIZE, EXPLAIN), not {', '.join(refused)}"
         )
     try:
-        return con.execute(sql).df()
+        return fetch(con.execute(sql))
     except duckdb.CatalogException as error:
         # DuckDB suggests one near name at most: the whole list is short
         if "Table with name" not in str(error):
@@ -113,12 +159,14 @@ def stored_ranks(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return con.execute(f"SELECT coalesce(max(rank), 0) FROM {table}").fetchone()[0]
 
 
-def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -> pd.DataFrame:
+def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -> Table:
     _require(con, "user_recommendations")
-    frame = con.execute(
-        "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
-        [user_id, n],
-    ).df()
+    table = fetch_table(
+        con.execute(
+            "FROM user_recommendations_named WHERE user_id = ? AND rank <= ? ORDER BY rank",
+            [user_id, n],
+        )
+    )
     shown = [
         "rank",
         "artist_id",
@@ -129,22 +177,33 @@ def user_recommendations(con: duckdb.DuckDBPyConnection, user_id: str, n: int) -
         "user_name",
     ]
     # predicted_rating: NULL for play counts (no rating model), absent in older warehouses
-    if "predicted_rating" not in frame or frame["predicted_rating"].isna().all():
+    if "predicted_rating" not in table.columns or all(
+        missing(value) for value in table["predicted_rating"]
+    ):
         shown.remove("predicted_rating")
-    frame = frame[shown]
-    if frame.empty and not con.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchall():
+    table = table.select(shown)
+    if not table and not con.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchall():
         raise NotFound(f"unknown user {user_id!r}")
-    return frame
+    return table
 
 
-def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> pd.DataFrame:
+def missing(value) -> bool:
+    """Whether a value is absent: NULL (None), or a float NaN, which pandas counts as absent."""
+    return value is None or value != value
+
+
+def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> Table:
     """An artist's similar artists: its stored list, or for an artist placed by its tags
     (:func:`placed_by_tags`) the same computed from ``artist_factors``: the cosine of the
     ranking vectors, ordered as the table orders (shrunk by the neighbours' listeners)."""
     _require(con, "similar_artists")
     if placed_by_tags(con, artist_id):
-        return con.execute(
-            f"""
+        # imported here: the serving code brings numpy and scipy, which no other answer needs
+        from musicrec_assets.serving.topn import SIMILARITY_SHRINKAGE
+
+        return fetch_table(
+            con.execute(
+                f"""
             WITH listeners AS (SELECT artist_id, count(*) AS n FROM ratings GROUP BY 1),
                  scored AS (
                      SELECT b.artist_id AS similar_artist_id, x.name AS similar_artist_name,
@@ -159,23 +218,27 @@ def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> p
             SELECT row_number() OVER (ORDER BY shrunk DESC, similar_artist_id) AS rank,
                    similar_artist_id, similar_artist_name, similarity
             FROM scored ORDER BY rank LIMIT ?""",
+                [artist_id, n],
+            )
+        )
+    return fetch_table(
+        con.execute(
+            "SELECT rank, similar_artist_id, similar_artist_name, similarity "
+            "FROM similar_artists_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
             [artist_id, n],
-        ).df()
-    return con.execute(
-        "SELECT rank, similar_artist_id, similar_artist_name, similarity "
-        "FROM similar_artists_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
-        [artist_id, n],
-    ).df()
+        )
+    )
 
 
-def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> pd.DataFrame:
+def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> Table:
     """The users to promote an artist to: its stored list, or for an artist placed by its
     tags (:func:`placed_by_tags`) the same computed from the factor tables (the ranking
     score, its listeners since left out)."""
     _require(con, "artist_top_users")
     if placed_by_tags(con, artist_id):
-        return con.execute(
-            """
+        return fetch_table(
+            con.execute(
+                """
             SELECT row_number() OVER (ORDER BY score DESC, user_id) AS rank, user_id,
                    user_name, score
             FROM (SELECT u.user_id,
@@ -186,13 +249,16 @@ def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> 
                   WHERE a.artist_id = ? AND model = 'ranking'
                     AND u.user_id NOT IN (SELECT user_id FROM ratings WHERE artist_id = ?))
             ORDER BY rank LIMIT ?""",
-            [artist_id, artist_id, n],
-        ).df()
-    return con.execute(
-        "SELECT rank, user_id, user_name, score "
-        "FROM artist_top_users_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
-        [artist_id, n],
-    ).df()
+                [artist_id, artist_id, n],
+            )
+        )
+    return fetch_table(
+        con.execute(
+            "SELECT rank, user_id, user_name, score "
+            "FROM artist_top_users_named WHERE artist_id = ? AND rank <= ? ORDER BY rank",
+            [artist_id, n],
+        )
+    )
 
 
 def placed_by_tags(con: duckdb.DuckDBPyConnection, artist_id: str) -> bool:
@@ -211,11 +277,11 @@ def placed_by_tags(con: duckdb.DuckDBPyConnection, artist_id: str) -> bool:
     )
 
 
-def model_run(con: duckdb.DuckDBPyConnection, versions: pd.Series) -> tuple[str, str] | None:
+def model_run(con: duckdb.DuckDBPyConnection, versions: Iterable[str]) -> tuple[str, str] | None:
     """(model version, MLflow run id) of the one version ``versions`` (a table's
     ``model_version`` column) names, as ``model_metrics`` records it; None where they name
     more than one, or it has no metrics."""
-    named = versions.astype(str).unique()
+    named = list(dict.fromkeys(map(str, versions)))
     if len(named) != 1 or not table_exists(con, "model_metrics"):
         return None
     runs = con.execute(
@@ -224,10 +290,13 @@ def model_run(con: duckdb.DuckDBPyConnection, versions: pd.Series) -> tuple[str,
     return (named[0], runs[0][0]) if len(runs) == 1 else None
 
 
-def published_versions(con: duckdb.DuckDBPyConnection) -> pd.Series:
+def published_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The model versions ``user_recommendations`` names (one, as its asset check keeps)."""
     if not table_exists(con, "user_recommendations"):
-        return pd.Series([], dtype=str)
-    return con.execute("SELECT DISTINCT model_version FROM user_recommendations").df()[
-        "model_version"
+        return []
+    return [
+        version
+        for (version,) in con.execute(
+            "SELECT DISTINCT model_version FROM user_recommendations"
+        ).fetchall()
     ]

@@ -11,11 +11,15 @@ import stat
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from musicrec_assets.warehouse import feedback_kind
+
+if TYPE_CHECKING:
+    # the command line's readers import this module: pandas alone takes longer than they may
+    import pandas as pd
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (

@@ -138,6 +138,32 @@ def test_explain_reads_a_downloaded_copy_without_mlflow(pipeline_home):
     assert "why:" in again.stdout and "mlflow imported: False" in again.stdout
 
 
+# the plain readers, one after another in a fresh process, then what heavy modules they imported
+READERS_THEN_HEAVY_IMPORTS = (
+    "import sys; from musicrec_assets.cli.main import main; home, user, artist = sys.argv[1:]; "
+    "assert main(['recommend', user, '--home', home]) == 0; "
+    "assert main(['similar', artist, '--home', home]) == 0; "
+    "assert main(['top-users', artist, '--home', home]) == 0; "
+    "assert main(['sql', 'SELECT * FROM user_recommendations LIMIT 3', '--home', home]) == 0; "
+    "heavy = ('pandas', 'numpy', 'pyarrow', 'scipy', 'mlflow', 'dagster'); "
+    "print('heavy imports:', [name for name in heavy if name in sys.modules])"
+)
+
+
+def test_plain_readers_import_nothing_heavy(pipeline_home):
+    """Issue 25: `recommend USER`, `similar`, `top-users` and `sql` answer in under 0.3 s, which
+    importing pandas alone (0.3-0.4 s on a 2-core machine) would not leave them."""
+    home, _ = pipeline_home
+    user, artist, _ = some_user_and_artist(home)
+    readers = subprocess.run(
+        [sys.executable, "-c", READERS_THEN_HEAVY_IMPORTS, str(home), user, artist],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "heavy imports: []" in readers.stdout, readers.stdout
+
+
 def test_explain_a_folded_in_listener_from_their_stored_ratings(pipeline_home, tmp_path, capsys):
     """A listener the model does not know, whose list a fold-in made, is explained from the
     ratings stored for them (folded in as the fold-in did), as a listener of the model is."""

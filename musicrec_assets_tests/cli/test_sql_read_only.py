@@ -12,6 +12,7 @@ import pytest
 from harness import MUSICREC
 
 from musicrec_assets.warehouse import queries
+from musicrec_assets.warehouse.queries import fetch_table
 from musicrec_assets.warehouse.tables import connect
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -76,10 +77,10 @@ def test_every_writing_statement_is_refused_in_one_line(pipeline_home, tmp_path)
     with connect(home / "warehouse.duckdb", read_only=True) as con:
         for statement in refused_statements(home, tmp_path):
             with pytest.raises(ValueError) as refused:
-                queries.run_query(con, statement)
+                queries.run_query(con, statement, fetch_table)
             message = str(refused.value)
             assert message and len(message.splitlines()) == 1, (statement, message)
-        assert queries.run_query(con, "SELECT count(*) AS n FROM users")["n"][0] > 0
+        assert queries.run_query(con, "SELECT count(*) AS n FROM users", fetch_table)["n"][0] > 0
     assert digest(home) == before
     assert not list(tmp_path.iterdir())
 
@@ -115,11 +116,11 @@ def test_the_readme_queries_and_the_named_views_still_run(pipeline_home):
     assert len(readme_sql()) >= 5
     with connect(home / "warehouse.duckdb", read_only=True) as con:
         for statement in readme_sql():
-            queries.run_query(con, statement)
+            queries.run_query(con, statement, fetch_table)
         for view in ("user_recommendations_named", "artist_top_users_named"):
-            assert len(queries.run_query(con, f"SELECT * FROM {view} LIMIT 3")) == 3
-        assert len(queries.run_query(con, "DESCRIBE users")) and len(
-            queries.run_query(con, "SHOW TABLES")
+            assert len(queries.run_query(con, f"SELECT * FROM {view} LIMIT 3", fetch_table)) == 3
+        assert len(queries.run_query(con, "DESCRIBE users", fetch_table)) and len(
+            queries.run_query(con, "SHOW TABLES", fetch_table)
         )
 
 

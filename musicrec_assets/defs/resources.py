@@ -159,6 +159,11 @@ class ModelSettings(dg.ConfigurableResource):
         description="the weights of the predicted rating in the lists of ratings that "
         "cross-validation chooses from (empty: evaluation/blend.py's WEIGHTS)",
     )
+    min_tag_artists: PositiveInt = Field(
+        default=2,
+        description="tags fewer artists carry are dropped before tags place the artists nobody "
+        "has rated (docs/tags.md): a typo or a private label says nothing about anyone else",
+    )
 
     def grid_overrides(self) -> dict[str, list]:
         """The grid of the model of the data's own objective (see above)."""

@@ -7,17 +7,51 @@ so memory stays bounded on large catalogues; the caller writes them as they come
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import csr_matrix, load_npz
+from scipy.sparse import csr_matrix, load_npz, vstack
 
 from musicrec_assets.serving import topn
 from musicrec_assets.serving.recommender import Recommender
 
 CHUNK_ROWS = 50_000  # queries per chunk: bounds memory on large catalogues
+# what marks an artist nobody had rated, placed by its tags, as ``artist_factors.source`` does
+TAGS = "tags"
+RATINGS = "ratings"
+# the listeners a placed artist counts as in the order of similar_artists (topn.support_rows):
+# β, so that it keeps 71% of its cosine, as an artist of 5 listeners does. On Last.fm-2k with
+# 10% of the tagged artists placed by their tags, that lists them about as often as a model
+# trained on their plays does (9,918 entries of trained artists' top 10, against 14,756),
+# carrying a top-5 tag of the list's artist as often as the trained neighbours (0.64, 0.66);
+# counted as 20 listeners they take 53,831 entries, one artist up to 299 lists, and the lists'
+# tag agreement falls from 0.640 to 0.620 (docs/tags.md)
+PLACED_SUPPORT = topn.SIMILARITY_SHRINKAGE
+
+
+@dataclass(frozen=True)
+class PlacedArtists:
+    """Artists nobody had rated when the champion was trained, placed in its ranking model's
+    space by their tags (``artist_factors`` rows with ``source`` 'tags')."""
+
+    ids: np.ndarray  # (n,) str
+    vectors: np.ndarray  # (n, k): their ranking vectors, zero-padded as artist_factors holds
+
+
+def _with_placed(
+    ids: np.ndarray, vectors: np.ndarray, placed: PlacedArtists | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's artist ``ids`` and ``vectors`` followed by the placed artists'."""
+    if placed is None:
+        return ids, vectors
+    width = vectors.shape[1]
+    return (
+        np.concatenate([ids.astype(str), placed.ids.astype(str)]),
+        np.vstack([vectors, placed.vectors[:, :width]]).astype(np.float32),
+    )
 
 
 def _top_n_chunks(
@@ -67,14 +101,21 @@ def user_recommendations(recommender: Recommender, n: int, extra: dict) -> Itera
     )
 
 
-def artist_top_users(recommender: Recommender, n: int, extra: dict) -> Iterator[pd.DataFrame]:
+def artist_top_users(
+    recommender: Recommender, n: int, extra: dict, placed: PlacedArtists | None = None
+) -> Iterator[pd.DataFrame]:
     """``(artist_id, rank, user_id, score, *extra)``: the top ``n`` users to promote each
-    artist to by the ranking model, its current listeners excluded."""
+    artist to by the ranking model, its current listeners excluded; then those of the
+    ``placed`` artists, whose rows have ``source`` 'tags'."""
     model = recommender.model
-    user_vectors, item_vectors = model.user_vectors(), model.item_vectors()
+    item_ids, item_vectors = _with_placed(model.item_ids, model.item_vectors(), placed)
+    user_vectors = model.user_vectors()
     listeners = recommender.seen.T.tocsr()
-    return _top_n_chunks(
-        model.item_ids,
+    if placed is not None:  # a placed artist has no listeners to leave out
+        nobody = csr_matrix((len(placed.ids), listeners.shape[1]))
+        listeners = csr_matrix(vstack([listeners[: model.n_items], nobody]))
+    chunks = _top_n_chunks(
+        item_ids,
         model.user_ids,
         lambda rows: topn.top_n_users(
             item_vectors[rows], user_vectors, n=n, exclude=listeners[rows]
@@ -82,18 +123,44 @@ def artist_top_users(recommender: Recommender, n: int, extra: dict) -> Iterator[
         ("artist_id", "rank", "user_id", "score"),
         extra,
     )
+    if placed is None:
+        return chunks
+    placed_ids = set(placed.ids.astype(str))
+    return (
+        chunk.assign(source=chunk["source"].where(~chunk["artist_id"].isin(placed_ids), TAGS))
+        for chunk in chunks
+    )
 
 
-def similar_artists(recommender: Recommender, n: int, extra: dict) -> pd.DataFrame:
+def similar_artists(
+    recommender: Recommender, n: int, extra: dict, placed: PlacedArtists | None = None
+) -> pd.DataFrame:
     """``(artist_id, rank, similar_artist_id, similarity, *extra)``: ``similarity`` the cosine
     of the ranking model's artist factors, the order that cosine shrunk by both artists'
-    listeners (:func:`topn.support_rows`)."""
+    listeners (:func:`topn.support_rows`).
+
+    With ``placed`` artists (counted as :data:`PLACED_SUPPORT` listeners), a placed artist is
+    listed among the trained artists' neighbours, and its own neighbours are trained artists
+    (:func:`topn.similar_items`); two more columns, ``artist_source`` and
+    ``similar_artist_source``, say which is which ('ratings' or 'tags', as ``artist_factors``
+    does). Without, the table has the columns the Spark backend's has."""
     model = recommender.model
-    support = listeners(recommender.seen, model.n_items)
-    index, similarity = topn.similar_items(model.item_factors, n, support=support)
-    flat = topn.flatten_top_n(model.item_ids, model.item_ids, index, similarity)
+    ids, factors = _with_placed(model.item_ids, model.item_factors, placed)
+    n_placed = len(ids) - model.n_items
+    support = np.concatenate(
+        [listeners(recommender.seen, model.n_items), np.full(n_placed, PLACED_SUPPORT)]
+    )
+    index, similarity = topn.similar_items(factors, n, support=support, placed=n_placed)
+    flat = topn.flatten_top_n(ids, ids, index, similarity)
     columns = ("artist_id", "rank", "similar_artist_id", "similarity")
-    return pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
+    frame = pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
+    if placed is None:
+        return frame
+    source = np.where(np.arange(len(ids)) < model.n_items, RATINGS, TAGS)
+    query_rows, _ = np.nonzero(index >= 0)
+    return frame.assign(
+        artist_source=source[query_rows], similar_artist_source=source[index[index >= 0]]
+    )
 
 
 def listeners(seen: csr_matrix, n_items: int) -> np.ndarray:
@@ -116,7 +183,7 @@ def artist_factors(
     ids and :class:`~musicrec_assets.evaluation.cold_artists.TagFactors` of artists known only
     by their tags) passed its gate, theirs with ``source`` 'tags'."""
     trained = factors(ids, "artist_id", vectors, version)
-    parts = [trained.append_column("source", pa.array(["ratings"] * trained.num_rows))]
+    parts = [trained.append_column("source", pa.array([RATINGS] * trained.num_rows))]
     if cold is not None and cold[1].passed and len(cold[0]):
         width = trained.schema.field("factors").type.list_size
         mapped = {
@@ -124,7 +191,7 @@ def artist_factors(
             for role, values in cold[1].vectors.items()
         }
         placed = factors(cold[0], "artist_id", mapped, version)
-        parts.append(placed.append_column("source", pa.array(["tags"] * placed.num_rows)))
+        parts.append(placed.append_column("source", pa.array([TAGS] * placed.num_rows)))
     return pa.concat_tables(parts)
 
 

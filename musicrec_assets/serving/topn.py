@@ -141,11 +141,16 @@ def similar_items(
     n_threads: int | None = None,
     support: np.ndarray | None = None,
     shrinkage: float = SIMILARITY_SHRINKAGE,
+    placed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Most similar items by cosine similarity of their latent factors, the item itself
     excluded; with ``support``, ordered by the cosine shrunk by both items' support
     (:func:`support_rows`), so that artists one listener alone plays do not fill each other's
     lists.
+
+    The last ``placed`` rows are items placed in the factor space without interactions (an
+    artist by its tags): they are neighbours of the others, and their own neighbours are the
+    others alone, since two of them are alike only by the mapping that placed them.
 
     Use the raw ``FactorModel.item_factors``: the bias columns of ``item_vectors()`` would make
     popular artists look similar to everything.
@@ -164,6 +169,8 @@ def similar_items(
         Each item's listeners; None: ordered by the plain cosine.
     shrinkage : float
         β of :func:`support_rows`.
+    placed : int
+        How many of the last rows are placed items.
 
     Returns
     -------
@@ -175,14 +182,20 @@ def similar_items(
     """
     unit = unit_rows(item_factors)
     n_items = len(unit)
+    known = n_items - placed
     itself = csr_matrix(
-        (np.ones(n_items, dtype=np.float32), np.arange(n_items), np.arange(n_items + 1)),
-        shape=(n_items, n_items),
+        (np.ones(known, dtype=np.float32), np.arange(known), np.arange(known + 1)),
+        shape=(known, n_items),
     )
+    ordered = unit if support is None else support_rows(item_factors, support, shrinkage)
+    index, scores = _batched_top_n(ordered[:known], ordered, n, itself, batch_size, n_threads)
+    if placed:
+        placed_index, placed_scores = _batched_top_n(
+            ordered[known:], ordered[:known], n, None, batch_size, n_threads
+        )
+        index, scores = np.vstack([index, placed_index]), np.vstack([scores, placed_scores])
     if support is None:
-        return _batched_top_n(unit, unit, n, itself, batch_size, n_threads)
-    shrunk = support_rows(item_factors, support, shrinkage)
-    index, _ = _batched_top_n(shrunk, shrunk, n, itself, batch_size, n_threads)
+        return index, scores
     return index, pair_cosines(unit, np.arange(n_items), index)
 
 

@@ -13,6 +13,7 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation.cold_artists import TagFactors, tags_to_factors
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.fitters import fit_local
+from musicrec_assets.serving.tables import TAGS, PlacedArtists
 from musicrec_assets.warehouse.tables import scalar, table_exists
 
 
@@ -44,11 +45,16 @@ def tag_only_artists(con: duckdb.DuckDBPyConnection, known: np.ndarray) -> np.nd
 
 
 def cold_artist_factors(
-    con: duckdb.DuckDBPyConnection, pair: ModelPair, seen: csr_matrix, seed: int = 42
+    con: duckdb.DuckDBPyConnection,
+    pair: ModelPair,
+    seen: csr_matrix,
+    seed: int = 42,
+    min_tag_artists: int = 2,
 ) -> tuple[np.ndarray, TagFactors] | None:
     """The champion's (``pair``, trained on ``seen``) vectors for the artists known only by
-    their tags, by :func:`~musicrec_assets.evaluation.cold_artists.tags_to_factors`, and
-    their ids; None where no artist has tags (a home without tags publishes as ever)."""
+    their tags, by :func:`~musicrec_assets.evaluation.cold_artists.tags_to_factors` (tags on
+    fewer than ``min_tag_artists`` artists dropped), and their ids; None where no artist has
+    tags (a home without tags publishes as ever)."""
     if not table_exists(con, "artist_tags") or not scalar(con, "SELECT EXISTS (FROM artist_tags)"):
         return None
     ranking = pair.ranking
@@ -70,6 +76,28 @@ def cold_artist_factors(
         tags[: len(known)],
         tags[len(known) :],
         lambda train: fit_local(train, params),
+        min_tag_artists=min_tag_artists,
         seed=seed,
     )
     return new[result.rows], result
+
+
+def placed_artists(con: duckdb.DuckDBPyConnection, version: str) -> PlacedArtists | None:
+    """The artists ``version``'s ``artist_factors`` placed by their tags, with their ranking
+    vectors; None where it placed none (or the table holds another version's rows, or is
+    from before artists were placed)."""
+    marked = scalar(
+        con,
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'artist_factors' AND column_name = 'source'",
+    )
+    if not marked:
+        return None
+    found = con.execute(
+        """SELECT artist_id, factors FROM artist_factors
+           WHERE source = ? AND model = 'ranking' AND model_version = ? ORDER BY artist_id""",
+        [TAGS, version],
+    ).fetchnumpy()
+    if not len(found["artist_id"]):
+        return None
+    return PlacedArtists(found["artist_id"].astype(str), np.vstack(found["factors"]))

@@ -1,4 +1,5 @@
-"""Publishing the recommendation tables: each swapped in whole, with a view that adds names."""
+"""Publishing the recommendation tables: each swapped in whole, with a view that adds names
+and the artists' top tags."""
 
 from __future__ import annotations
 
@@ -9,26 +10,42 @@ import pandas as pd
 
 from musicrec_assets.warehouse.tables import publish_table
 
-# one view per table, with user and artist names, created beside it
+
+def _top_tags(artist_id: str) -> str:
+    """SQL of the 5 heaviest tags (fewer where it has fewer; NULL where none) of the artist
+    ``artist_id`` names: a correlated subquery, which DuckDB runs on the artists a query
+    keeps, not on all of ``artist_tags``."""
+    return (
+        "(SELECT list(t.tag ORDER BY t.weight DESC, t.tag)[:5] FROM artist_tags t "
+        f"WHERE t.artist_id = {artist_id})"
+    )
+
+
+# one view per table, with user and artist names and the artists' top tags, created beside it
 NAMED_VIEWS = {
-    "user_recommendations": """
+    "user_recommendations": f"""
 CREATE OR REPLACE VIEW user_recommendations_named AS
 SELECT r.user_id, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, r.rank,
        r.artist_id, a.name AS artist_name, r.score, r.predicted_rating, r.model_version,
-       r.created_at, r.source, r.refreshed_at
+       r.created_at, r.source, r.refreshed_at, {_top_tags("r.artist_id")} AS top_tags
 FROM user_recommendations r
 LEFT JOIN users u ON u.id = r.user_id LEFT JOIN artists a ON a.id = r.artist_id""",
-    "artist_top_users": """
+    "artist_top_users": f"""
 CREATE OR REPLACE VIEW artist_top_users_named AS
 SELECT t.artist_id, a.name AS artist_name, t.rank, t.user_id,
        nullif(concat_ws(' ', u.first_name, u.last_name), '') AS user_name, t.score,
-       t.model_version, t.source, t.refreshed_at
+       t.model_version, t.source, t.refreshed_at, {_top_tags("t.artist_id")} AS top_tags
 FROM artist_top_users t
 LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id""",
-    "similar_artists": """
+    "similar_artists": f"""
 CREATE OR REPLACE VIEW similar_artists_named AS
 SELECT s.artist_id, a.name AS artist_name, s.rank, s.similar_artist_id,
-       b.name AS similar_artist_name, s.similarity, s.model_version
+       b.name AS similar_artist_name, s.similarity, s.model_version,
+       -- artist_source and similar_artist_source, which the table has where the champion
+       -- placed artists by their tags (serving/tables.py)
+       s.* EXCLUDE (artist_id, rank, similar_artist_id, similarity, model_version),
+       {_top_tags("s.artist_id")} AS top_tags,
+       {_top_tags("s.similar_artist_id")} AS similar_artist_top_tags
 FROM similar_artists s
 LEFT JOIN artists a ON a.id = s.artist_id LEFT JOIN artists b ON b.id = s.similar_artist_id""",
 }

@@ -1,6 +1,7 @@
 """Artists nobody has rated yet, placed by their tags: after a run a tagged artist without
 ratings has `artist_factors` rows marked `tags` (when the mapping passes its gate on the
-champion's own data), withheld when the tags are noise; once rated and retrained, `ratings`."""
+champion's own data), and rows of `artist_top_users` and `similar_artists` marked so;
+withheld when the tags are noise; once rated and retrained, `ratings`."""
 
 import json
 import subprocess
@@ -97,12 +98,51 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
            WHERE n.source = 'tags' AND t.source = 'ratings' AND model = 'ranking'
            GROUP BY 1""",
     )
-    genre_of = {
-        artist: tag.split("-")[0]
-        for artist, tag in query(tmp_path, "SELECT artist_id, tag FROM artist_tags")
-    }
+    genre_tags = query(tmp_path, "SELECT artist_id, tag FROM artist_tags")
+    genre_of = {artist: tag.split("-")[0] for artist, tag in genre_tags}
     agree = sum(genre_of[a] == genre_of[b] for a, b in nearest)
     assert agree >= len(unrated) - 1
+
+    # the published lists hold the placed artists, marked as artist_factors marks them: their
+    # audience (nobody listens to them yet) and their trained neighbours
+    audiences = query(
+        tmp_path,
+        "SELECT artist_id, count(*), list(DISTINCT source) FROM artist_top_users "
+        "WHERE artist_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+        [sorted(unrated)],
+    )
+    assert {row[0] for row in audiences} == unrated
+    top_n = SETTINGS.top_n
+    assert all(count == top_n and sources == ["tags"] for _, count, sources in audiences)
+    assert query(
+        tmp_path,
+        "SELECT DISTINCT source FROM artist_top_users "
+        "WHERE artist_id NOT IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted(unrated)],
+    ) == [("model",)]
+    lists = query(
+        tmp_path,
+        """SELECT artist_source, similar_artist_source, count(DISTINCT s.artist_id),
+                  bool_and(artist_source = f.source), bool_and(similar_artist_source = g.source)
+           FROM similar_artists s
+           JOIN artist_factors f ON f.artist_id = s.artist_id AND f.model = 'ranking'
+           JOIN artist_factors g ON g.artist_id = s.similar_artist_id AND g.model = 'ranking'
+           GROUP BY ALL ORDER BY ALL""",
+    )
+    by_kind = {(row[0], row[1]): row[2:] for row in lists}
+    # a trained artist's list holds a placed one where it ranks (here the 80 trained artists of
+    # its genre rank first: serving/test_placed_artists.py); two placed artists are never
+    # each other's neighbours
+    assert {("ratings", "ratings"), ("tags", "ratings")} <= set(by_kind)
+    assert ("tags", "tags") not in by_kind
+    assert all(consistent[1:] == (True, True) for consistent in by_kind.values())
+    assert by_kind[("tags", "ratings")][0] == len(unrated)
+    # the named views show the artists' top tags
+    assert query(
+        tmp_path,
+        "SELECT DISTINCT top_tags, artist_source FROM similar_artists_named WHERE artist_id = ?",
+        [new[1]],
+    ) == [([tag for artist, tag in genre_tags if artist == new[1]], "tags")]
 
     # the command line answers for a placed artist: its neighbours, its audience
     for command, count in (("similar", 10), ("top-users", 10)):
@@ -136,6 +176,17 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
     ) == [("ratings",)]
     still = query(tmp_path, "SELECT DISTINCT artist_id FROM artist_factors WHERE source = 'tags'")
     assert {row[0] for row in still} == unrated - {first}
+    # and so do its rows of the lists
+    [marks] = query(
+        tmp_path,
+        """SELECT (SELECT list(DISTINCT source) FROM artist_top_users WHERE artist_id = $1),
+                  (SELECT list(DISTINCT artist_source) FROM similar_artists
+                   WHERE artist_id = $1),
+                  (SELECT list(DISTINCT similar_artist_source) FROM similar_artists
+                   WHERE similar_artist_id = $1)""",
+        [first],
+    )
+    assert marks[:2] == (["model"], ["ratings"]) and marks[2] in (None, ["ratings"])
 
 
 def test_the_gate_withholds_factors_from_tags_that_are_noise(tmp_path):
@@ -146,5 +197,11 @@ def test_the_gate_withholds_factors_from_tags_that_are_noise(tmp_path):
     metadata = factor_metadata(result)
     assert metadata["from_tags"].startswith("withheld")
     assert metadata["artists_from_tags"] == 0
-    # the rest is published as ever
+    # the rest is published as ever: every artist a trained one, the tables' columns as ever
     assert query(tmp_path, "SELECT count(*) > 0 FROM similar_artists") == [(True,)]
+    assert query(tmp_path, "SELECT DISTINCT source FROM artist_top_users") == [("model",)]
+    assert query(
+        tmp_path,
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'similar_artists' AND column_name LIKE '%source'",
+    ) == [(0,)]

@@ -20,9 +20,10 @@ from musicrec_assets.defs.resources import (
 from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving import tables
+from musicrec_assets.serving.recommender import Recommender
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
-from musicrec_assets.warehouse.artist_tags import cold_artist_factors
+from musicrec_assets.warehouse.artist_tags import cold_artist_factors, placed_artists
 from musicrec_assets.warehouse.tables import publish_table
 
 _COMMON = {
@@ -34,6 +35,8 @@ _COMMON = {
     "deps": [als_model],
 }
 # every serving asset takes `mlflow_tracking`: its set-up points MLflow at the home's store
+# the tables that list the artists artist_factors placed by their tags beside the trained ones
+_WITH_PLACED = {**_COMMON, "deps": [als_model, dg.AssetKey("artist_factors")]}
 
 
 @dg.asset(
@@ -61,10 +64,12 @@ def user_recommendations(
 
 
 @dg.asset(
-    **_COMMON,
+    **_WITH_PLACED,
     description="Top-N users per artist by the ranking model, who to promote an artist to (its "
     "current listeners excluded; Spark's `recommendForAllItems`): `artist_top_users("
-    "artist_id, rank, user_id, score, model_version)` and the view `artist_top_users_named`.",
+    "artist_id, rank, user_id, score, model_version, source, refreshed_at)`, `source` `tags` "
+    "for an artist nobody had rated, placed by its tags (`artist_factors`), and the view "
+    "`artist_top_users_named` (with the artist's `top_tags`).",
 )
 def artist_top_users(
     duckdb: DuckDBResource,
@@ -79,10 +84,12 @@ def artist_top_users(
 
 
 @dg.asset(
-    **_COMMON,
+    **_WITH_PLACED,
     description="Most similar artists by cosine similarity of their ranking-model factors: "
-    "`similar_artists(artist_id, rank, similar_artist_id, similarity, model_version)` and the "
-    "view `similar_artists_named`.",
+    "`similar_artists(artist_id, rank, similar_artist_id, similarity, model_version, "
+    "artist_source, similar_artist_source)`, each source `ratings` or `tags` as in "
+    "`artist_factors` (an artist placed by its tags has trained neighbours, and is a neighbour "
+    "of trained artists), and the view `similar_artists_named` (with both artists' top tags).",
 )
 def similar_artists(
     duckdb: DuckDBResource,
@@ -104,17 +111,32 @@ def _publish(
     table: str,
 ) -> tuple[str, int]:
     """Compute ``table`` from the champion on the settings' backend and publish it; returns
-    (the champion's version, rows)."""
+    (the champion's version, rows).
+
+    The backends rank the artists of the champion's files. Where its ``artist_factors`` placed
+    artists by their tags, ``artist_top_users`` and ``similar_artists`` are computed here with
+    them, by the same kernels (:mod:`musicrec_assets.serving.tables`), on either backend."""
     version, folder = registry.champion_files(home.layout.root)
-    rows = backend_of(settings, spark, home).publish_top_n(
-        duckdb.get_connection,
-        table,
-        folder,
-        version,
-        settings.top_n,
-        datetime.now(UTC).replace(tzinfo=None),
-    )
-    return version, rows
+    created_at = datetime.now(UTC).replace(tzinfo=None)
+    placed = None
+    if table != "user_recommendations":
+        with duckdb.get_connection() as con:
+            placed = placed_artists(con, version)
+    if placed is None:
+        rows = backend_of(settings, spark, home).publish_top_n(
+            duckdb.get_connection, table, folder, version, settings.top_n, created_at
+        )
+        return version, rows
+    recommender = Recommender.from_folder(folder)
+    if table == "artist_top_users":
+        # the model's rows, as the backends mark them (warehouse/refresh.py)
+        extra = {"model_version": version, "source": "model", "refreshed_at": created_at}
+        chunks = tables.artist_top_users(recommender, settings.top_n, extra, placed)
+    else:
+        extra = {"model_version": version}
+        chunks = [tables.similar_artists(recommender, settings.top_n, extra, placed)]
+    with duckdb.get_connection() as con:
+        return version, serving_tables.publish_with_view(con, table, chunks)
 
 
 def _published(con, table: str, rows: int, version: str, **numbers) -> dg.MaterializeResult:
@@ -171,7 +193,9 @@ def factor_tables(
     with duckdb.get_connection() as con:
         # artists known only by their tags, where the home has tags (the interactions the
         # champion was trained on judge the mapping)
-        cold = cold_artist_factors(con, pair, tables.seen_of(folder), settings.seed)
+        cold = cold_artist_factors(
+            con, pair, tables.seen_of(folder), settings.seed, settings.min_tag_artists
+        )
     if cold is not None:
         context.log.info(f"artists from tags: {cold[1].reason}")
     vectors = {

@@ -1,0 +1,118 @@
+"""Artists placed by their tags in the published lists: in artist_top_users with their own
+audience, in similar_artists with trained neighbours and as a neighbour of trained artists,
+each row marked; the lists of the trained artists otherwise as they were."""
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+from musicrec_assets.model.factors import ModelPair, TrainingParams
+from musicrec_assets.model.fitters import fit_local
+from musicrec_assets.serving import tables
+from musicrec_assets.serving.recommender import Recommender
+from musicrec_assets.serving.topn import similar_items
+from musicrec_assets.warehouse import serving_tables
+from musicrec_assets.warehouse.tables import ensure_schema
+
+N = 5
+
+
+def small_recommender() -> Recommender:
+    rng = np.random.default_rng(1)
+    plays = csr_matrix((rng.random((60, 30)) < 0.2).astype(np.float32))
+    params = TrainingParams(
+        "ranking", rank=8, regularization=0.5, iterations=5, confidence="log1p", alpha=2.0
+    )
+    users, artists = np.array([f"u{i}" for i in range(60)]), np.array([f"a{i}" for i in range(30)])
+    models = ModelPair(fit_local(plays, params).with_ids(users, artists))
+    return Recommender(models, plays, pd.DataFrame({"artist_id": artists, "name": artists}))
+
+
+def placed_like(recommender: Recommender, rows: list[int], width: int) -> tables.PlacedArtists:
+    """Artists placed exactly where trained artists ``rows`` are, vectors zero-padded to
+    ``width`` as artist_factors pads them."""
+    vectors = recommender.model.item_vectors()[rows]
+    return tables.PlacedArtists(
+        np.array([f"new{row}" for row in rows]),
+        np.pad(vectors, ((0, 0), (0, width - vectors.shape[1]))),
+    )
+
+
+def test_similar_items_lists_placed_rows_among_the_others_but_not_among_themselves():
+    factors = np.array([[1, 0], [0, 1], [1, 1], [1, 0.1], [1, 0]], dtype=np.float32)
+    index, cosine = similar_items(factors, n=2, placed=2)
+    assert index[0].tolist() == [4, 3]  # the placed rows are the first's nearest
+    assert set(index[3:].ravel()) <= {0, 1, 2}  # theirs are the others alone
+    assert cosine[4, 0] == np.float32(1.0)
+    # without placed rows, the lists are those of every row among all
+    unplaced, _ = similar_items(factors, n=2)
+    assert unplaced[4].tolist() == [0, 3]
+
+
+def test_placed_artists_get_an_audience_marked_tags():
+    recommender = small_recommender()
+    placed = placed_like(recommender, [3, 7], width=10)
+    extra = {"model_version": "1", "source": "model"}
+    rows = pd.concat(tables.artist_top_users(recommender, N, extra, placed))
+    alone = pd.concat(tables.artist_top_users(recommender, N, extra))
+    trained = rows[~rows.artist_id.str.startswith("new")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(trained, alone)  # the trained artists' lists as they were
+    mine = rows[rows.artist_id == "new3"]
+    assert (mine.source == "tags").all() and (trained.source == "model").all()
+    # nobody listens to a placed artist: its audience is every user by the score
+    scores = recommender.model.user_vectors() @ recommender.model.item_vectors()[3]
+    assert mine.user_id.tolist() == recommender.model.user_ids[np.argsort(-scores)[:N]].tolist()
+
+
+def test_placed_artists_are_similar_both_ways_each_artist_marked():
+    recommender = small_recommender()
+    # placed where the artist most listen to is: each is the other's nearest
+    most = int(np.argmax(tables.listeners(recommender.seen, 30)))
+    placed = placed_like(recommender, [most], width=10)
+    rows = tables.similar_artists(recommender, N, {"model_version": "1"}, placed)
+    alone = tables.similar_artists(recommender, N, {"model_version": "1"})
+    # without placed artists, the columns of every backend's table
+    assert list(alone.columns) == [
+        "artist_id",
+        "rank",
+        "similar_artist_id",
+        "similarity",
+        "model_version",
+    ]
+    mine = rows[rows.artist_id == f"new{most}"]
+    assert (mine.artist_source == "tags").all() and (mine.similar_artist_source == "ratings").all()
+    assert mine.similar_artist_id.iloc[0] == f"a{most}"
+    assert len(rows) == len(alone) + N
+    # it enters trained artists' lists, pushing their last neighbour out; the others are kept
+    trained = rows[rows.artist_source == "ratings"]
+    entered = set(trained[trained.similar_artist_source == "tags"].artist_id)
+    assert f"a{most}" in entered  # its twin's list first of all, at cosine 1
+    twin = trained[trained.artist_id == f"a{most}"].iloc[0]
+    assert twin.similar_artist_id == f"new{most}" and abs(twin.similarity - 1) < 1e-5
+    for artist, before in alone.groupby("artist_id"):
+        after = trained[trained.artist_id == artist]
+        kept = after[after.similar_artist_source == "ratings"].similar_artist_id.tolist()
+        assert kept == before.similar_artist_id.tolist()[: N - (artist in entered)]
+
+
+def test_the_named_views_show_each_artists_top_tags():
+    recommender = small_recommender()
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute(
+        "INSERT INTO artist_tags VALUES ('a0', 'rock', 3), ('a0', 'indie', 9), ('a0', 'pop', 1),"
+        " ('a0', 'jazz', 2), ('a0', 'folk', 4), ('a0', 'punk', 5), ('new3', 'drone', 1)"
+    )
+    placed = placed_like(recommender, [3], width=10)
+    frame = tables.similar_artists(recommender, N, {"model_version": "1"}, placed)
+    serving_tables.publish_with_view(con, "similar_artists", [frame])
+    top_tags, source = con.execute(
+        "SELECT top_tags, artist_source FROM similar_artists_named WHERE artist_id = 'a0' LIMIT 1"
+    ).fetchone()
+    assert top_tags == ["indie", "punk", "folk", "rock", "jazz"]  # by weight, at most 5
+    assert source == "ratings"
+    assert con.execute(
+        "SELECT DISTINCT top_tags, artist_source FROM similar_artists_named "
+        "WHERE artist_id = 'new3'"
+    ).fetchall() == [(["drone"], "tags")]

@@ -16,8 +16,8 @@ def _top_tags(artist_id: str) -> str:
     ``artist_id`` names: a correlated subquery, which DuckDB runs on the artists a query
     keeps, not on all of ``artist_tags``."""
     return (
-        "(SELECT list(t.tag ORDER BY t.weight DESC, t.tag)[:5] FROM artist_tags t "
-        f"WHERE t.artist_id = {artist_id})"
+        "(SELECT list(tagged.tag ORDER BY tagged.weight DESC, tagged.tag)[:5] "
+        f"FROM artist_tags tagged WHERE tagged.artist_id = {artist_id})"
     )
 
 

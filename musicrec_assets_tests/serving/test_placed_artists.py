@@ -102,17 +102,31 @@ def test_the_named_views_show_each_artists_top_tags():
     ensure_schema(con)
     con.execute(
         "INSERT INTO artist_tags VALUES ('a0', 'rock', 3), ('a0', 'indie', 9), ('a0', 'pop', 1),"
-        " ('a0', 'jazz', 2), ('a0', 'folk', 4), ('a0', 'punk', 5), ('new3', 'drone', 1)"
+        " ('a0', 'jazz', 2), ('a0', 'folk', 4), ('a0', 'punk', 5), ('new3', 'drone', 20)"
     )
     placed = placed_like(recommender, [3], width=10)
-    frame = tables.similar_artists(recommender, N, {"model_version": "1"}, placed)
-    serving_tables.publish_with_view(con, "similar_artists", [frame])
-    top_tags, source = con.execute(
-        "SELECT top_tags, artist_source FROM similar_artists_named WHERE artist_id = 'a0' LIMIT 1"
-    ).fetchone()
-    assert top_tags == ["indie", "punk", "folk", "rock", "jazz"]  # by weight, at most 5
-    assert source == "ratings"
+    extra = {"model_version": "1", "created_at": None, "source": "model", "refreshed_at": None}
+    published = {
+        "user_recommendations": tables.user_recommendations(recommender, N, extra),
+        "artist_top_users": tables.artist_top_users(recommender, N, extra, placed),
+        "similar_artists": [tables.similar_artists(recommender, N, {"model_version": "1"}, placed)],
+    }
+    for table, chunks in published.items():
+        serving_tables.publish_with_view(con, table, chunks)
+    by_weight = ["indie", "punk", "folk", "rock", "jazz"]  # at most 5
+    for view, artist in (
+        ("user_recommendations_named", "artist_id"),
+        ("artist_top_users_named", "artist_id"),
+        ("similar_artists_named", "artist_id"),
+        ("similar_artists_named", "similar_artist_id"),
+    ):
+        tags = "similar_artist_top_tags" if artist == "similar_artist_id" else "top_tags"
+        found = con.execute(
+            f"SELECT {artist}, list(DISTINCT {tags}) FROM {view} "
+            f"WHERE {artist} IN ('a0', 'a1', 'new3') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        expected = {"a0": [by_weight], "a1": [None], "new3": [["drone"]]}
+        assert found and all(tags == expected[key] for key, tags in found), (view, found)
     assert con.execute(
-        "SELECT DISTINCT top_tags, artist_source FROM similar_artists_named "
-        "WHERE artist_id = 'new3'"
-    ).fetchall() == [(["drone"], "tags")]
+        "SELECT DISTINCT artist_source FROM similar_artists_named WHERE artist_id = 'new3'"
+    ).fetchall() == [("tags",)]

@@ -6,12 +6,17 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from landing_helpers import ingest_all, jsonl, table, write
+from scipy.sparse import csr_matrix
 
+from musicrec_assets.model.factors import ModelPair, TrainingParams
+from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.warehouse import ingest
+from musicrec_assets.warehouse.artist_tags import cold_artist_factors
 from musicrec_assets.warehouse.ingest.fields import NEGATIVE_TAG_WEIGHT, WRONG_TAGS
 from musicrec_assets.warehouse.tables import ensure_schema
 
@@ -115,3 +120,25 @@ def test_the_clean_pass_agrees_with_the_general_path_on_tags(pairs):
     records = [{"id": artist, "tags": tags} for artist, tags in pairs]
     assert outcome(records, True) == outcome(records, False)
     json.dumps(records)  # what was written is what was read
+
+
+def test_tags_on_fewer_artists_than_min_tag_artists_are_left_out():
+    rng = np.random.default_rng(0)
+    plays = csr_matrix((rng.random((60, 40)) < 0.2).astype(np.float32))
+    params = TrainingParams(
+        "ranking", rank=4, regularization=0.5, iterations=3, confidence="log1p", alpha=2.0
+    )
+    artists = np.array([f"a{i}" for i in range(40)])
+    pair = ModelPair(fit_local(plays, params).with_ids(np.arange(60).astype(str), artists))
+    con = duckdb.connect()
+    ensure_schema(con)
+    # t0 on 14 trained artists, t1 and t2 on 13; the new artist carries t0
+    tagged = [(artist, f"t{i % 3}", 1.0) for i, artist in enumerate(artists)]
+    con.executemany("INSERT INTO artist_tags VALUES (?, ?, ?)", [*tagged, ("new", "t0", 1.0)])
+
+    def reason(min_tag_artists: int) -> str:
+        _, result = cold_artist_factors(con, pair, plays, min_tag_artists=min_tag_artists)
+        return result.reason
+
+    assert reason(14).startswith("withheld")  # t0 kept (14 artists): the protocol judges
+    assert reason(15).startswith("no cold-artist protocol") and "0 tags" in reason(15)

@@ -141,9 +141,9 @@ def similar_artists(
 
     With ``placed`` artists (counted as :data:`PLACED_SUPPORT` listeners), a placed artist is
     listed among the trained artists' neighbours, and its own neighbours are trained artists
-    (:func:`topn.similar_items`); two more columns, ``artist_source`` and
-    ``similar_artist_source``, say which is which ('ratings' or 'tags', as ``artist_factors``
-    does). Without, the table has the columns the Spark backend's has."""
+    (:func:`topn.similar_items`). ``artist_source`` and ``similar_artist_source`` say which is
+    which ('ratings' or 'tags', as ``artist_factors`` does), 'ratings' throughout without: the
+    columns are there on every home, so a query of them never depends on its tags."""
     model = recommender.model
     ids, factors = _with_placed(model.item_ids, model.item_factors, placed)
     n_placed = len(ids) - model.n_items
@@ -154,8 +154,6 @@ def similar_artists(
     flat = topn.flatten_top_n(ids, ids, index, similarity)
     columns = ("artist_id", "rank", "similar_artist_id", "similarity")
     frame = pd.DataFrame(dict(zip(columns, flat, strict=True))).assign(**extra)
-    if placed is None:
-        return frame
     source = np.where(np.arange(len(ids)) < model.n_items, RATINGS, TAGS)
     query_rows, _ = np.nonzero(index >= 0)
     return frame.assign(

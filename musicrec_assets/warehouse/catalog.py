@@ -9,6 +9,10 @@ _RECOMMENDATION = {
     "rank": "1 = best",
     "model_version": "the MLflow registered version of musicrec-als that made the row",
 }
+_FACTORS_SOURCE = (
+    "ratings (trained on its ratings) or tags (nobody had rated it: placed by the mapping of "
+    "its tags into the factor space)"
+)
 _REFRESHED_AT = "when the row was computed: the table's build, or the fold-in"
 COLUMNS: dict[str, dict[str, str]] = {
     "users": {
@@ -109,8 +113,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         **_RECOMMENDATION,
         "user_id": "a user to promote the artist to (never a current listener)",
         "score": "the ranking model's score of the user for the artist",
-        "source": "model (the champion's own row) or fold_in (the artist folded into the "
-        "champion from its ratings since it was trained)",
+        "source": "model (the champion's own row), fold_in (the artist folded into the "
+        "champion from its ratings since it was trained) or tags (nobody had rated the artist: "
+        "placed by its tags)",
         "refreshed_at": _REFRESHED_AT,
     },
     "similar_artists": {
@@ -118,6 +123,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         **_RECOMMENDATION,
         "similar_artist_id": "a similar artist",
         "similarity": "cosine of the two artists' ranking-model factors",
+        "artist_source": _FACTORS_SOURCE,
+        "similar_artist_source": _FACTORS_SOURCE,
     },
     "user_factors": {
         "user_id": "users.id",
@@ -131,8 +138,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "factors": "the artist's vector: array_inner_product with a user's of the same model is "
         "its score (ranking score, or predicted rating)",
         "model_version": _RECOMMENDATION["model_version"],
-        "source": "ratings (trained on its ratings) or tags (nobody had rated it: placed by the "
-        "mapping of its tags into the factor space)",
+        "source": _FACTORS_SOURCE,
     },
 }
 

@@ -40,10 +40,8 @@ LEFT JOIN users u ON u.id = t.user_id LEFT JOIN artists a ON a.id = t.artist_id"
     "similar_artists": f"""
 CREATE OR REPLACE VIEW similar_artists_named AS
 SELECT s.artist_id, a.name AS artist_name, s.rank, s.similar_artist_id,
-       b.name AS similar_artist_name, s.similarity, s.model_version,
-       -- artist_source and similar_artist_source, which the table has where the champion
-       -- placed artists by their tags (serving/tables.py)
-       s.* EXCLUDE (artist_id, rank, similar_artist_id, similarity, model_version),
+       b.name AS similar_artist_name, s.similarity, s.model_version, s.artist_source,
+       s.similar_artist_source,
        {_top_tags("s.artist_id")} AS top_tags,
        {_top_tags("s.similar_artist_id")} AS similar_artist_top_tags
 FROM similar_artists s

@@ -79,7 +79,11 @@ STAMPS = {
         "refreshed_at": CREATED_AT,
     },
     "artist_top_users": {"model_version": VERSION, "source": "model", "refreshed_at": CREATED_AT},
-    "similar_artists": {"model_version": VERSION},
+    "similar_artists": {
+        "model_version": VERSION,
+        "artist_source": "ratings",
+        "similar_artist_source": "ratings",
+    },
 }
 TABLES = {
     "user_recommendations": ("user_id", "artist_id", "score"),

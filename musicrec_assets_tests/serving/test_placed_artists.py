@@ -72,14 +72,18 @@ def test_placed_artists_are_similar_both_ways_each_artist_marked():
     placed = placed_like(recommender, [most], width=10)
     rows = tables.similar_artists(recommender, N, {"model_version": "1"}, placed)
     alone = tables.similar_artists(recommender, N, {"model_version": "1"})
-    # without placed artists, the columns of every backend's table
-    assert list(alone.columns) == [
+    # without placed artists, the same columns (every backend's), each artist trained
+    assert list(alone.columns) == list(rows.columns) == [
         "artist_id",
         "rank",
         "similar_artist_id",
         "similarity",
         "model_version",
+        "artist_source",
+        "similar_artist_source",
     ]
+    assert (alone.artist_source == "ratings").all()
+    assert (alone.similar_artist_source == "ratings").all()
     mine = rows[rows.artist_id == f"new{most}"]
     assert (mine.artist_source == "tags").all() and (mine.similar_artist_source == "ratings").all()
     assert mine.similar_artist_id.iloc[0] == f"a{most}"

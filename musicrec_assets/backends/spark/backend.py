@@ -41,7 +41,7 @@ _SELECT = {
     "artist_top_users": "a.artist_id, t.rank, u.user_id, t.score, ?::VARCHAR AS model_version, "
     "'model' AS source, ?::TIMESTAMP AS refreshed_at",
     "similar_artists": "a.artist_id, t.rank, b.artist_id AS similar_artist_id, t.similarity, "
-    "?::VARCHAR AS model_version",
+    "?::VARCHAR AS model_version, 'ratings' AS artist_source, 'ratings' AS similar_artist_source",
 }
 
 

@@ -86,11 +86,10 @@ def artist_top_users(
 @dg.asset(
     **_WITH_PLACED,
     description="Most similar artists by cosine similarity of their ranking-model factors: "
-    "`similar_artists(artist_id, rank, similar_artist_id, similarity, model_version)` and, "
-    "where artists were placed by their tags (`artist_factors`), `artist_source, "
-    "similar_artist_source`, each `ratings` or `tags` (a placed artist has trained neighbours, "
-    "and is a neighbour of trained artists); the view `similar_artists_named` (with both "
-    "artists' top tags).",
+    "`similar_artists(artist_id, rank, similar_artist_id, similarity, model_version, "
+    "artist_source, similar_artist_source)`, each source `ratings` or `tags` as in "
+    "`artist_factors` (an artist placed by its tags has trained neighbours, and is a neighbour "
+    "of trained artists); the view `similar_artists_named` (with both artists' top tags).",
 )
 def similar_artists(
     duckdb: DuckDBResource,

@@ -71,9 +71,8 @@ def test_pruning_stops_a_hopeless_trial_after_its_first_fold():
     complete = [t for t in result.trials if not t.pruned]
     assert all(len(t.fold_metrics) < 3 for t in pruned)
     assert all(len(t.fold_metrics) == 3 for t in complete)
-    # clearly losing: each pruned trial's first fold was in the bottom quarter of the complete
-    # trials' first folds
-    first_folds = np.percentile([t.fold_metrics[0]["ndcg_at_10"] for t in complete], 25)
+    # each pruned trial's first fold was below the median of the complete trials' first folds
+    first_folds = np.median([t.fold_metrics[0]["ndcg_at_10"] for t in complete])
     assert all(t.fold_metrics[0]["ndcg_at_10"] < first_folds for t in pruned)
     assert not result.best.pruned
 

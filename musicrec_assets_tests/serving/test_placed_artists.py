@@ -73,15 +73,19 @@ def test_placed_artists_are_similar_both_ways_each_artist_marked():
     rows = tables.similar_artists(recommender, N, {"model_version": "1"}, placed)
     alone = tables.similar_artists(recommender, N, {"model_version": "1"})
     # without placed artists, the same columns (every backend's), each artist trained
-    assert list(alone.columns) == list(rows.columns) == [
-        "artist_id",
-        "rank",
-        "similar_artist_id",
-        "similarity",
-        "model_version",
-        "artist_source",
-        "similar_artist_source",
-    ]
+    assert (
+        list(alone.columns)
+        == list(rows.columns)
+        == [
+            "artist_id",
+            "rank",
+            "similar_artist_id",
+            "similarity",
+            "model_version",
+            "artist_source",
+            "similar_artist_source",
+        ]
+    )
     assert (alone.artist_source == "ratings").all()
     assert (alone.similar_artist_source == "ratings").all()
     mine = rows[rows.artist_id == f"new{most}"]

@@ -1,6 +1,8 @@
 import gzip
 import json
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -264,3 +266,14 @@ def test_lastfm360k_shape_at_tiny_scale(tmp_path):
     genres = np.arange(len(artists)) % LASTFM360K_GENRES
     shuffled = np.random.default_rng(0).permutation(genres)
     assert median_top_genre_share(genres) > 2 * median_top_genre_share(shuffled)
+
+
+def test_the_module_explains_itself_without_rewriting_the_sample():
+    before = {path: path.stat().st_mtime_ns for path in SAMPLE_DATA_DIR.rglob("*.json*")}
+    result = subprocess.run(
+        [sys.executable, "-m", "musicrec_assets.datasets.synthetic", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and "Regenerate the bundled demo sample" in result.stdout
+    assert {path: path.stat().st_mtime_ns for path in SAMPLE_DATA_DIR.rglob("*.json*")} == before

@@ -113,7 +113,11 @@ class LocalBackend:
         version: str,
         top_n: int,
         created_at: datetime,
+        placed: tables.PlacedArtists | None = None,
     ) -> int:
+        """:meth:`Backend.publish_top_n`; ``placed`` artists (by their tags) are ranked beside
+        the champion's in artist_top_users and similar_artists (on a home of either backend:
+        their vectors are in the warehouse, not in the files a backend reads)."""
         recommender = Recommender.from_folder(champion)
         # rows of the model, as against those a fold-in refreshes (warehouse/refresh.py)
         refreshed = {"source": "model", "refreshed_at": created_at}
@@ -122,8 +126,9 @@ class LocalBackend:
             chunks = tables.user_recommendations(recommender, top_n, extra)
         elif table == "artist_top_users":
             extra = {"model_version": version, **refreshed}
-            chunks = tables.artist_top_users(recommender, top_n, extra)
+            chunks = tables.artist_top_users(recommender, top_n, extra, placed)
         else:
-            chunks = [tables.similar_artists(recommender, top_n, {"model_version": version})]
+            extra = {"model_version": version}
+            chunks = [tables.similar_artists(recommender, top_n, extra, placed)]
         with connect() as con:
             return serving_tables.publish_with_view(con, table, chunks)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from musicrec_assets.backends.local import LocalBackend
 from musicrec_assets.defs.metadata import frame_table, names_not_ids, table_metadata
 from musicrec_assets.defs.resources import (
     MlflowTracking,
@@ -20,7 +21,6 @@ from musicrec_assets.defs.resources import (
 from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving import tables
-from musicrec_assets.serving.recommender import Recommender
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
 from musicrec_assets.warehouse.artist_tags import cold_artist_factors, placed_artists
@@ -113,9 +113,8 @@ def _publish(
     """Compute ``table`` from the champion on the settings' backend and publish it; returns
     (the champion's version, rows).
 
-    The backends rank the artists of the champion's files. Where its ``artist_factors`` placed
-    artists by their tags, ``artist_top_users`` and ``similar_artists`` are computed here with
-    them, by the same kernels (:mod:`musicrec_assets.serving.tables`), on either backend."""
+    Where its ``artist_factors`` placed artists by their tags, ``artist_top_users`` and
+    ``similar_artists`` rank them beside the trained ones locally, on either backend."""
     version, folder = registry.champion_files(home.layout.root)
     created_at = datetime.now(UTC).replace(tzinfo=None)
     placed = None
@@ -126,17 +125,11 @@ def _publish(
         rows = backend_of(settings, spark, home).publish_top_n(
             duckdb.get_connection, table, folder, version, settings.top_n, created_at
         )
-        return version, rows
-    recommender = Recommender.from_folder(folder)
-    if table == "artist_top_users":
-        # the model's rows, as the backends mark them (warehouse/refresh.py)
-        extra = {"model_version": version, "source": "model", "refreshed_at": created_at}
-        chunks = tables.artist_top_users(recommender, settings.top_n, extra, placed)
     else:
-        extra = {"model_version": version}
-        chunks = [tables.similar_artists(recommender, settings.top_n, extra, placed)]
-    with duckdb.get_connection() as con:
-        return version, serving_tables.publish_with_view(con, table, chunks)
+        rows = LocalBackend().publish_top_n(
+            duckdb.get_connection, table, folder, version, settings.top_n, created_at, placed
+        )
+    return version, rows
 
 
 def _published(con, table: str, rows: int, version: str, **numbers) -> dg.MaterializeResult:

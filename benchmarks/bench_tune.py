@@ -445,12 +445,13 @@ def frontier(name: str, split: Split, published: Published) -> None:
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
         return np.take_along_axis(top, order, axis=1)
 
-    variants = {f"blend w = {w:g}": ranking + w * rating for w in FRONTIER_WEIGHTS}
+    # each variant's scores made as its turn comes: one users × artists matrix at a time
+    variants = {f"blend w = {w:g}": lambda w=w: ranking + w * rating for w in FRONTIER_WEIGHTS}
     # a predicted dislike sinks below every other artist, keeping its ranking order there
-    variants["dislikes filtered out"] = ranking - 1e6 * (rating < means)
+    variants["dislikes filtered out"] = lambda: ranking - 1e6 * (rating < means)
     rows = []
     for variant, scores in variants.items():
-        top = listed(scores)
+        top = listed(scores())
         lists = {user: list(split.artists[top[row]]) for row, user in enumerate(split.users)}
         dislikes = np.take_along_axis(rating, top, axis=1) < means
         rows.append(
@@ -470,7 +471,7 @@ def frontier(name: str, split: Split, published: Published) -> None:
     rows_of = split.users.get_indexer(test["user_id"])
     columns_of = split.artists.get_indexer(test["artist_id"])
     below = test["value"].to_numpy() < means[rows_of, 0]
-    top = listed(variants["blend w = 0"])
+    top = listed(ranking)
     hit = (top[rows_of] == columns_of[:, None]).any(axis=1)
     called = rating[rows_of, columns_of] < means[rows_of, 0]
     right = np.mean(called[hit] == below[hit])

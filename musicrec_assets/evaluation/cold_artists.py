@@ -41,7 +41,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
 from musicrec_assets.model.factors import FactorModel
-from musicrec_assets.model.tag_mapping import TagMapping, fit_tag_mapping, tag_vectors
+from musicrec_assets.model.tag_mapping import TagFactors, TagMapping, fit_tag_mapping, tag_vectors
 
 MAPPING = "tag mapping"
 TAG_POPULARITY = "tag popularity"
@@ -248,19 +248,6 @@ def _binary(matrix: csr_matrix) -> csr_matrix:
     binary.data = np.ones_like(binary.data, dtype=np.float64)
     binary.eliminate_zeros()
     return binary
-
-
-@dataclass(frozen=True)
-class TagFactors:
-    """Factors from tags for artists nobody has rated, and the gate they passed or not."""
-
-    passed: bool
-    reason: str  # why they are published or withheld, in words
-    margins: dict[str, float]  # the gate's (:func:`gate_margins`); empty when not run
-    scores: dict[str, dict[str, dict[str, float]]]  # the protocol's, by task and method
-    rows: np.ndarray  # the new artists (rows of ``new_tags``) given factors
-    vectors: dict[str, np.ndarray]  # by role: their vectors (rows × the role's width)
-    regularization: dict[str, float]  # by role: the mapping's λ
 
 
 def tags_to_factors(

@@ -29,7 +29,9 @@ numpy/scipy only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.sparse import csr_matrix, diags
@@ -37,6 +39,8 @@ from scipy.sparse import csr_matrix, diags
 # λ grid, relative to the mean eigenvalue of the centred tags' Gram matrix
 RELATIVE_LAMBDAS = np.logspace(-4, 4, 33)
 ROW_CHUNK = 4096
+# the files (.npz and .json) of a model version's artists placed by their tags
+TAG_FACTORS_FILE = "tag_factors"
 
 
 @dataclass(frozen=True)
@@ -199,3 +203,52 @@ def _leave_one_out_errors(
             residual = (y_centred[rows] - fitted) / np.maximum(1.0 - leverage, 1e-9)[:, None]
             totals[at] += float(np.einsum("ij,jk,ik->", residual, metric, residual))
     return totals / n
+
+
+@dataclass(frozen=True)
+class TagFactors:
+    """Factors from tags for artists nobody has rated, and the gate they passed or not
+    (:func:`musicrec_assets.evaluation.cold_artists.tags_to_factors`); saved beside the model
+    version that placed them."""
+
+    passed: bool
+    reason: str  # why they are published or withheld, in words
+    margins: dict[str, float]  # the gate's (``cold_artists.gate_margins``); empty when not run
+    scores: dict[str, dict[str, dict[str, float]]]  # the protocol's, by task and method
+    rows: np.ndarray  # the new artists (rows of ``new_tags``) given factors
+    vectors: dict[str, np.ndarray]  # by role: their vectors (rows × the role's width)
+    regularization: dict[str, float]  # by role: the mapping's λ
+
+    def save(self, folder: str | Path, ids: np.ndarray) -> list[Path]:
+        """Write ``<folder>/tag_factors.npz`` (the placed artists' ``ids``, one per row, and
+        each role's vectors; no pickle) and ``.json`` (the verdict); returns both paths, which
+        travel with the model version that placed them."""
+        path = Path(folder) / TAG_FACTORS_FILE
+        arrays = {f"vectors_{role}": values for role, values in self.vectors.items()}
+        np.savez(path.with_suffix(".npz"), artist_ids=np.asarray(ids).astype(str), **arrays)
+        verdict = {
+            "passed": self.passed,
+            "reason": self.reason,
+            "margins": self.margins,
+            "scores": self.scores,
+            "regularization": self.regularization,
+        }
+        path.with_suffix(".json").write_text(json.dumps(verdict, indent=2))
+        return [path.with_suffix(".npz"), path.with_suffix(".json")]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> tuple[np.ndarray, TagFactors] | None:
+        """The ids and factors :meth:`save` wrote in ``folder``; None where it wrote none (no
+        artist had tags, or a version from before artists were placed)."""
+        path = Path(folder) / TAG_FACTORS_FILE
+        if not path.with_suffix(".json").is_file():
+            return None
+        verdict = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path.with_suffix(".npz"), allow_pickle=False) as arrays:
+            ids = arrays["artist_ids"]
+            vectors = {
+                name.removeprefix("vectors_"): arrays[name]
+                for name in arrays.files
+                if name.startswith("vectors_")
+            }
+        return ids, cls(rows=np.arange(len(ids)), vectors=vectors, **verdict)

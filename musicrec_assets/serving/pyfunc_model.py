@@ -1,8 +1,9 @@
 """The MLflow pyfunc model, logged as code: ``models:/musicrec-als@champion``.
 
 ``predict`` takes a DataFrame of requests (``user_id`` of a known listener, or ``ratings`` of
-a new one, optional ``n``) and returns the top-N artists with names and scores; see
-:class:`musicrec_assets.serving.recommender.Recommender`.
+a new one, optional ``n``) and returns the top-N artists with names and scores; or, for an
+``artist_id`` (trained, or placed by its tags), the top-N users to promote it to; see
+:meth:`musicrec_assets.serving.recommender.Recommender.predict`.
 """
 
 from pathlib import Path

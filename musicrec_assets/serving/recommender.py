@@ -7,7 +7,9 @@ folded into the models without retraining. The ranking model orders the lists (`
 ratings the rating model predicts the rating the listener would give each artist
 (``predicted_rating``; None for play counts). A new artist is folded in the same way from known
 users' ratings of it (``{"user_id": ..., "rating": ...}``) to find whom to promote it to. Ids
-the model does not know are reported, never silently dropped.
+the model does not know are reported, never silently dropped. An artist nobody had rated
+when the version was trained, placed by its tags (``tag_factors.*`` beside the models), has an
+audience too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix, load_npz
 
 from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
 
 RESULT_COLUMNS = [
@@ -96,7 +99,13 @@ class Recommender:
     ranking model) folds listeners in, explains and finds an artist's audience,
     ``rating_model`` (None for play counts) predicts ratings."""
 
-    def __init__(self, models: ModelPair, seen: csr_matrix, artist_names: pd.DataFrame):
+    def __init__(
+        self,
+        models: ModelPair,
+        seen: csr_matrix,
+        artist_names: pd.DataFrame,
+        tag_factors: tuple[np.ndarray, TagFactors] | None = None,
+    ):
         self.models = models
         self.model = models.ranking
         self.rating_model = models.rating
@@ -114,6 +123,14 @@ class Recommender:
         self._item_row = pd.Index(self.model.item_ids)
         names = artist_names.set_index("artist_id")["name"]
         self._names = names.reindex(self.model.item_ids).to_numpy()
+        # the artists nobody had rated when the version was trained, placed by their tags
+        # (published ones only): their vectors of each role, as artist_factors holds them
+        placed_ids, placed = np.zeros(0, dtype=str), {}
+        if tag_factors is not None and tag_factors[1].passed:
+            placed_ids, placed = tag_factors[0].astype(str), tag_factors[1].vectors
+        self._placed_row = pd.Index(placed_ids)
+        self._placed_vectors = placed
+        self._placed_names = names.reindex(placed_ids).to_numpy()
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Recommender:
@@ -124,6 +141,7 @@ class Recommender:
             ModelPair.load(folder, "factors"),
             load_npz(folder / "seen.npz"),
             pd.read_parquet(folder / "artist_names.parquet"),
+            TagFactors.load(folder),
         )
 
     def predicted_ratings(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray | None:
@@ -236,10 +254,59 @@ class Recommender:
         )
         return Audience(users, unknown)
 
+    def for_artist(self, artist_id: str, n: int = 10) -> Audience:
+        """The ``n`` users to promote a known artist to, its listeners left out, as
+        ``artist_top_users`` ranks them; an artist nobody had rated, placed by its tags, too
+        (nobody to leave out)."""
+        user_vectors = self.model.user_vectors()
+        row = self._item_row.get_indexer([artist_id])[0]
+        if row >= 0:
+            vector = self.model.item_vectors()[row : row + 1]
+            listeners = csr_matrix(self.seen[: self.model.n_users, row].T)
+        else:
+            placed = self._placed_row.get_indexer([artist_id])[0]
+            if placed < 0:
+                raise UnknownIdError(f"unknown artist {artist_id!r}")
+            width = user_vectors.shape[1]
+            vector = self._placed_vectors["ranking"][placed : placed + 1, :width]
+            listeners = csr_matrix((1, self.model.n_users))
+        user_index, scores = topn.top_n_users(vector, user_vectors, n=n, exclude=listeners)
+        valid = user_index[0] >= 0
+        return Audience(
+            pd.DataFrame(
+                {
+                    "rank": np.arange(1, valid.sum() + 1, dtype=np.int32),
+                    "user_id": self.model.user_ids[user_index[0][valid]],
+                    "score": scores[0][valid].astype(float),
+                }
+            )
+        )
+
+    def predicted_ratings_of_artist(
+        self, artist_id: str, user_ids: np.ndarray
+    ) -> np.ndarray | None:
+        """The rating model's predictions of ``artist_id`` (known or placed by its tags) for
+        known ``user_ids``; None for play counts."""
+        if self.rating_model is None:
+            return None
+        users = self._rating_user_vectors[self._user_row.get_indexer(user_ids)]
+        row = self._item_row.get_indexer([artist_id])[0]
+        if row >= 0:
+            vector = self._rating_item_vectors[row]
+        else:
+            placed = self._placed_vectors["rating"][self._placed_row.get_indexer([artist_id])[0]]
+            vector = placed[: users.shape[1]]
+        return users.astype(np.float64) @ vector.astype(np.float64)
+
     def artist_names(self, artist_ids: list[str]) -> list[str | None]:
-        """The names of ``artist_ids``; None for an artist the model does not know."""
+        """The names of ``artist_ids``; None for an artist the model does not know (nor
+        placed by its tags)."""
         rows = self._item_row.get_indexer(artist_ids)
-        return [self._names[row] if row >= 0 else None for row in rows]
+        placed = self._placed_row.get_indexer(artist_ids)
+        return [
+            self._names[row] if row >= 0 else self._placed_names[at] if at >= 0 else None
+            for row, at in zip(rows, placed, strict=True)
+        ]
 
     def explain_user(self, user_id: str, artist_ids: list[str], top: int = 3) -> Reasons:
         """Why ``user_id`` gets the picks ``artist_ids`` (:meth:`_reasons`), from their
@@ -304,26 +371,67 @@ class Recommender:
         )
 
     def predict(self, requests: pd.DataFrame) -> pd.DataFrame:
-        """One block of rows per request: columns ``user_id`` and/or ``ratings``, optional ``n``."""
+        """One block of rows per request, with columns ``user_id``, ``ratings``, ``artist_id``
+        (each optional) and ``n``:
+
+        - ``user_id``: that listener's list; ``ratings`` (of artists): a new listener's;
+        - ``artist_id``: the users to promote the artist to (one row per user, the artist's
+          id and name on each); with ``ratings`` (known users' ratings of it, ``{"user_id",
+          "rating"}``): a new artist's, folded in from them.
+        """
         frames = []
         for position, request in enumerate(requests.to_dict("records")):
             n = int(request.get("n") or 10)
             ratings = request.get("ratings")
             if isinstance(ratings, str):
                 ratings = json.loads(ratings)
-            user_id = request.get("user_id")
             # a missing cell arrives as None or NaN, depending on the DataFrame's dtype
+            user_id, artist_id = (
+                value if isinstance(value, str) and value else None
+                for value in (request.get("user_id"), request.get("artist_id"))
+            )
             has_ratings = isinstance(ratings, list | tuple | np.ndarray) and len(ratings) > 0
-            if isinstance(user_id, str) and user_id and not has_ratings:
+            if artist_id is not None and user_id is not None:
+                raise ValueError(f"request {position} names a user_id and an artist_id: one")
+            if artist_id is not None:
+                frames.append(self._audience_rows(position, artist_id, ratings, has_ratings, n))
+                continue
+            if user_id is not None and not has_ratings:
                 answer = self.for_user(user_id, n)
             elif has_ratings:
                 answer = self.for_new_listener(list(ratings), n)
             else:
-                raise ValueError(f"request {position} has neither a user_id nor ratings")
+                raise ValueError(
+                    f"request {position} has neither a user_id, ratings nor an artist_id"
+                )
             frame = answer.recommendations
-            frame.insert(0, "user_id", user_id if isinstance(user_id, str) else None)
+            frame.insert(0, "user_id", user_id)
             frame.insert(0, "request", position)
             frames.append(frame)
         return (
             pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+        )
+
+    def _audience_rows(
+        self, position: int, artist_id: str, ratings, has_ratings: bool, n: int
+    ) -> pd.DataFrame:
+        """:meth:`predict`'s rows of an artist request: its audience, user by user."""
+        if has_ratings:
+            users = self.for_new_artist(list(ratings), n).users
+            name, predicted = None, None  # a new artist: no rating model vector, no name
+        else:
+            users = self.for_artist(artist_id, n).users
+            [name] = self.artist_names([artist_id])
+            predicted = self.predicted_ratings_of_artist(artist_id, users["user_id"].to_numpy())
+        return pd.DataFrame(
+            {
+                "request": position,
+                "user_id": users["user_id"],
+                "rank": users["rank"],
+                "artist_id": artist_id,
+                "artist_name": name,
+                "score": users["score"],
+                "predicted_rating": [None] * len(users) if predicted is None else predicted,
+            },
+            columns=RESULT_COLUMNS,
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -27,6 +28,7 @@ from mlflow.types.schema import ColSpec, Schema
 from musicrec_assets.evaluation.promotion import Champion
 from musicrec_assets.home import Home, check_mlflow_store
 from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving.recommender import Recommender
 from musicrec_assets.tracking import copies
 from musicrec_assets.warehouse import published
@@ -215,12 +217,14 @@ class LoggedModel:
 
 
 # what the pyfunc's predict takes and returns (see serving.recommender.Recommender.predict);
-# `ratings` is a JSON array of {"artist_id", "rating"} or {"artist_id", "plays"}
+# `ratings` is a JSON array of {"artist_id", "rating"} or {"artist_id", "plays"} (with an
+# `artist_id`: {"user_id", "rating"} or {"user_id", "plays"}, known users' of a new artist)
 SIGNATURE = ModelSignature(
     inputs=Schema(
         [
             ColSpec("string", "user_id", required=False),
             ColSpec("string", "ratings", required=False),
+            ColSpec("string", "artist_id", required=False),
             ColSpec("long", "n", required=False),
         ]
     ),
@@ -256,6 +260,7 @@ def log_model(
     evaluation_model: ModelPair,
     seen: Path,
     artist_names: pd.DataFrame,
+    tag_factors: tuple[np.ndarray, TagFactors] | None = None,
 ) -> LoggedModel:
     """Log the serving models (and the train-part models for later re-scoring) in the active
     run, and register them as one new version of ``musicrec-als``.
@@ -264,6 +269,9 @@ def log_model(
     (the pyfunc code of such versions loads it), the rating model ``rating_factors.*``.
     ``seen`` is the CSR ``seen.npz`` of every interaction, which serving leaves out of a known
     user's lists (``warehouse.interactions.write_seen_npz`` streams it from the warehouse).
+    ``tag_factors`` (ids and :class:`TagFactors`: the artists known only by their tags,
+    placed in these models' spaces, or the gate's reason not to) go with them as
+    ``tag_factors.*``, so the version serves the artists it placed wherever it is loaded.
     """
     if seen.name != "seen.npz":
         raise ValueError(f"the interactions file must be named seen.npz, not {seen.name}")
@@ -272,6 +280,8 @@ def log_model(
         factors = serving_model.save(folder, "factors")
         evaluation_files = evaluation_model.save(folder, "evaluation_factors")
         artist_names.to_parquet(folder / "artist_names.parquet", index=False)
+        if tag_factors is not None:
+            factors += tag_factors[1].save(folder, tag_factors[0])
         artifacts = {
             # the single model's old keys, kept for the ranking model
             "factors": str(folder / "factors.npz"),

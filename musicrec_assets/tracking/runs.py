@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
@@ -20,6 +21,7 @@ from musicrec_assets.evaluation.metrics import HEADLINE_METRICS
 from musicrec_assets.evaluation.promotion import RANKING_METRIC, RATING_METRIC, CandidateReport
 from musicrec_assets.evaluation.tuning import Budget, SearchResult, Trial
 from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.tracking import plots, registry
 
 # the models × metrics table of each training run (MLflow's artifact view shows it as a table)
@@ -185,6 +187,7 @@ def log_training(
     backend: str,
     sizes: dict[str, int],
     warehouse: Path,
+    tag_factors: tuple[np.ndarray, TagFactors] | None = None,
 ) -> TrainingRun:
     """Log a trained version: params (``<role>_<name>``), sizes, the data it was trained on
     (the warehouse's ``ratings``, digest = the split's fingerprint), training curves
@@ -246,7 +249,7 @@ def log_training(
             figures["training_curve.png"] = plots.training_curve(curve, next(iter(curve[0])))
         for file_name, png in figures.items():
             registry.log_png(png, file_name)
-        logged = registry.log_model(serving_model, pair, seen, artist_names)
+        logged = registry.log_model(serving_model, pair, seen, artist_names, tag_factors)
         alias = registry.CHAMPION if report.promote else registry.CHALLENGER
         headline = {
             f"{role}_test_{metric}": f"{report.scores[role][metric]:.4f}"
@@ -259,6 +262,8 @@ def log_training(
             {**headline, "alias_at_registration": alias, "promotion": report.reason},
         )
         mlflow.set_tags({"musicrec.promotion": report.reason})
+        if tag_factors is not None:
+            mlflow.set_tag("musicrec.artists_from_tags", tag_factors[1].reason)
     return TrainingRun(run.info.run_id, logged, alias, figures)
 
 

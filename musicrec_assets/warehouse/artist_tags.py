@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
-from musicrec_assets.evaluation.cold_artists import TagFactors, tags_to_factors
+from musicrec_assets.evaluation.cold_artists import tags_to_factors
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.fitters import fit_local
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving.tables import TAGS, PlacedArtists
 from musicrec_assets.warehouse.tables import scalar, table_exists
 

@@ -97,7 +97,10 @@ def record_model_metrics(
 
 
 def artist_names(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """(artist_id, name) of every indexed artist, name NULL where the catalogue has none."""
+    """(artist_id, name) of every indexed artist and every artist with tags (which tags may
+    place), name NULL where the catalogue has none."""
+    tagged = " UNION SELECT artist_id FROM artist_tags" if table_exists(con, "artist_tags") else ""
     return con.execute(
-        "SELECT a.artist_id, n.name FROM artist_index a LEFT JOIN artists n ON n.id = a.artist_id"
+        f"""SELECT a.artist_id, n.name FROM (SELECT artist_id FROM artist_index{tagged}) a
+            LEFT JOIN artists n ON n.id = a.artist_id"""
     ).df()

@@ -7,8 +7,12 @@ import json
 import subprocess
 
 import duckdb
+import mlflow
 import numpy as np
+import pandas as pd
 from harness import MUSICREC, fast_settings, run_pipeline
+
+from musicrec_assets.tracking import registry as tracking
 
 N_USERS, N_ARTISTS, N_GENRES, SYNONYMS, N_NEW = 200, 400, 5, 4, 6
 SETTINGS = fast_settings(
@@ -163,6 +167,15 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
     ).stdout
     neighbours = [a for a in genre_of if a in similar.split() and a != new[1]]
     assert sum(genre_of[a] == genre_of[new[1]] for a in neighbours) >= 2, similar
+
+    # so does the registered model, wherever it is served: the placed artists travel with it
+    tracking.configure(tmp_path)
+    served = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL}@champion")
+    answer = served.predict(pd.DataFrame([{"artist_id": new[1], "n": top_n}]))
+    audience = query(
+        tmp_path, "SELECT user_id FROM artist_top_users WHERE artist_id = ? ORDER BY rank", [new[1]]
+    )
+    assert answer.user_id.tolist() == [user for (user,) in audience]
 
     # the new artist is rated, and the next run trains on it: its row comes from ratings
     first = new[0]

@@ -22,6 +22,7 @@ from musicrec_assets.evaluation.cold_artists import (
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.model.tag_mapping import (
+    TagFactors,
     _leave_one_out_errors,
     fit_tag_mapping,
     fit_vocabulary,
@@ -207,6 +208,32 @@ def test_tags_to_factors_places_new_artists_in_every_role_only_past_the_gate():
     )
     assert not withheld.passed and withheld.reason.startswith("withheld")
     assert len(withheld.rows) == 0 and withheld.vectors == {}
+
+
+def test_placed_factors_and_the_verdict_are_saved_and_loaded_as_they_were(tmp_path):
+    plays, tags = taste_world(True)
+    model = fit(plays[:, :450])
+    placed = tags_to_factors({"ranking": model}, plays[:, :450], tags[:450], tags[450:], fit)
+    ids = np.array([f"new{row}" for row in placed.rows])
+    assert TagFactors.load(tmp_path) is None  # a version from before artists were placed
+    placed.save(tmp_path, ids)
+    loaded_ids, loaded = TagFactors.load(tmp_path)
+    assert loaded_ids.tolist() == ids.tolist() and loaded.passed == placed.passed
+    assert (loaded.reason, loaded.margins, loaded.scores, loaded.regularization) == (
+        placed.reason,
+        placed.margins,
+        placed.scores,
+        placed.regularization,
+    )
+    np.testing.assert_array_equal(loaded.vectors["ranking"], placed.vectors["ranking"])
+    # a withheld verdict keeps its reason, with nothing placed
+    noise_plays, noise_tags = taste_world(False)
+    withheld = tags_to_factors(
+        {"ranking": model}, noise_plays[:, :450], noise_tags[:450], noise_tags[450:], fit
+    )
+    withheld.save(tmp_path, np.zeros(0, dtype=str))
+    ids, loaded = TagFactors.load(tmp_path)
+    assert len(ids) == 0 and loaded.vectors == {} and loaded.reason == withheld.reason
 
 
 def test_the_gate_withholds_when_too_few_artists_judge_the_mapping():

@@ -1,16 +1,21 @@
 """Artists placed by their tags in the published lists: in artist_top_users with their own
 audience, in similar_artists with trained neighbours and as a neighbour of trained artists,
-each row marked; the lists of the trained artists otherwise as they were."""
+each row marked; the lists of the trained artists otherwise as they were. The served model
+answers for them as the tables do."""
+
+import json
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import ModelPair, TrainingParams
 from musicrec_assets.model.fitters import fit_local
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import tables
-from musicrec_assets.serving.recommender import Recommender
+from musicrec_assets.serving.recommender import Recommender, UnknownIdError
 from musicrec_assets.serving.topn import similar_items
 from musicrec_assets.warehouse import serving_tables
 from musicrec_assets.warehouse.tables import ensure_schema
@@ -138,3 +143,57 @@ def test_the_named_views_show_each_artists_top_tags():
     assert con.execute(
         "SELECT DISTINCT artist_source FROM similar_artists_named WHERE artist_id = 'new3'"
     ).fetchall() == [("tags",)]
+
+
+def test_the_served_model_answers_for_an_artist_trained_or_placed_as_artist_top_users_ranks():
+    recommender = small_recommender()
+    placed = placed_like(recommender, [3, 7], width=10)
+    verdict = TagFactors(True, "published", {}, {}, np.arange(2), {"ranking": placed.vectors}, {})
+    served = Recommender(
+        recommender.models,
+        recommender.seen,
+        pd.DataFrame({"artist_id": ["a3", "new3"], "name": ["Three", "New Three"]}),
+        (placed.ids, verdict),
+    )
+    extra = {"model_version": "1", "source": "model"}
+    table = pd.concat(tables.artist_top_users(recommender, N, extra, placed))
+    answer = served.predict(
+        pd.DataFrame([{"artist_id": "a3", "n": N}, {"artist_id": "new3", "n": N}])
+    )
+    for request, artist in enumerate(("a3", "new3")):
+        rows = answer[answer.request == request]
+        expected = table[table.artist_id == artist]
+        assert rows.user_id.tolist() == expected.user_id.tolist()
+        np.testing.assert_allclose(rows.score, expected.score, rtol=1e-5)
+        assert (rows.artist_id == artist).all() and rows["rank"].tolist() == list(range(1, N + 1))
+    assert set(answer.artist_name) == {"Three", "New Three"}
+    # a trained artist's listeners are left out; a placed one has none
+    listeners = set(recommender.model.user_ids[recommender.seen[:, 3].nonzero()[0]])
+    assert listeners and not listeners & set(answer[answer.request == 0].user_id)
+    # withheld tag factors place nobody; an unknown artist is refused, as an unknown user is
+    withheld = TagFactors(False, "withheld", {}, {}, np.arange(0), {}, {})
+    unplaced = Recommender(
+        recommender.models,
+        recommender.seen,
+        pd.DataFrame({"artist_id": [], "name": []}),
+        (np.zeros(0, dtype=str), withheld),
+    )
+    for model in (served, unplaced):
+        with pytest.raises(UnknownIdError, match="unknown artist 'nobody'"):
+            model.predict(pd.DataFrame([{"artist_id": "nobody"}]))
+    with pytest.raises(UnknownIdError, match="unknown artist 'new3'"):
+        unplaced.predict(pd.DataFrame([{"artist_id": "new3"}]))
+    with pytest.raises(ValueError, match="a user_id and an artist_id"):
+        served.predict(pd.DataFrame([{"artist_id": "a3", "user_id": "u1"}]))
+
+
+def test_the_served_model_folds_a_new_artist_in_from_known_users_ratings():
+    recommender = small_recommender()
+    ratings = [{"user_id": "u1", "plays": 5}, {"user_id": "u2", "plays": 2}]
+    answer = recommender.predict(
+        pd.DataFrame([{"artist_id": "brand-new", "ratings": json.dumps(ratings), "n": 4}])
+    )
+    expected = recommender.for_new_artist(ratings, 4).users
+    assert answer.user_id.tolist() == expected.user_id.tolist()
+    assert (answer.artist_id == "brand-new").all() and answer.artist_name.isna().all()
+    assert not {"u1", "u2"} & set(answer.user_id)

@@ -98,7 +98,8 @@ def test_mlflow_models_serve_answers_over_http(served):
                 assert server.poll() is None, "mlflow models serve exited"
                 assert time.monotonic() < deadline, "server did not start in 120 s"
                 time.sleep(1)
-        body = json.dumps({"dataframe_records": [{"user_id": user, "n": 2}]}).encode()
+        records = [{"user_id": user, "n": 2}, {"artist_id": top_artist, "n": 3}]
+        body = json.dumps({"dataframe_records": records}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=body,
@@ -106,8 +107,14 @@ def test_mlflow_models_serve_answers_over_http(served):
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             predictions = json.loads(response.read())["predictions"]
-        assert [p["rank"] for p in predictions] == [1, 2]
-        assert predictions[0]["artist_id"] == top_artist
+        listed = [p for p in predictions if p["request"] == 0]
+        assert [p["rank"] for p in listed] == [1, 2]
+        assert listed[0]["artist_id"] == top_artist
+        # who to promote that artist to: three users, each named
+        audience = [p for p in predictions if p["request"] == 1]
+        assert [p["rank"] for p in audience] == [1, 2, 3]
+        assert {p["artist_id"] for p in audience} == {top_artist}
+        assert len({p["user_id"] for p in audience if p["user_id"]}) == 3
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

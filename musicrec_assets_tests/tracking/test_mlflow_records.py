@@ -24,7 +24,7 @@ def test_the_registered_version_is_described_and_has_a_signature(pipeline_home):
     uri = materialization.metadata["model_uri"].value
     assert uri == f"models:/{registry.REGISTERED_MODEL}/{version.version}"
     signature = mlflow.models.get_model_info(uri).signature
-    assert [c.name for c in signature.inputs.inputs] == ["user_id", "ratings", "n"]
+    assert [c.name for c in signature.inputs.inputs] == ["user_id", "ratings", "artist_id", "n"]
     assert {"artist_id", "score", "predicted_rating"} <= {c.name for c in signature.outputs.inputs}
     # one version, both models: the ranking model where a single model used to be
     _, folder = registry.champion_files(home)

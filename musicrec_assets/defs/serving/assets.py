@@ -20,10 +20,11 @@ from musicrec_assets.defs.resources import (
 )
 from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import tables
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
-from musicrec_assets.warehouse.artist_tags import cold_artist_factors, placed_artists
+from musicrec_assets.warehouse.artist_tags import placed_artists
 from musicrec_assets.warehouse.tables import publish_table
 
 _COMMON = {
@@ -173,24 +174,12 @@ _FACTOR_SPEC = {key: _COMMON[key] for key in ("group_name", "owners", "tags", "k
         ),
     ],
 )
-def factor_tables(
-    context: dg.AssetExecutionContext,
-    duckdb: DuckDBResource,
-    mlflow_tracking: MlflowTracking,
-    home: MusicrecHome,
-    settings: ModelSettings,
-):
+def factor_tables(duckdb: DuckDBResource, mlflow_tracking: MlflowTracking, home: MusicrecHome):
     version, folder = registry.champion_files(home.layout.root)
     pair = ModelPair.load(folder, "factors")
     models, ranking = pair.published_models(), pair.ranking
-    with duckdb.get_connection() as con:
-        # artists known only by their tags, where the home has tags (the interactions the
-        # champion was trained on judge the mapping)
-        cold = cold_artist_factors(
-            con, pair, tables.seen_of(folder), settings.seed, settings.min_tag_artists
-        )
-    if cold is not None:
-        context.log.info(f"artists from tags: {cold[1].reason}")
+    # the artists known only by their tags that the champion placed when it was trained
+    cold = TagFactors.load(folder)
     vectors = {
         "user_factors": tables.factors(
             ranking.user_ids,
@@ -222,7 +211,7 @@ def factor_tables(
 def _tag_metadata(cold) -> dict:
     """What the artist_factors page says of the artists placed by their tags."""
     if cold is None:
-        return {"from_tags": "no artist has tags"}
+        return {"from_tags": "no artist had tags when the champion was trained"}
     ids, result = cold
     metadata = {"from_tags": result.reason, "artists_from_tags": len(ids) if result.passed else 0}
     for name, margin in result.margins.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
+from scipy.sparse import load_npz
 
 from musicrec_assets.backends import base
 from musicrec_assets.defs.ingest.assets import ratings
@@ -27,6 +28,7 @@ from musicrec_assets.evaluation.metrics import primary_metric
 from musicrec_assets.tracking import registry, runs
 from musicrec_assets.tracking.studies import study_storage
 from musicrec_assets.warehouse import model_tables
+from musicrec_assets.warehouse.artist_tags import cold_artist_factors
 from musicrec_assets.warehouse.interactions import (
     load_ids,
     resolve_feedback,
@@ -265,6 +267,13 @@ def als_model(
         seen = Path(scratch, "seen.npz")
         with duckdb.get_connection() as con:
             n_interactions = write_seen_npz(con, chosen.feedback, seen)
+            # artists known only by their tags, placed in this version's spaces (where the home
+            # has tags): they travel with it, so every reader of the version places them alike
+            placed = cold_artist_factors(
+                con, serving_model, load_npz(seen).tocsr(), settings.seed, settings.min_tag_artists
+            )
+        if placed is not None:
+            context.log.info(f"artists from tags: {placed[1].reason}")
         run = runs.log_training(
             mlflow_tracking.experiment_id,
             report,
@@ -279,6 +288,7 @@ def als_model(
                 "ranked_users": report.ranked_users,
             },
             warehouse=home.layout.warehouse,
+            tag_factors=placed,
         )
     version = run.logged.version
     context.log.info(

@@ -193,34 +193,9 @@ def missing(value) -> bool:
 
 
 def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> Table:
-    """An artist's similar artists: its stored list, or for an artist placed by its tags
-    (:func:`placed_by_tags`) the same computed from ``artist_factors``: the cosine of the
-    ranking vectors, ordered as the table orders (shrunk by the neighbours' listeners)."""
+    """An artist's similar artists, as ``similar_artists`` lists them (an artist placed by its
+    tags too)."""
     _require(con, "similar_artists")
-    if placed_by_tags(con, artist_id):
-        # imported here: the serving code brings numpy and scipy, which no other answer needs
-        from musicrec_assets.serving.topn import SIMILARITY_SHRINKAGE
-
-        return fetch_table(
-            con.execute(
-                f"""
-            WITH listeners AS (SELECT artist_id, count(*) AS n FROM ratings GROUP BY 1),
-                 scored AS (
-                     SELECT b.artist_id AS similar_artist_id, x.name AS similar_artist_name,
-                            list_cosine_similarity(a.factors::FLOAT[], b.factors::FLOAT[])
-                                AS similarity,
-                            similarity * sqrt(coalesce(l.n, 0)
-                                / (coalesce(l.n, 0) + {SIMILARITY_SHRINKAGE})) AS shrunk
-                     FROM artist_factors a JOIN artist_factors b USING (model)
-                     LEFT JOIN listeners l ON l.artist_id = b.artist_id
-                     LEFT JOIN artists x ON x.id = b.artist_id
-                     WHERE a.artist_id = ? AND model = 'ranking' AND b.source = 'ratings')
-            SELECT row_number() OVER (ORDER BY shrunk DESC, similar_artist_id) AS rank,
-                   similar_artist_id, similar_artist_name, similarity
-            FROM scored ORDER BY rank LIMIT ?""",
-                [artist_id, n],
-            )
-        )
     return fetch_table(
         con.execute(
             "SELECT rank, similar_artist_id, similar_artist_name, similarity "
@@ -231,27 +206,9 @@ def similar_artists(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> T
 
 
 def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> Table:
-    """The users to promote an artist to: its stored list, or for an artist placed by its
-    tags (:func:`placed_by_tags`) the same computed from the factor tables (the ranking
-    score, its listeners since left out)."""
+    """The users to promote an artist to, as ``artist_top_users`` lists them (an artist placed
+    by its tags too)."""
     _require(con, "artist_top_users")
-    if placed_by_tags(con, artist_id):
-        return fetch_table(
-            con.execute(
-                """
-            SELECT row_number() OVER (ORDER BY score DESC, user_id) AS rank, user_id,
-                   user_name, score
-            FROM (SELECT u.user_id,
-                         nullif(concat_ws(' ', p.first_name, p.last_name), '') AS user_name,
-                         array_inner_product(u.factors, a.factors) AS score
-                  FROM user_factors u JOIN artist_factors a USING (model)
-                  LEFT JOIN users p ON p.id = u.user_id
-                  WHERE a.artist_id = ? AND model = 'ranking'
-                    AND u.user_id NOT IN (SELECT user_id FROM ratings WHERE artist_id = ?))
-            ORDER BY rank LIMIT ?""",
-                [artist_id, artist_id, n],
-            )
-        )
     return fetch_table(
         con.execute(
             "SELECT rank, user_id, user_name, score "

@@ -148,8 +148,8 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
         [new[1]],
     ) == [([tag for artist, tag in genre_tags if artist == new[1]], "tags")]
 
-    # the command line answers for a placed artist: its neighbours, its audience
-    for command, count in (("similar", 10), ("top-users", 10)):
+    # the command line answers for a placed artist from the tables: its neighbours, its audience
+    for command, count in (("similar", top_n), ("top-users", top_n)):
         shown = subprocess.run(
             [MUSICREC, command, new[1], "-n", str(count), "--ids", "--home", str(tmp_path)],
             capture_output=True,

@@ -41,7 +41,13 @@ import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
 from musicrec_assets.model.factors import FactorModel
-from musicrec_assets.model.tag_mapping import TagFactors, TagMapping, fit_tag_mapping, tag_vectors
+from musicrec_assets.model.tag_mapping import (
+    TagFactors,
+    TagMapping,
+    fit_tag_mapping,
+    fit_tag_mappings,
+    tag_vectors,
+)
 
 MAPPING = "tag mapping"
 TAG_POPULARITY = "tag popularity"
@@ -289,12 +295,15 @@ def tags_to_factors(
     listened = np.flatnonzero(
         (csr_matrix(known_tags).getnnz(axis=1) > 0) & (csr_matrix(interactions).getnnz(axis=0) > 0)
     )
+    mappings = fit_tag_mappings(
+        all_tags,
+        {role: (model.item_vectors(), model.user_vectors()) for role, model in models.items()},
+        listened,
+        min_tag_artists,
+    )
+    new = all_tags[n_known:]
     vectors, regularization, rows = {}, {}, nothing
-    for role, model in models.items():
-        mapping = fit_tag_mapping(
-            all_tags, model.item_vectors(), listened, model.user_vectors(), min_tag_artists
-        )
-        new = all_tags[n_known:]
+    for role, mapping in mappings.items():
         rows = np.flatnonzero(mapping.has_tags(new))
         vectors[role] = mapping.factors(new[rows])
         regularization[role] = mapping.regularization

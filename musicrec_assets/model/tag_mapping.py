@@ -12,7 +12,8 @@ and tags, then applied to artists that have tags alone. Here:
   else).
 - **Ridge regression** with an unpenalized intercept (the mean factor row: an artist whose
   tags say nothing gets the average artist), ``W = (X̃ᵀX̃ + λI)⁻¹ X̃ᵀỸ`` on centred ``X̃, Ỹ``.
-  One eigendecomposition of the tags' Gram matrix gives the solution for every λ.
+  One eigendecomposition of the tags' Gram matrix gives the solution for every λ, and for
+  every model's factors (:func:`fit_tag_mappings`).
 - **λ by cross-validation over artists**: exact leave-one-artist-out residuals (ridge's
   ``e_i / (1 − h_ii)``), measured as the squared error of the *scores* they would give:
   ``Σ_i r_iᵀ G r_i`` with ``G = UᵀU / n_users`` the user factors' second moment, so a
@@ -128,52 +129,66 @@ def fit_tag_mapping(
         The users' factors: the CV error is that of the scores ``U · v`` they give; the
         plain factor error without.
     """
+    targets = {"factors": (factors, user_factors)}
+    return fit_tag_mappings(tags, targets, fit_rows, min_artists, relative_lambdas)["factors"]
+
+
+def fit_tag_mappings(
+    tags: csr_matrix,
+    targets: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    fit_rows: np.ndarray,
+    min_artists: int = 2,
+    relative_lambdas: np.ndarray = RELATIVE_LAMBDAS,
+) -> dict[str, TagMapping]:
+    """:func:`fit_tag_mapping` of each of ``targets`` (name → (factors, user_factors)), from
+    the same tags and artists: the tags' Gram matrix is decomposed once for all (at thousands
+    of tags its eigendecomposition is most of a fit's time)."""
     vocabulary = fit_vocabulary(tags, min_artists)
     x = tag_vectors(csr_matrix(tags)[fit_rows], vocabulary)
     keep = x.getnnz(axis=1) > 0
     x = x[keep]
-    y = np.asarray(factors, dtype=np.float64)[np.asarray(fit_rows)[keep]]
-    n, k = y.shape
-    d = vocabulary.size
+    rows = np.asarray(fit_rows)[keep]
+    n, d = x.shape[0], vocabulary.size
     if n < 3 or d == 0:
         raise ValueError(
             f"a tag mapping needs at least 3 artists with factors and kept tags, and one tag: "
             f"got {n} artists and {d} tags"
         )
-    if user_factors is None:
-        metric = np.eye(k)
-    else:
-        u = np.asarray(user_factors, dtype=np.float64)
-        metric = u.T @ u / max(len(u), 1)
-
     x_mean = np.asarray(x.mean(axis=0)).ravel()
-    y_mean = y.mean(axis=0)
-    y_centred = y - y_mean
     gram = (x.T @ x).toarray() - n * np.outer(x_mean, x_mean)
     eigenvalues, vectors = np.linalg.eigh(gram)
     eigenvalues = np.maximum(eigenvalues, 0.0)
-    # (d, k): Vᵀ X̃ᵀ Ỹ (Ỹ's columns sum to 0, which cancels the centring of X)
-    projected_targets = vectors.T @ (x.T @ y_centred)
-
     scale = max(float(eigenvalues.mean()), 1e-12)
     lambdas = np.asarray(relative_lambdas, dtype=np.float64) * scale
-    errors = _leave_one_out_errors(
-        x, x_mean, vectors, eigenvalues, projected_targets, y_centred, lambdas, metric
-    )
-    best = int(np.argmin(errors))
-    lam = float(lambdas[best])
-    weights = vectors @ (projected_targets / (eigenvalues + lam)[:, None])
-    intercept = y_mean - x_mean @ weights
-    return TagMapping(
-        vocabulary=vocabulary,
-        weights=weights,
-        intercept=intercept,
-        regularization=lam,
-        lambdas=lambdas,
-        cv_errors=errors,
-        n_artists=n,
-        on_edge=best in (0, len(lambdas) - 1),
-    )
+    mappings = {}
+    for name, (factors, user_factors) in targets.items():
+        y = np.asarray(factors, dtype=np.float64)[rows]
+        if user_factors is None:
+            metric = np.eye(y.shape[1])
+        else:
+            u = np.asarray(user_factors, dtype=np.float64)
+            metric = u.T @ u / max(len(u), 1)
+        y_mean = y.mean(axis=0)
+        y_centred = y - y_mean
+        # (d, k): Vᵀ X̃ᵀ Ỹ (Ỹ's columns sum to 0, which cancels the centring of X)
+        projected_targets = vectors.T @ (x.T @ y_centred)
+        errors = _leave_one_out_errors(
+            x, x_mean, vectors, eigenvalues, projected_targets, y_centred, lambdas, metric
+        )
+        best = int(np.argmin(errors))
+        lam = float(lambdas[best])
+        weights = vectors @ (projected_targets / (eigenvalues + lam)[:, None])
+        mappings[name] = TagMapping(
+            vocabulary=vocabulary,
+            weights=weights,
+            intercept=y_mean - x_mean @ weights,
+            regularization=lam,
+            lambdas=lambdas,
+            cv_errors=errors,
+            n_artists=n,
+            on_edge=best in (0, len(lambdas) - 1),
+        )
+    return mappings
 
 
 def _leave_one_out_errors(

@@ -25,6 +25,7 @@ from musicrec_assets.model.tag_mapping import (
     TagFactors,
     _leave_one_out_errors,
     fit_tag_mapping,
+    fit_tag_mappings,
     fit_vocabulary,
     tag_vectors,
 )
@@ -108,6 +109,21 @@ def test_cv_shrinks_a_mapping_of_noise_to_the_mean_artist():
     assert mapping.regularization > 100 * informative.regularization
     spread = mapping.factors(tags).std(axis=0)
     assert np.all(spread < 0.2 * factors.std(axis=0))
+
+
+def test_mappings_of_several_targets_are_each_the_mapping_fitted_alone():
+    tags, informative = planted()
+    noise = np.random.default_rng(5).normal(size=(400, 4))
+    users = np.random.default_rng(6).normal(size=(50, 4))
+    targets = {"informative": (informative, users), "noise": (noise, None)}
+    together = fit_tag_mappings(tags, targets, np.arange(300), min_artists=1)
+    for name, (factors, user_factors) in targets.items():
+        alone = fit_tag_mapping(tags, factors, np.arange(300), user_factors, min_artists=1)
+        assert together[name].regularization == alone.regularization
+        np.testing.assert_allclose(together[name].cv_errors, alone.cv_errors, rtol=1e-10)
+        np.testing.assert_allclose(together[name].factors(tags), alone.factors(tags), rtol=1e-6)
+    # the noise is shrunk to its mean, the informative target is not
+    assert together["noise"].regularization > 100 * together["informative"].regularization
 
 
 def test_ranking_scores_auc_and_ndcg_by_hand():

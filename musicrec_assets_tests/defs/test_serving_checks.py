@@ -2,10 +2,12 @@
 
 import shutil
 
+import dagster as dg
 import duckdb
 import pytest
 from harness import FAST_SETTINGS
 
+from musicrec_assets.definitions import build_definitions
 from musicrec_assets.defs.resources import warehouse_resource
 from musicrec_assets.defs.serving.checks import serving_checks
 from musicrec_assets.home import Home
@@ -94,3 +96,12 @@ def test_data_newer_than_the_champion_does_not_fail_them(warehouse):
         )
         con.execute("INSERT INTO user_index VALUES ('newcomer', 100000)")
     assert run_check("every_user_gets_unrated_recommendations", warehouse).passed
+
+
+def test_the_lists_are_published_after_the_factor_tables_their_check_reads(tmp_path):
+    # the check counts the champion's users and artists in user_factors/artist_factors: the
+    # lists must come after them in any run, or it judges them by the previous champion's (on
+    # a first run, tables that are not there yet)
+    graph = build_definitions(tmp_path, FAST_SETTINGS).resolve_asset_graph()
+    parents = graph.get(dg.AssetKey("user_recommendations")).parent_keys
+    assert {dg.AssetKey("user_factors"), dg.AssetKey("artist_factors")} <= parents

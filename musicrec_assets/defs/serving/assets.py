@@ -37,11 +37,17 @@ _COMMON = {
 }
 # the tables that list the artists artist_factors placed by their tags beside the trained ones
 _WITH_PLACED = {**_COMMON, "deps": [als_model, dg.AssetKey("artist_factors")]}
+# the lists' check judges them against the champion's users and artists, which the factor
+# tables hold: published first, or the check reads the previous champion's (none on a first run)
+_CHECKED_AGAINST_FACTORS = {
+    **_COMMON,
+    "deps": [als_model, dg.AssetKey("user_factors"), dg.AssetKey("artist_factors")],
+}
 # every serving asset takes `mlflow_tracking`: its set-up points MLflow at the home's store
 
 
 @dg.asset(
-    **_COMMON,
+    **_CHECKED_AGAINST_FACTORS,
     description="Top-N artists per user (already-rated artists excluded; what Spark's ALS "
     "calls `recommendForAllUsers`), ordered by the ranking model: `user_recommendations(user_id, "
     "rank, artist_id, score, predicted_rating, model_version, created_at)` (`score` orders the "

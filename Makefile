@@ -104,7 +104,7 @@ bench-drop-latency: $(INSTALLED)
 bench-scale: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_scale.py
 
-## bench-spark: the whole graph at 1×, 2×, 4× a Last.fm-360K-shaped base on Spark and locally: the Dagster process's peak RSS by size (BENCH_SPARK_SCALE: the base as a share of 360K)
+## bench-spark: Spark's ALS fit with the system's BLAS and with its Java fallback; then the whole graph at 1×, 2×, 4× a Last.fm-360K-shaped base on Spark and locally: the Dagster process's peak RSS by size (BENCH_SPARK_SCALE: the base as a share of 360K)
 BENCH_SPARK_SCALE ?= 1.0
 bench-spark: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_spark.py --base-scale $(BENCH_SPARK_SCALE)

@@ -1,5 +1,6 @@
 """The Spark MLlib backend against the local ones: same objective, same quality, same model."""
 
+import ctypes.util
 import importlib.util
 import shutil
 from dataclasses import replace
@@ -396,3 +397,12 @@ def test_missing_pyspark_is_one_line_naming_the_extra(monkeypatch):
         pass
     message = str(error.value)
     assert "pip install 'musicrec[spark]'" in message and "\n" not in message
+
+
+def test_als_runs_on_the_systems_blas_and_lapack_where_they_are_installed(spark):
+    found = spark_als.linear_algebra(spark)
+    # what the JVM's dlopen finds: ldconfig's libblas.so.3 and liblapack.so.3
+    if ctypes.util.find_library("blas") and ctypes.util.find_library("lapack"):
+        assert found == spark_als.NATIVE_LINEAR_ALGEBRA
+    else:  # Java code, and a warning at the session's start that names what to install
+        assert found[0] in ("VectorBLAS", "F2jBLAS") and found[1] == "F2jLAPACK"

@@ -28,8 +28,9 @@
    half-steps as ``fit_explicit_als`` does (the fastest of at least 8 sweeps), against one
    iteration of ``implicit``'s CPU ALS (the fastest its fit callback reports over 8 iterations)
    on the same sparsity pattern and rank, BLAS limited to one thread around implicit as it asks.
-   Ours is timed as the pipeline runs it (no limits; its steps use one core). Goal: ours within
-   2× of implicit's CG sweep. ``--cost-floor-only`` runs this section alone.
+   Ours is timed as the pipeline runs it (no limits; its rows cut into one part per core,
+   solved in threads). Goal: ours within 2× of implicit's CG sweep. ``--cost-floor-only``
+   runs this section alone.
 
 5. Local vs Spark MLlib ``local[*]`` at equal settings (skip with ``--skip-spark``): our explicit
    ALS in Spark's setting (no biases, ALS-WR) vs Spark's explicit ALS on the sample and the

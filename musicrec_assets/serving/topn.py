@@ -14,13 +14,13 @@ into long-format columns. Everything takes and returns row indices, never ids.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from musicrec_assets.model.cores import available_cores
 from musicrec_assets.model.sparse import row_of_entry
 
 # float32 cells per score block (64 MiB per worker thread): OpenBLAS's sgemm needs a few
@@ -257,7 +257,7 @@ def _batched_top_n(
     if batch_size is None:
         batch_size = max(1, _BLOCK_CELLS // selector.width)
     batch_starts = range(0, n_queries, batch_size)
-    n_workers = max(1, min(n_threads or _available_cores(), len(batch_starts)))
+    n_workers = max(1, min(n_threads or available_cores(), len(batch_starts)))
     index = np.empty((n_queries, n), dtype=np.int32)
     scores = np.empty((n_queries, n), dtype=np.float32)
 
@@ -281,12 +281,6 @@ def _batched_top_n(
     with threadpool_limits(1, "blas"), ThreadPoolExecutor(n_workers) as pool:
         list(pool.map(score_batches, range(n_workers)))
     return index, scores
-
-
-def _available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _mask_rows(rows: np.ndarray, exclude: csr_matrix, start: int, stop: int) -> None:

@@ -9,7 +9,12 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.evaluation.metrics import evaluate
 from musicrec_assets.evaluation.split import train_test_split
-from musicrec_assets.model.explicit_als import diagonal_penalty, fit_explicit_als
+from musicrec_assets.model.explicit_als import (
+    CG_STEPS,
+    _RowSystems,
+    diagonal_penalty,
+    fit_explicit_als,
+)
 from musicrec_assets.model.factors import FactorModel, TrainingParams
 from musicrec_assets.model.sparse import from_triples
 from musicrec_assets_tests.model.test_als import planted_ratings
@@ -169,3 +174,22 @@ def test_rejects_fewer_than_one_cg_step():
         fit_explicit_als(
             planted_ratings(n_users=10, n_items=10), TrainingParams("rating", 2, 0.1), cg_steps=0
         )
+
+
+@pytest.mark.parametrize("use_biases", [False, True])
+def test_a_half_step_cut_into_parts_solved_in_threads_is_the_whole_one(use_biases):
+    ratings = with_empty_user_and_item(planted_ratings(n_users=50, n_items=40, mean=3.0))
+    params = TrainingParams("rating", rank=6, regularization=0.1, use_biases=use_biases)
+    penalty = diagonal_penalty(params, np.diff(ratings.indptr))
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(40 + 1, 6 + use_biases)).astype(np.float32)
+    start = rng.normal(size=(50 + 1, 6 + use_biases)).astype(np.float32)
+    solved = {}
+    for n_parts in (1, 3):
+        systems = _RowSystems(ratings, penalty, 3.0, use_biases, n_parts=n_parts)
+        assert len(systems.parts) == n_parts
+        solved[n_parts] = start.copy()
+        systems.solve(items, solved[n_parts], CG_STEPS)
+    # each row's steps are its own: the same numbers, whichever part holds it
+    np.testing.assert_array_equal(solved[1], solved[3])
+    assert not np.array_equal(solved[1], start)

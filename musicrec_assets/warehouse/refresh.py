@@ -25,9 +25,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 
 from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
 from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
@@ -278,11 +279,13 @@ def fold_in_pending(
             created_at=now,
         )
         # each artist's best folded-in listeners: one product of their vectors with every
-        # artist's, the artists each rated left out
-        index, scores = topn.top_n_users(
-            artist_vectors, lists.ranking_vectors, top_n, users.interactions.T.tocsr()
+        # artist's (the artists the champion placed by their tags too), the artists each
+        # rated left out
+        ids, vectors, rated = _with_placed_artists(
+            champion, ranking.item_ids, artist_vectors, users.interactions.T.tocsr()
         )
-        entering = _rows(ARTISTS, ranking.item_ids, users.ids, index, scores, now)
+        index, scores = topn.top_n_users(vectors, lists.ranking_vectors, top_n, rated)
+        entering = _rows(ARTISTS, ids, users.ids, index, scores, now)
     unplaced = len(todo.user_ids) - len(users.ids) + len(todo.artist_ids) - len(artists.ids)
     written = [LISTENERS] if listener_rows is not None else []
     if listener_rows is not None or len(artists.ids):
@@ -310,6 +313,24 @@ def fold_in_pending(
         rows=(0 if listener_rows is None else len(listener_rows)) + len(artist_rows),
         audiences=len(changed) - len(artists.ids),
         unplaced=unplaced,
+    )
+
+
+def _with_placed_artists(
+    champion: Path, ids: np.ndarray, vectors: np.ndarray, rated: csr_matrix
+) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
+    """The champion's artists ``ids`` with their ranking ``vectors`` and who ``rated`` them
+    (artists × listeners), followed by the artists it placed by their tags (``tag_factors.*``
+    beside its models), whom none of the listeners rated as far as the model knows."""
+    loaded = TagFactors.load(champion)
+    if loaded is None or not loaded[1].passed or not len(loaded[0]):
+        return ids, vectors, rated
+    placed_ids, placed = loaded
+    width = vectors.shape[1]
+    return (
+        np.concatenate([np.asarray(ids).astype(str), placed_ids.astype(str)]),
+        np.vstack([vectors, placed.vectors["ranking"][:, :width]]).astype(np.float32),
+        csr_matrix(vstack([rated, csr_matrix((len(placed_ids), rated.shape[1]))])),
     )
 
 

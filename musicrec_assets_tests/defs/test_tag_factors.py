@@ -6,12 +6,14 @@ withheld when the tags are noise; once rated and retrained, `ratings`."""
 import json
 import subprocess
 
+import dagster as dg
 import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
 from harness import MUSICREC, fast_settings, run_pipeline
 
+from musicrec_assets.definitions import build_definitions
 from musicrec_assets.tracking import registry as tracking
 
 N_USERS, N_ARTISTS, N_GENRES, SYNONYMS, N_NEW = 200, 400, 5, 4, 6
@@ -176,6 +178,36 @@ def test_a_tagged_artist_without_ratings_gets_factors_from_its_tags(tmp_path):
         tmp_path, "SELECT user_id FROM artist_top_users WHERE artist_id = ? ORDER BY rank", [new[1]]
     )
     assert answer.user_id.tolist() == [user for (user,) in audience]
+
+    # a listener of a placed artist's audience rates one more artist of their favourite genre:
+    # folded in by the ingest run alone, they keep their place in its audience, now by their
+    # folded-in score (as they would in a trained artist's)
+    [(fan, fan_score)] = query(
+        tmp_path,
+        "SELECT user_id, score FROM artist_top_users WHERE artist_id = ? AND rank = 1",
+        [new[1]],
+    )
+    [(liked,)] = query(
+        tmp_path,
+        "SELECT artist_id FROM artist_top_users WHERE user_id = ? AND source = 'model' "
+        "ORDER BY score DESC LIMIT 1",
+        [fan],
+    )
+    (tmp_path / "landing" / "ratings" / "fan.jsonl").write_text(
+        json.dumps({"user_id": fan, "artist_id": liked, "plays": 3}) + "\n"
+    )
+    ingest = (
+        build_definitions(tmp_path, SETTINGS)
+        .resolve_job_def("ingest_job")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
+    assert ingest.success
+    audience = query(
+        tmp_path,
+        "SELECT user_id, source FROM artist_top_users WHERE artist_id = ? ORDER BY rank",
+        [new[1]],
+    )
+    assert len(audience) == top_n and (fan, "fold_in") in audience, (audience, fan_score)
 
     # the new artist is rated, and the next run trains on it: its row comes from ratings
     first = new[0]

@@ -15,7 +15,7 @@ from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving.tables import TAGS, PlacedArtists
-from musicrec_assets.warehouse.tables import scalar, table_exists
+from musicrec_assets.warehouse.tables import columns, scalar, table_exists
 
 
 def tag_matrix(con: duckdb.DuckDBPyConnection, artist_ids: np.ndarray) -> csr_matrix:
@@ -87,12 +87,7 @@ def placed_artists(con: duckdb.DuckDBPyConnection, version: str) -> PlacedArtist
     """The artists ``version``'s ``artist_factors`` placed by their tags, with their ranking
     vectors; None where it placed none (or the table holds another version's rows, or is
     from before artists were placed)."""
-    marked = scalar(
-        con,
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = 'artist_factors' AND column_name = 'source'",
-    )
-    if not marked:
+    if "source" not in columns(con, "artist_factors"):
         return None
     found = con.execute(
         """SELECT artist_id, factors FROM artist_factors

@@ -6,7 +6,7 @@ import duckdb
 
 from musicrec_assets.model.factors import Feedback
 from musicrec_assets.warehouse.interactions import VALUE_COLUMN
-from musicrec_assets.warehouse.tables import scalar
+from musicrec_assets.warehouse.tables import columns, scalar
 
 
 def duplicated_ids(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -49,15 +49,23 @@ def dangling_ratings(con: duckdb.DuckDBPyConnection) -> int:
 
 # The published tables come from the champion, which may be older than the newest data (a
 # retrain that did not beat it leaves them): judge them against the users and artists of its
-# factor tables (their ranking rows: one per id) and the ratings stored when it was trained.
+# factor tables (their ranking rows: one per id; the trained artists, which the lists hold) and
+# the ratings stored when it was trained.
 _CHAMPION_RATINGS = """
 WITH user_ids AS (SELECT user_id FROM user_factors WHERE model = 'ranking'),
-     artist_ids AS (SELECT artist_id FROM artist_factors WHERE model = 'ranking'),
+     artist_ids AS (SELECT artist_id FROM artist_factors WHERE model = 'ranking'{trained}),
      trained AS (SELECT max(trained_at) AS trained_at FROM model_metrics
                  WHERE model_version = (SELECT any_value(model_version) FROM user_factors)),
      champion_ratings AS (
          SELECT r.user_id, r.artist_id FROM ratings r JOIN artist_ids USING (artist_id)
          WHERE r.{value} IS NOT NULL AND r.ingested_at <= (SELECT trained_at FROM trained))"""
+
+
+def _champion_ratings(con: duckdb.DuckDBPyConnection, feedback: Feedback) -> str:
+    """:data:`_CHAMPION_RATINGS` for ``con``'s tables: an ``artist_factors`` from before the
+    artists placed by their tags has no ``source``, and holds trained artists alone."""
+    trained = " AND source = 'ratings'" if "source" in columns(con, "artist_factors") else ""
+    return _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback], trained=trained)
 
 
 def users_short_of_recommendations(
@@ -67,7 +75,7 @@ def users_short_of_recommendations(
     holds at least ``n`` artists they had not rated."""
     return scalar(
         con,
-        _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback])
+        _champion_ratings(con, feedback)
         + """,
      rated AS (SELECT user_id, count(*) AS n_rated FROM champion_ratings GROUP BY ALL),
      listed AS (SELECT user_id, count(*) AS n_listed FROM user_recommendations GROUP BY ALL)
@@ -83,7 +91,7 @@ def recommended_but_rated(con: duckdb.DuckDBPyConnection, feedback: Feedback) ->
     trained."""
     return scalar(
         con,
-        _CHAMPION_RATINGS.format(value=VALUE_COLUMN[feedback])
+        _champion_ratings(con, feedback)
         + """
 SELECT count(*) FROM user_recommendations JOIN champion_ratings USING (user_id, artist_id)""",
     )

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import duckdb
 
-from musicrec_assets.warehouse.tables import first_line, table_exists
+from musicrec_assets.warehouse.tables import columns, first_line, table_exists
 
 Fetched = TypeVar("Fetched")
 
@@ -221,10 +221,7 @@ def artist_top_users(con: duckdb.DuckDBPyConnection, artist_id: str, n: int) -> 
 def placed_by_tags(con: duckdb.DuckDBPyConnection, artist_id: str) -> bool:
     """Whether ``artist_factors`` holds the artist from its tags alone (nobody had rated it
     when the champion was trained)."""
-    columns = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'artist_factors'"
-    ).fetchall()
-    if ("source",) not in columns:
+    if "source" not in columns(con, "artist_factors"):
         return False
     return bool(
         con.execute(

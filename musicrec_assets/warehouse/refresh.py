@@ -32,7 +32,7 @@ from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
 from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
-from musicrec_assets.warehouse.tables import scalar, table_exists, transaction
+from musicrec_assets.warehouse.tables import columns, scalar, table_exists, transaction
 
 # the columns the published recommendation tables carry for this (model rows: 'model', the
 # time the table was built), added to a table published before them
@@ -144,7 +144,7 @@ def _stale(
     refreshed = (
         f"SELECT {side.key}, CASE WHEN bool_and(source = 'fold_in') THEN min(refreshed_at) END "
         f"AS at FROM {side.table} JOIN recent USING ({side.key}) GROUP BY {side.key}"
-        if "source" in _columns(con, side.table)
+        if "source" in columns(con, side.table)
         else f"SELECT NULL::VARCHAR AS {side.key}, NULL::TIMESTAMP AS at"
     )
     before = "HAVING min(ingested_at) <= $since" if known_then else ""
@@ -165,11 +165,6 @@ def _stale(
     return [key for (key,) in found]
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    query = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
-    return {name for (name,) in con.execute(query, [table]).fetchall()}
-
-
 @dataclass(frozen=True)
 class _Histories:
     ids: np.ndarray  # the row of each folded id
@@ -182,12 +177,12 @@ def _histories(
     """Every stored rating of ``ids`` (``side.key``) of the champion's ``known`` other ids,
     as a matrix; an id with none is left out."""
     history = _stored_ratings(con, side, ids, value)
-    columns = pd.Index(known).get_indexer(history["other"])
-    history = history[columns >= 0]
+    positions = pd.Index(known).get_indexer(history["other"])
+    history = history[positions >= 0]
     folded = np.array(sorted(history["id"].unique()), dtype=object)
     rows = pd.Index(folded).get_indexer(history["id"])
     interactions = csr_matrix(
-        (history["value"].to_numpy(), (rows, columns[columns >= 0])),
+        (history["value"].to_numpy(), (rows, positions[positions >= 0])),
         shape=(len(folded), len(known)),
     )
     return _Histories(folded, interactions)
@@ -214,7 +209,7 @@ def folded_in_ratings(con: duckdb.DuckDBPyConnection, user_id: str) -> list[dict
     champion does not know, as the fold-in does); None when their rows are the model's (or
     they have none)."""
     table = LISTENERS.table
-    if not table_exists(con, table) or "source" not in _columns(con, table):
+    if not table_exists(con, table) or "source" not in columns(con, table):
         return None
     query = f"SELECT bool_and(source = 'fold_in') FROM {table} WHERE {LISTENERS.key} = ?"
     if not scalar(con, query, [user_id]):

@@ -194,6 +194,12 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return scalar(con, query, [name]) > 0
 
 
+def columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The column names of ``table`` (none where it does not exist)."""
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+    return {name for (name,) in con.execute(query, [table]).fetchall()}
+
+
 def publish_table(con: duckdb.DuckDBPyConnection, name: str, chunks: Iterable[pd.DataFrame]) -> int:
     """Write ``chunks`` to a staging table, then swap it in as ``name`` in one transaction.
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
-from musicrec_assets.model.factors import FactorModel
+from musicrec_assets.model.factors import FactorModel, spread_scaled
 from musicrec_assets.model.tag_mapping import (
     TagFactors,
     TagMapping,
@@ -50,6 +50,9 @@ from musicrec_assets.model.tag_mapping import (
 )
 
 MAPPING = "tag mapping"
+# (a) only: each user's scores in units of their spread (factors.spread_scaled), which leaves
+# every user's own order, so (b), as it was
+MAPPING_BY_SPREAD = "tag mapping, users by their spread"
 TAG_POPULARITY = "tag popularity"
 RANDOM = "random"
 MEAN_ARTIST = "mean artist (no tags)"
@@ -141,6 +144,7 @@ def evaluate_cold_artists(
     mean_artist = user_factors @ item_factors[fit_rows].mean(axis=0)
     user_scores = {
         MAPPING: user_factors @ mapped.T,
+        MAPPING_BY_SPREAD: spread_scaled(user_factors, item_factors[fit_rows]) @ mapped.T,
         TAG_POPULARITY: affinity,
         MEAN_ARTIST: np.repeat(mean_artist[:, None], len(cold), axis=1),
         RANDOM: rng.random(truth.shape),
@@ -310,4 +314,22 @@ def tags_to_factors(
     reason = (
         f"published: the mapping beats tag popularity and the mean artist ({len(rows)} artists)"
     )
-    return TagFactors(True, reason, margins, result.scores, rows, vectors, regularization)
+    return TagFactors(
+        True,
+        reason,
+        margins,
+        result.scores,
+        rows,
+        vectors,
+        regularization,
+        audience_by_spread=audience_by_spread(result),
+    )
+
+
+def audience_by_spread(result: ColdArtistResult) -> bool:
+    """Whether placed artists' audiences should rank users by their scores in units of their
+    own spread: where that ranked the held-out artists' real listeners higher in (a), by
+    NDCG@10. Where every listener plays about as many artists (Last.fm-2k) it does; where how
+    much a user rates says who rates next (FilmTrust) the plain score does."""
+    scores = result.scores[USERS_FOR_ARTIST]
+    return scores[MAPPING_BY_SPREAD]["ndcg_at_10"] > scores[MAPPING]["ndcg_at_10"]

@@ -237,6 +237,14 @@ def score_spread(user_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarr
     return np.sqrt(np.maximum(variance, 1e-24))
 
 
+def spread_scaled(user_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+    """``user_vectors`` (float32) each divided by the user's :func:`score_spread` over
+    ``item_vectors``: users ranked for an artist by these rank by how far it stands out among
+    their own options, not by how large their scores are. A user's own order is unchanged."""
+    spread = score_spread(user_vectors, item_vectors)
+    return (np.asarray(user_vectors, dtype=np.float64) / spread[:, None]).astype(np.float32)
+
+
 def blended_vectors(
     ranking_users: np.ndarray,
     ranking_items: np.ndarray,

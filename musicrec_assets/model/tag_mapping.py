@@ -233,6 +233,9 @@ class TagFactors:
     rows: np.ndarray  # the new artists (rows of ``new_tags``) given factors
     vectors: dict[str, np.ndarray]  # by role: their vectors (rows × the role's width)
     regularization: dict[str, float]  # by role: the mapping's λ
+    # whether their audiences rank users by their scores in units of each user's spread
+    # (factors.spread_scaled): the protocol's choice, by its (a) NDCG@10
+    audience_by_spread: bool = False
 
     def save(self, folder: str | Path, ids: np.ndarray) -> list[Path]:
         """Write ``<folder>/tag_factors.npz`` (the placed artists' ``ids``, one per row, and
@@ -247,6 +250,7 @@ class TagFactors:
             "margins": self.margins,
             "scores": self.scores,
             "regularization": self.regularization,
+            "audience_by_spread": self.audience_by_spread,
         }
         path.with_suffix(".json").write_text(json.dumps(verdict, indent=2))
         return [path.with_suffix(".npz"), path.with_suffix(".json")]

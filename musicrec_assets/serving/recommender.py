@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix, load_npz
 
-from musicrec_assets.model.factors import ModelPair
+from musicrec_assets.model.factors import ModelPair, spread_scaled
 from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
 
@@ -125,11 +125,14 @@ class Recommender:
         self._names = names.reindex(self.model.item_ids).to_numpy()
         # the artists nobody had rated when the version was trained, placed by their tags
         # (published ones only): their vectors of each role, as artist_factors holds them
-        placed_ids, placed = np.zeros(0, dtype=str), {}
+        placed_ids, placed, by_spread = np.zeros(0, dtype=str), {}, False
         if tag_factors is not None and tag_factors[1].passed:
             placed_ids, placed = tag_factors[0].astype(str), tag_factors[1].vectors
+            by_spread = tag_factors[1].audience_by_spread
         self._placed_row = pd.Index(placed_ids)
         self._placed_vectors = placed
+        # users ranked for a placed artist as artist_top_users ranks them (TagFactors)
+        self._placed_by_spread = by_spread
         self._placed_names = names.reindex(placed_ids).to_numpy()
 
     @classmethod
@@ -257,7 +260,7 @@ class Recommender:
     def for_artist(self, artist_id: str, n: int = 10) -> Audience:
         """The ``n`` users to promote a known artist to, its listeners left out, as
         ``artist_top_users`` ranks them; an artist nobody had rated, placed by its tags, too
-        (nobody to leave out)."""
+        (nobody to leave out; users by their spread where its gate chose so)."""
         user_vectors = self.model.user_vectors()
         row = self._item_row.get_indexer([artist_id])[0]
         if row >= 0:
@@ -270,6 +273,8 @@ class Recommender:
             width = user_vectors.shape[1]
             vector = self._placed_vectors["ranking"][placed : placed + 1, :width]
             listeners = csr_matrix((1, self.model.n_users))
+            if self._placed_by_spread:
+                user_vectors = spread_scaled(user_vectors, self.model.item_vectors())
         user_index, scores = topn.top_n_users(vector, user_vectors, n=n, exclude=listeners)
         valid = user_index[0] >= 0
         return Audience(

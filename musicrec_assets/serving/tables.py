@@ -6,6 +6,7 @@ so memory stays bounded on large catalogues; the caller writes them as they come
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import csr_matrix, load_npz, vstack
+from scipy.sparse import csr_matrix, load_npz
 
+from musicrec_assets.model.factors import spread_scaled
+from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import topn
 from musicrec_assets.serving.recommender import Recommender
 
@@ -39,6 +42,25 @@ class PlacedArtists:
 
     ids: np.ndarray  # (n,) str
     vectors: np.ndarray  # (n, k): their ranking vectors, zero-padded as artist_factors holds
+    # their audiences rank users by their scores in units of each user's spread
+    # (TagFactors.audience_by_spread)
+    by_spread: bool = False
+
+    @classmethod
+    def of_version(cls, folder: str | Path) -> PlacedArtists | None:
+        """The artists a version placed (its ``tag_factors.*``); None where it placed none."""
+        loaded = TagFactors.load(folder)
+        if loaded is None or not loaded[1].passed or not len(loaded[0]):
+            return None
+        ids, placed = loaded
+        return cls(ids.astype(str), placed.vectors["ranking"], placed.audience_by_spread)
+
+    def audience(self, user_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+        """The user vectors their audiences are ranked by (``item_vectors``: the trained
+        artists', which the spread is over)."""
+        if self.by_spread:
+            return spread_scaled(user_vectors, item_vectors)
+        return user_vectors
 
 
 def _with_placed(
@@ -106,29 +128,34 @@ def artist_top_users(
 ) -> Iterator[pd.DataFrame]:
     """``(artist_id, rank, user_id, score, *extra)``: the top ``n`` users to promote each
     artist to by the ranking model, its current listeners excluded; then those of the
-    ``placed`` artists, whose rows have ``source`` 'tags'."""
+    ``placed`` artists (nobody listens to them yet), whose rows have ``source`` 'tags' and,
+    where their gate chose so, scores in units of each user's spread."""
     model = recommender.model
-    item_ids, item_vectors = _with_placed(model.item_ids, model.item_vectors(), placed)
-    user_vectors = model.user_vectors()
+    item_vectors, user_vectors = model.item_vectors(), model.user_vectors()
     listeners = recommender.seen.T.tocsr()
-    if placed is not None:  # a placed artist has no listeners to leave out
-        nobody = csr_matrix((len(placed.ids), listeners.shape[1]))
-        listeners = csr_matrix(vstack([listeners[: model.n_items], nobody]))
+    columns = ("artist_id", "rank", "user_id", "score")
     chunks = _top_n_chunks(
-        item_ids,
+        model.item_ids,
         model.user_ids,
         lambda rows: topn.top_n_users(
             item_vectors[rows], user_vectors, n=n, exclude=listeners[rows]
         ),
-        ("artist_id", "rank", "user_id", "score"),
+        columns,
         extra,
     )
     if placed is None:
         return chunks
-    placed_ids = set(placed.ids.astype(str))
-    return (
-        chunk.assign(source=chunk["source"].where(~chunk["artist_id"].isin(placed_ids), TAGS))
-        for chunk in chunks
+    audience = placed.audience(user_vectors, item_vectors)
+    theirs = placed.vectors[:, : user_vectors.shape[1]]
+    return itertools.chain(
+        chunks,
+        _top_n_chunks(
+            placed.ids,
+            model.user_ids,
+            lambda rows: topn.top_n_users(theirs[rows], audience, n=n),
+            columns,
+            {**extra, "source": TAGS},
+        ),
     )
 
 

@@ -14,8 +14,7 @@ from musicrec_assets.evaluation.cold_artists import tags_to_factors
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.model.tag_mapping import TagFactors
-from musicrec_assets.serving.tables import TAGS, PlacedArtists
-from musicrec_assets.warehouse.tables import columns, scalar, table_exists
+from musicrec_assets.warehouse.tables import scalar, table_exists
 
 
 def tag_matrix(con: duckdb.DuckDBPyConnection, artist_ids: np.ndarray) -> csr_matrix:
@@ -81,19 +80,3 @@ def cold_artist_factors(
         seed=seed,
     )
     return new[result.rows], result
-
-
-def placed_artists(con: duckdb.DuckDBPyConnection, version: str) -> PlacedArtists | None:
-    """The artists ``version``'s ``artist_factors`` placed by their tags, with their ranking
-    vectors; None where it placed none (or the table holds another version's rows, or is
-    from before artists were placed)."""
-    if "source" not in columns(con, "artist_factors"):
-        return None
-    found = con.execute(
-        """SELECT artist_id, factors FROM artist_factors
-           WHERE source = ? AND model = 'ranking' AND model_version = ? ORDER BY artist_id""",
-        [TAGS, version],
-    ).fetchnumpy()
-    if not len(found["artist_id"]):
-        return None
-    return PlacedArtists(found["artist_id"].astype(str), np.vstack(found["factors"]))

@@ -25,11 +25,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.sparse import csr_matrix, vstack
+from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import ModelPair
-from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
+from musicrec_assets.serving.tables import PlacedArtists
 from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
 from musicrec_assets.warehouse.tables import columns, scalar, table_exists, transaction
@@ -274,13 +274,22 @@ def fold_in_pending(
             created_at=now,
         )
         # each artist's best folded-in listeners: one product of their vectors with every
-        # artist's (the artists the champion placed by their tags too), the artists each
-        # rated left out
-        ids, vectors, rated = _with_placed_artists(
-            champion, ranking.item_ids, artist_vectors, users.interactions.T.tocsr()
+        # artist's, the artists each rated left out; then with those the champion placed by
+        # their tags, as their audiences were ranked (nobody has rated them, as far as the
+        # model knows)
+        index, scores = topn.top_n_users(
+            artist_vectors, lists.ranking_vectors, top_n, users.interactions.T.tocsr()
         )
-        index, scores = topn.top_n_users(vectors, lists.ranking_vectors, top_n, rated)
-        entering = _rows(ARTISTS, ids, users.ids, index, scores, now)
+        entering = _rows(ARTISTS, ranking.item_ids, users.ids, index, scores, now)
+        placed = PlacedArtists.of_version(champion)
+        if placed is not None:
+            audience = placed.audience(lists.ranking_vectors, ranking.item_vectors())
+            theirs = placed.vectors[:, : audience.shape[1]]
+            index, scores = topn.top_n_users(theirs, audience, top_n)
+            entering = pd.concat(
+                [entering, _rows(ARTISTS, placed.ids, users.ids, index, scores, now)],
+                ignore_index=True,
+            )
     unplaced = len(todo.user_ids) - len(users.ids) + len(todo.artist_ids) - len(artists.ids)
     written = [LISTENERS] if listener_rows is not None else []
     if listener_rows is not None or len(artists.ids):
@@ -308,24 +317,6 @@ def fold_in_pending(
         rows=(0 if listener_rows is None else len(listener_rows)) + len(artist_rows),
         audiences=len(changed) - len(artists.ids),
         unplaced=unplaced,
-    )
-
-
-def _with_placed_artists(
-    champion: Path, ids: np.ndarray, vectors: np.ndarray, rated: csr_matrix
-) -> tuple[np.ndarray, np.ndarray, csr_matrix]:
-    """The champion's artists ``ids`` with their ranking ``vectors`` and who ``rated`` them
-    (artists × listeners), followed by the artists it placed by their tags (``tag_factors.*``
-    beside its models), whom none of the listeners rated as far as the model knows."""
-    loaded = TagFactors.load(champion)
-    if loaded is None or not loaded[1].passed or not len(loaded[0]):
-        return ids, vectors, rated
-    placed_ids, placed = loaded
-    width = vectors.shape[1]
-    return (
-        np.concatenate([np.asarray(ids).astype(str), placed_ids.astype(str)]),
-        np.vstack([vectors, placed.vectors["ranking"][:, :width]]).astype(np.float32),
-        csr_matrix(vstack([rated, csr_matrix((len(placed_ids), rated.shape[1]))])),
     )
 
 

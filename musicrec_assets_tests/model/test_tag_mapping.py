@@ -8,10 +8,12 @@ from scipy.sparse import csr_matrix
 from musicrec_assets.evaluation.cold_artists import (
     ARTISTS_FOR_USER,
     MAPPING,
+    MAPPING_BY_SPREAD,
     MEAN_ARTIST,
     RANDOM,
     TAG_POPULARITY,
     USERS_FOR_ARTIST,
+    audience_by_spread,
     cold_artist_split,
     evaluate_cold_artists,
     gate_margins,
@@ -184,6 +186,11 @@ def test_on_informative_tags_the_mapping_beats_tag_popularity_and_passes_the_gat
     assert abs(a[RANDOM]["auc"] - 0.5) < 0.1
     assert b[MEAN_ARTIST]["auc"] == pytest.approx(0.5)  # one score for every artist
     assert mapping_wins(result), gate_margins(result)
+    # (a) also ranks users by their scores in units of their spread (which changes no user's
+    # own order, so not (b)): a ranking of its own, as good on the whole
+    assert MAPPING_BY_SPREAD not in b
+    assert a[MAPPING_BY_SPREAD]["auc"] > a[TAG_POPULARITY]["auc"]
+    assert a[MAPPING_BY_SPREAD]["ndcg_at_10"] != a[MAPPING]["ndcg_at_10"]
 
 
 def test_the_gate_withholds_a_mapping_of_tags_that_are_noise():
@@ -235,11 +242,18 @@ def test_placed_factors_and_the_verdict_are_saved_and_loaded_as_they_were(tmp_pa
     placed.save(tmp_path, ids)
     loaded_ids, loaded = TagFactors.load(tmp_path)
     assert loaded_ids.tolist() == ids.tolist() and loaded.passed == placed.passed
-    assert (loaded.reason, loaded.margins, loaded.scores, loaded.regularization) == (
+    assert (
+        loaded.reason,
+        loaded.margins,
+        loaded.scores,
+        loaded.regularization,
+        loaded.audience_by_spread,
+    ) == (
         placed.reason,
         placed.margins,
         placed.scores,
         placed.regularization,
+        audience_by_spread(evaluate_cold_artists(plays[:, :450], tags[:450], fit)),
     )
     np.testing.assert_array_equal(loaded.vectors["ranking"], placed.vectors["ranking"])
     # a withheld verdict keeps its reason, with nothing placed

@@ -4,6 +4,7 @@ each row marked; the lists of the trained artists otherwise as they were. The se
 answers for them as the tables do."""
 
 import json
+from dataclasses import replace
 
 import duckdb
 import numpy as np
@@ -145,10 +146,14 @@ def test_the_named_views_show_each_artists_top_tags():
     ).fetchall() == [("tags",)]
 
 
-def test_the_served_model_answers_for_an_artist_trained_or_placed_as_artist_top_users_ranks():
+@pytest.mark.parametrize("by_spread", [False, True])
+def test_the_served_model_answers_for_an_artist_trained_or_placed_as_artist_top_users_ranks(
+    by_spread,
+):
     recommender = small_recommender()
-    placed = placed_like(recommender, [3, 7], width=10)
-    verdict = TagFactors(True, "published", {}, {}, np.arange(2), {"ranking": placed.vectors}, {})
+    placed = replace(placed_like(recommender, [3, 7], width=10), by_spread=by_spread)
+    vectors = {"ranking": placed.vectors}
+    verdict = TagFactors(True, "published", {}, {}, np.arange(2), vectors, {}, by_spread)
     served = Recommender(
         recommender.models,
         recommender.seen,
@@ -197,3 +202,21 @@ def test_the_served_model_folds_a_new_artist_in_from_known_users_ratings():
     assert answer.user_id.tolist() == expected.user_id.tolist()
     assert (answer.artist_id == "brand-new").all() and answer.artist_name.isna().all()
     assert not {"u1", "u2"} & set(answer.user_id)
+
+
+def test_a_placed_artists_audience_by_spread_ranks_users_by_their_own_scores_spread():
+    recommender = small_recommender()
+    placed = replace(placed_like(recommender, [3], width=10), by_spread=True)
+    extra = {"model_version": "1", "source": "model"}
+    rows = pd.concat(tables.artist_top_users(recommender, N, extra, placed))
+    mine = rows[rows.artist_id == "new3"]
+    model = recommender.model
+    users, items = model.user_vectors().astype(np.float64), model.item_vectors()
+    centred = items - items.mean(axis=0)
+    spread = np.sqrt(np.einsum("ij,jk,ik->i", users, centred.T @ centred / len(items), users))
+    scores = users @ items[3] / spread
+    assert mine.user_id.tolist() == model.user_ids[np.argsort(-scores)[:N]].tolist()
+    np.testing.assert_allclose(mine.score, np.sort(scores)[::-1][:N], rtol=1e-4)
+    # the trained artists' audiences keep the plain score
+    plain = pd.concat(tables.artist_top_users(recommender, N, extra))
+    pd.testing.assert_frame_equal(rows[rows.artist_id != "new3"].reset_index(drop=True), plain)

@@ -22,9 +22,9 @@ from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import tables
+from musicrec_assets.serving.tables import PlacedArtists
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
-from musicrec_assets.warehouse.artist_tags import placed_artists
 from musicrec_assets.warehouse.tables import publish_table
 
 _COMMON = {
@@ -120,14 +120,11 @@ def _publish(
     """Compute ``table`` from the champion on the settings' backend and publish it; returns
     (the champion's version, rows).
 
-    Where its ``artist_factors`` placed artists by their tags, ``artist_top_users`` and
+    Where the champion placed artists by their tags, ``artist_top_users`` and
     ``similar_artists`` rank them beside the trained ones locally, on either backend."""
     version, folder = registry.champion_files(home.layout.root)
     created_at = datetime.now(UTC).replace(tzinfo=None)
-    placed = None
-    if table != "user_recommendations":
-        with duckdb.get_connection() as con:
-            placed = placed_artists(con, version)
+    placed = None if table == "user_recommendations" else PlacedArtists.of_version(folder)
     if placed is None:
         rows = backend_of(settings, spark, home).publish_top_n(
             duckdb.get_connection, table, folder, version, settings.top_n, created_at
@@ -220,9 +217,17 @@ def _tag_metadata(cold) -> dict:
         return {"from_tags": "no artist had tags when the champion was trained"}
     ids, result = cold
     metadata = {"from_tags": result.reason, "artists_from_tags": len(ids) if result.passed else 0}
+    if result.passed:
+        metadata["their audiences ranked by"] = (
+            "each user's score in units of their spread (it ranked the protocol's held-out "
+            "artists' listeners higher)"
+            if result.audience_by_spread
+            else "the ranking score"
+        )
     for name, margin in result.margins.items():
         metadata[f"gate: {name} (standard errors)"] = float(margin)
     for task, by_method in result.scores.items():
         for method, scores in by_method.items():
             metadata[f"cold ({task}) {method} AUC"] = float(scores["auc"])
+            metadata[f"cold ({task}) {method} NDCG@10"] = float(scores["ndcg_at_10"])
     return metadata

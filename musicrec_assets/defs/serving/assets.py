@@ -35,7 +35,8 @@ _COMMON = {
     "kinds": {"duckdb", "numpy"},
     "deps": [als_model],
 }
-# the tables that list the artists artist_factors placed by their tags beside the trained ones
+# the tables that list the artists the champion placed by their tags beside the trained ones:
+# they read them from its files, as artist_factors publishes them, and come after it
 _WITH_PLACED = {**_COMMON, "deps": [als_model, dg.AssetKey("artist_factors")]}
 # the lists' check judges them against the champion's users and artists, which the factor
 # tables hold: published first, or the check reads the previous champion's (none on a first run)

@@ -19,6 +19,7 @@ from musicrec_assets.model.baselines import fit_item_knn, item_knn_fits
 from musicrec_assets.model.factors import Feedback, ModelPair, TrainingParams
 from musicrec_assets.model.fitters import fit_local
 from musicrec_assets.serving import tables
+from musicrec_assets.serving.placed import PlacedArtists
 from musicrec_assets.serving.recommender import Recommender
 from musicrec_assets.warehouse import serving_tables
 from musicrec_assets.warehouse.interactions import load_matrix, load_split, save_split
@@ -113,11 +114,11 @@ class LocalBackend:
         version: str,
         top_n: int,
         created_at: datetime,
-        placed: tables.PlacedArtists | None = None,
+        placed: PlacedArtists | None = None,
     ) -> int:
         """:meth:`Backend.publish_top_n`; ``placed`` artists (by their tags) are ranked beside
-        the champion's in artist_top_users and similar_artists (on a home of either backend:
-        their vectors are in the warehouse, not in the files a backend reads)."""
+        the champion's in artist_top_users and similar_artists, on a home of either backend
+        (the Spark backend's tables rank the trained artists alone)."""
         recommender = Recommender.from_folder(champion)
         # rows of the model, as against those a fold-in refreshes (warehouse/refresh.py)
         refreshed = {"source": "model", "refreshed_at": created_at}

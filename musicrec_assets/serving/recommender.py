@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix, load_npz
 
-from musicrec_assets.model.factors import ModelPair, spread_scaled
+from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import fold_in, topn
+from musicrec_assets.serving.placed import PlacedArtists
 
 RESULT_COLUMNS = [
     "request",
@@ -124,15 +125,13 @@ class Recommender:
         names = artist_names.set_index("artist_id")["name"]
         self._names = names.reindex(self.model.item_ids).to_numpy()
         # the artists nobody had rated when the version was trained, placed by their tags
-        # (published ones only): their vectors of each role, as artist_factors holds them
-        placed_ids, placed, by_spread = np.zeros(0, dtype=str), {}, False
-        if tag_factors is not None and tag_factors[1].passed:
-            placed_ids, placed = tag_factors[0].astype(str), tag_factors[1].vectors
-            by_spread = tag_factors[1].audience_by_spread
+        # (published ones only), and their rating model's vectors
+        self._placed = PlacedArtists.of(tag_factors)
+        placed_ids = np.zeros(0, dtype=str) if self._placed is None else self._placed.ids
         self._placed_row = pd.Index(placed_ids)
-        self._placed_vectors = placed
-        # users ranked for a placed artist as artist_top_users ranks them (TagFactors)
-        self._placed_by_spread = by_spread
+        self._placed_rating_vectors = (
+            None if self._placed is None else tag_factors[1].vectors.get("rating")
+        )
         self._placed_names = names.reindex(placed_ids).to_numpy()
 
     @classmethod
@@ -261,21 +260,18 @@ class Recommender:
         """The ``n`` users to promote a known artist to, its listeners left out, as
         ``artist_top_users`` ranks them; an artist nobody had rated, placed by its tags, too
         (nobody to leave out; users by their spread where its gate chose so)."""
-        user_vectors = self.model.user_vectors()
+        user_vectors, item_vectors = self.model.user_vectors(), self.model.item_vectors()
         row = self._item_row.get_indexer([artist_id])[0]
+        placed = self._placed_row.get_indexer([artist_id])[0]
         if row >= 0:
-            vector = self.model.item_vectors()[row : row + 1]
             listeners = csr_matrix(self.seen[: self.model.n_users, row].T)
+            user_index, scores = topn.top_n_users(
+                item_vectors[row : row + 1], user_vectors, n=n, exclude=listeners
+            )
+        elif placed >= 0:
+            user_index, scores = self._placed.top_users([placed], user_vectors, item_vectors, n)
         else:
-            placed = self._placed_row.get_indexer([artist_id])[0]
-            if placed < 0:
-                raise UnknownIdError(f"unknown artist {artist_id!r}")
-            width = user_vectors.shape[1]
-            vector = self._placed_vectors["ranking"][placed : placed + 1, :width]
-            listeners = csr_matrix((1, self.model.n_users))
-            if self._placed_by_spread:
-                user_vectors = spread_scaled(user_vectors, self.model.item_vectors())
-        user_index, scores = topn.top_n_users(vector, user_vectors, n=n, exclude=listeners)
+            raise UnknownIdError(f"unknown artist {artist_id!r}")
         valid = user_index[0] >= 0
         return Audience(
             pd.DataFrame(
@@ -299,8 +295,8 @@ class Recommender:
         if row >= 0:
             vector = self._rating_item_vectors[row]
         else:
-            placed = self._placed_vectors["rating"][self._placed_row.get_indexer([artist_id])[0]]
-            vector = placed[: users.shape[1]]
+            placed = self._placed_row.get_indexer([artist_id])[0]
+            vector = self._placed_rating_vectors[placed, : users.shape[1]]
         return users.astype(np.float64) @ vector.astype(np.float64)
 
     def artist_names(self, artist_ids: list[str]) -> list[str | None]:

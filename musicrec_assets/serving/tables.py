@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,8 @@ import pandas as pd
 import pyarrow as pa
 from scipy.sparse import csr_matrix, load_npz
 
-from musicrec_assets.model.factors import spread_scaled
-from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import topn
+from musicrec_assets.serving.placed import PlacedArtists
 from musicrec_assets.serving.recommender import Recommender
 
 CHUNK_ROWS = 50_000  # queries per chunk: bounds memory on large catalogues
@@ -33,34 +31,6 @@ RATINGS = "ratings"
 # counted as 20 listeners they take 53,831 entries, one artist up to 299 lists, and the lists'
 # tag agreement falls from 0.640 to 0.620 (docs/tags.md)
 PLACED_SUPPORT = topn.SIMILARITY_SHRINKAGE
-
-
-@dataclass(frozen=True)
-class PlacedArtists:
-    """Artists nobody had rated when the champion was trained, placed in its ranking model's
-    space by their tags (``artist_factors`` rows with ``source`` 'tags')."""
-
-    ids: np.ndarray  # (n,) str
-    vectors: np.ndarray  # (n, k): their ranking vectors, zero-padded as artist_factors holds
-    # their audiences rank users by their scores in units of each user's spread
-    # (TagFactors.audience_by_spread)
-    by_spread: bool = False
-
-    @classmethod
-    def of_version(cls, folder: str | Path) -> PlacedArtists | None:
-        """The artists a version placed (its ``tag_factors.*``); None where it placed none."""
-        loaded = TagFactors.load(folder)
-        if loaded is None or not loaded[1].passed or not len(loaded[0]):
-            return None
-        ids, placed = loaded
-        return cls(ids.astype(str), placed.vectors["ranking"], placed.audience_by_spread)
-
-    def audience(self, user_vectors: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
-        """The user vectors their audiences are ranked by (``item_vectors``: the trained
-        artists', which the spread is over)."""
-        if self.by_spread:
-            return spread_scaled(user_vectors, item_vectors)
-        return user_vectors
 
 
 def _with_placed(
@@ -145,14 +115,12 @@ def artist_top_users(
     )
     if placed is None:
         return chunks
-    audience = placed.audience(user_vectors, item_vectors)
-    theirs = placed.vectors[:, : user_vectors.shape[1]]
     return itertools.chain(
         chunks,
         _top_n_chunks(
             placed.ids,
             model.user_ids,
-            lambda rows: topn.top_n_users(theirs[rows], audience, n=n),
+            lambda rows: placed.top_users(rows, user_vectors, item_vectors, n),
             columns,
             {**extra, "source": TAGS},
         ),

@@ -29,7 +29,7 @@ from scipy.sparse import csr_matrix
 
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.serving import fold_in, topn
-from musicrec_assets.serving.tables import PlacedArtists
+from musicrec_assets.serving.placed import PlacedArtists
 from musicrec_assets.warehouse import feedback_kind
 from musicrec_assets.warehouse.feedback_kind import VALUE_COLUMN
 from musicrec_assets.warehouse.tables import columns, scalar, table_exists, transaction
@@ -283,9 +283,9 @@ def fold_in_pending(
         entering = _rows(ARTISTS, ranking.item_ids, users.ids, index, scores, now)
         placed = PlacedArtists.of_version(champion)
         if placed is not None:
-            audience = placed.audience(lists.ranking_vectors, ranking.item_vectors())
-            theirs = placed.vectors[:, : audience.shape[1]]
-            index, scores = topn.top_n_users(theirs, audience, top_n)
+            index, scores = placed.top_users(
+                slice(None), lists.ranking_vectors, ranking.item_vectors(), top_n
+            )
             entering = pd.concat(
                 [entering, _rows(ARTISTS, placed.ids, users.ids, index, scores, now)],
                 ignore_index=True,

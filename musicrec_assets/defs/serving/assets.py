@@ -22,7 +22,7 @@ from musicrec_assets.defs.training.assets import als_model
 from musicrec_assets.model.factors import ModelPair
 from musicrec_assets.model.tag_mapping import TagFactors
 from musicrec_assets.serving import tables
-from musicrec_assets.serving.tables import PlacedArtists
+from musicrec_assets.serving.placed import PlacedArtists
 from musicrec_assets.tracking import registry
 from musicrec_assets.warehouse import serving_tables
 from musicrec_assets.warehouse.tables import publish_table

@@ -19,7 +19,9 @@ from harness import MUSICREC, REPO_ROOT, TINY_RUN, small_world
 from musicrec_assets.datasets.synthetic import write_landing
 from musicrec_assets.defs.recovery import PID_TAG, slot_holders
 
-RATINGS_FILES = 4
+# enough files that the kill at the first one ingested lands before the last (the watcher polls
+# the event log every 0.1 s; at 4 tiny files a run once finished them all first)
+RATINGS_FILES = 8
 SERVING_STEPS = {"user_recommendations", "artist_top_users", "similar_artists", "factor_tables"}
 SECONDS_TO_POINT = 240
 SLOT_HOLDER = REPO_ROOT / "musicrec_assets_tests" / "defs" / "slot_holder.py"
